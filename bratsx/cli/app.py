@@ -1,0 +1,44 @@
+"""The ``bratsx`` command: global options and the list of subcommands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import cases, synth
+from .common import options
+
+app = typer.Typer(
+    name="bratsx",
+    help="Brain-tumour segmentation on multimodal MRI (BraTS): train, export, infer, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals can hold patient paths
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("synth")(synth.synth)
+app.command("cases")(cases.cases)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bratsx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """Brain-tumour segmentation on multimodal MRI (BraTS)."""
+    options.debug = debug
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

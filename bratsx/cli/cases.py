@@ -1,0 +1,67 @@
+"""``bratsx cases``: what bratsx finds in a directory, and what is wrong with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..cases import Layout, discover_cases
+from ..imageio import inspect_case
+from .common import console, progress_bar, reports_errors
+
+
+@reports_errors
+def cases(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory of case folders, one case folder, or an MSD dataset.", exists=True)
+    ],
+    layout: Annotated[
+        Optional[Layout],
+        typer.Option(case_sensitive=False, help="Force this layout instead of detecting it per folder."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Also read every voxel: finds corrupt data, NaNs, empty modalities, bad labels.")
+    ] = False,
+) -> None:
+    """List the cases found in DIRECTORY with their geometry and any problem.
+
+    Layouts are detected per folder: BraTS 2018-2021 (_flair/_t1/_t1ce/_t2/_seg), BraTS 2023+
+    (-t2f/-t1n/-t1c/-t2w/-seg), MSD Task01 (imagesTr/labelsTr) and plain folders
+    (flair, t1, t1ce or t1c, t2). Without --check only the headers are read. Exits with code 1
+    when any case has a problem.
+    """
+    found = discover_cases(directory, layout)
+    reports = []
+    with progress_bar() as progress:
+        task = progress.add_task("checking" if check else "reading headers", total=len(found))
+        for case in found:
+            reports.append(inspect_case(case, read_voxels=check))
+            progress.advance(task)
+
+    table = Table(title=f"{len(found)} case(s) in {directory}")
+    table.add_column("case", no_wrap=True)
+    for column in ("layout", "shape", "spacing (mm)", "orientation", "label"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("problems", overflow="fold")
+    for report in reports:
+        geometry = report.geometry
+        problems = "; ".join(
+            f"{p.path.name}: {p.problem}" if p.path and p.path.is_file() else p.problem for p in report.problems
+        )
+        table.add_row(
+            report.case.case_id,
+            report.case.layout.value,
+            "x".join(map(str, geometry.shape)) if geometry else "?",
+            "x".join(f"{s:g}" for s in geometry.spacing) if geometry else "?",
+            geometry.orientation if geometry else "?",
+            "yes" if report.case.label else "no",
+            f"[red]{problems}[/]" if problems else "[green]ok[/]",
+        )
+    console.print(table)
+    failed = sum(1 for report in reports if report.problems)
+    if failed:
+        console.print(f"[red]{failed} of {len(reports)} case(s) have problems[/]")
+        raise typer.Exit(1)

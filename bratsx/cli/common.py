@@ -1,0 +1,61 @@
+"""What every command shares: the consoles, the error handling, and progress bars."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import BratsxError
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Exit code of a user error (bad input, bad option), as Click uses for usage errors.
+USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable)
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the subcommand; set by the app's callback on every invocation."""
+
+    debug: bool = False
+
+
+options = GlobalOptions()
+
+
+def reports_errors(command: F) -> F:
+    """Turn a :class:`BratsxError` into one red line and exit code 2 (a traceback with ``--debug``)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BratsxError as error:
+            if options.debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(USER_ERROR) from None
+
+    return wrapper
+
+
+def progress_bar() -> Progress:
+    """The progress display used by long-running commands."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )

@@ -1,0 +1,1 @@
+"""Export: turning a training checkpoint into self-describing model files (ONNX, TensorRT)."""

@@ -1,0 +1,84 @@
+"""Where a volume sits in the scanner, and how to bring it to the model's orientation and back.
+
+Models see every case in one *canonical* voxel orientation: array axes (superior, posterior,
+left), nibabel axis codes ``"SPL"``. That is BraTS's own L,P,S storage read in C order, i.e. a
+``(z, y, x)`` array, the convention of SimpleITK and nnU-Net: a BraTS volume, stored x-fastest,
+becomes the canonical array with no reordering of its bytes (a transposed C-ordered copy would
+cost about ten times more per volume than the float32 conversion itself).
+
+Other orientations (RAS from many converters, oblique acquisitions) are permuted and flipped to
+the nearest canonical axes; nothing is resampled, so the way back is exact and each output lands
+on its input's grid with its input's header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+__all__ = ["CANONICAL_ORIENTATION", "Geometry"]
+
+#: Voxel-axis orientation of every array the models see (nibabel axis codes): (z, y, x) of BraTS.
+CANONICAL_ORIENTATION = "SPL"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The grid of one case as stored on disk, and the map to the canonical orientation.
+
+    Attributes:
+        shape: spatial shape as stored.
+        affine: voxel-to-world matrix as stored (4x4).
+        header: NIfTI header of the reference image, reused when writing outputs.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    header: nib.Nifti1Header
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the stored volume, e.g. ``"LPS"`` or ``"RAS"``."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the stored axes."""
+        return tuple(float(z) for z in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    @property
+    def _to_canonical(self) -> np.ndarray:
+        return ornt_transform(io_orientation(self.affine), axcodes2ornt(CANONICAL_ORIENTATION))
+
+    @property
+    def _from_canonical(self) -> np.ndarray:
+        return ornt_transform(axcodes2ornt(CANONICAL_ORIENTATION), io_orientation(self.affine))
+
+    @property
+    def canonical_shape(self) -> tuple[int, int, int]:
+        """Spatial shape once in canonical orientation."""
+        order = self._to_canonical[:, 0].astype(int)
+        shape = [0, 0, 0]
+        for source_axis, target_axis in enumerate(order):
+            shape[target_axis] = self.shape[source_axis]
+        return tuple(shape)
+
+    @property
+    def canonical_spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the canonical axes."""
+        order = self._to_canonical[:, 0].astype(int)
+        spacing = [0.0, 0.0, 0.0]
+        for source_axis, target_axis in enumerate(order):
+            spacing[target_axis] = self.spacing[source_axis]
+        return tuple(spacing)
+
+    def to_canonical(self, volume: np.ndarray) -> np.ndarray:
+        """A stored-orientation 3D volume as a canonical view (transposes and flips, no copy)."""
+        return apply_orientation(volume, self._to_canonical)
+
+    def from_canonical(self, volume: np.ndarray) -> np.ndarray:
+        """A canonical 3D volume back in the stored orientation (a view, no copy)."""
+        return apply_orientation(volume, self._from_canonical)

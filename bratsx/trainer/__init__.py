@@ -1,0 +1,1 @@
+"""Training: the network, losses, patch sampling and the training loop (needs the ``train`` extra)."""

@@ -57,23 +57,22 @@ class Geometry:
     def _from_canonical(self) -> np.ndarray:
         return ornt_transform(axcodes2ornt(CANONICAL_ORIENTATION), io_orientation(self.affine))
 
+    def _along_canonical_axes(self, values: tuple) -> tuple:
+        """Per-axis values of the stored volume, reordered to the canonical axes."""
+        reordered = [values[0]] * 3
+        for source_axis, target_axis in enumerate(self._to_canonical[:, 0].astype(int)):
+            reordered[target_axis] = values[source_axis]
+        return tuple(reordered)
+
     @property
     def canonical_shape(self) -> tuple[int, int, int]:
         """Spatial shape once in canonical orientation."""
-        order = self._to_canonical[:, 0].astype(int)
-        shape = [0, 0, 0]
-        for source_axis, target_axis in enumerate(order):
-            shape[target_axis] = self.shape[source_axis]
-        return tuple(shape)
+        return self._along_canonical_axes(self.shape)
 
     @property
     def canonical_spacing(self) -> tuple[float, float, float]:
         """Voxel size in mm along the canonical axes."""
-        order = self._to_canonical[:, 0].astype(int)
-        spacing = [0.0, 0.0, 0.0]
-        for source_axis, target_axis in enumerate(order):
-            spacing[target_axis] = self.spacing[source_axis]
-        return tuple(spacing)
+        return self._along_canonical_axes(self.spacing)
 
     def to_canonical(self, volume: np.ndarray) -> np.ndarray:
         """A stored-orientation 3D volume as a canonical view (transposes and flips, no copy)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, synth
+from . import cases, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("synth")(synth.synth)
 app.command("cases")(cases.cases)
+app.command("train")(train.train)
 
 
 def _print_version(value: bool) -> None:

@@ -77,3 +77,29 @@ def test_synth_refuses_to_overwrite(tmp_path):
 @pytest.mark.parametrize("args", [["synth", "x", "--layout", "brats1999"], ["synth", "x", "--cases", "0"]])
 def test_bad_options_are_usage_errors(args):
     assert runner.invoke(app, args).exit_code == 2
+
+
+def test_train_then_resume_through_the_cli(tmp_path):
+    pytest.importorskip("torch")
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["synth", str(data), "-n", "3", "--shape", "32", "32", "24"]).exit_code == 0
+    run = tmp_path / "run"
+    args = ["train", str(data), "--out", str(run), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1",
+            "--iterations", "2", "--patch", "16", "16", "16", "--features", "4,8", "--val-fraction", "0.34",
+            "--workers", "0", "--gpus", "0"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "best validation Dice" in result.output and "completed" in result.output
+    again = runner.invoke(app, ["train", str(data), "--out", str(run), "--resume", "--epochs", "2"],
+                          env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert "4 (2 epoch(s))" in again.output  # the saved options (2 iterations per epoch) were kept
+
+
+def test_train_refuses_a_patch_the_network_cannot_take(tmp_path):
+    pytest.importorskip("torch")
+    data = tmp_path / "data"
+    runner.invoke(app, ["synth", str(data), "-n", "2", "--shape", "32", "32", "24"])
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), "--patch", "20", "16", "16"])
+    assert result.exit_code == 2
+    assert "multiple of 8" in result.output

@@ -1,0 +1,129 @@
+"""The model contract: everything a runtime needs to feed a trained network and read its output.
+
+Training writes it into every checkpoint; export copies it into the model file's metadata; the
+runtime reads it back and needs nothing else. It is plain data (JSON-able), with no torch inside.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import BratsxError
+from .geometry import CANONICAL_ORIENTATION
+from .labels import MODALITY_ORDER, REGION_ORDER, LabelConvention, OutputMode, Tissue
+from .preprocessing import DEFAULT_MARGIN
+
+__all__ = ["CONTRACT_METADATA_KEY", "NORMALIZATION", "ModelContract", "read_onnx_contract"]
+
+#: Key of the JSON contract in an ONNX model's ``metadata_props``.
+CONTRACT_METADATA_KEY = "bratsx_contract"
+
+#: How inputs are normalised (see :func:`bratsx.preprocessing.preprocess`).
+NORMALIZATION = "zscore-per-modality-in-brain-mask"
+
+
+def _channel_names(output_mode: OutputMode) -> tuple[str, ...]:
+    if output_mode is OutputMode.REGIONS:
+        return tuple(region.value for region in REGION_ORDER)
+    return ("background", *(tissue.name.lower() for tissue in Tissue))
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model expects and returns.
+
+    Attributes:
+        patch_size: spatial input size of one tile, canonical axes.
+        output_mode: ``regions`` (sigmoid WT, TC, ET) or ``labels`` (softmax over 4 classes).
+        network: the network configuration (``NetworkConfig.to_dict()``).
+        spacing: median voxel spacing (mm, canonical axes) of the training data; inputs are not
+            resampled, so cases should come at about this spacing.
+        modality_order: input channels.
+        normalization: input normalisation scheme.
+        crop_margin: voxels kept around the brain's bounding box.
+        canonical_orientation: nibabel axis codes of the arrays the network sees.
+        label_values: label value of each tissue in the BraTS 2023 convention, which outputs in
+            ``labels`` mode index (channel i = class i).
+        validation_dice: mean validation Dice per region, when known.
+        checkpoint_sha256: hash of the checkpoint a model file was exported from.
+        bratsx_version: version that trained the model.
+    """
+
+    patch_size: tuple[int, int, int]
+    output_mode: OutputMode
+    network: dict[str, Any]
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER)
+    normalization: str = NORMALIZATION
+    crop_margin: int = DEFAULT_MARGIN
+    canonical_orientation: str = CANONICAL_ORIENTATION
+    label_values: dict[str, int] = field(
+        default_factory=lambda: {t.name.lower(): v for t, v in LabelConvention.BRATS2023.tissue_values.items()}
+    )
+    validation_dice: dict[str, float] | None = None
+    checkpoint_sha256: str | None = None
+    bratsx_version: str = __version__
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "modality_order", tuple(self.modality_order))
+        object.__setattr__(self, "output_mode", OutputMode(self.output_mode))
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Names of the output channels, e.g. ``("WT", "TC", "ET")``."""
+        return _channel_names(self.output_mode)
+
+    def with_checkpoint(self, sha256: str) -> ModelContract:
+        """A copy recording the checkpoint it was exported from."""
+        return replace(self, checkpoint_sha256=sha256)
+
+    def with_validation_dice(self, dice: dict[str, float]) -> ModelContract:
+        """A copy carrying the validation Dice per region."""
+        return replace(self, validation_dice={str(k): float(v) for k, v in dice.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        values = asdict(self)
+        values["patch_size"] = list(self.patch_size)
+        values["spacing"] = list(self.spacing)
+        values["modality_order"] = list(self.modality_order)
+        values["output_mode"] = self.output_mode.value
+        values["channel_names"] = list(self.channel_names)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelContract:
+        """Inverse of :meth:`to_dict` (derived keys such as ``channel_names`` are ignored)."""
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def read_onnx_contract(path: Path | str) -> ModelContract:
+    """Read the contract embedded by ``bratsx export`` in an ONNX model's metadata.
+
+    Raises:
+        BratsxError: if the file is not a readable ONNX model or carries no bratsx contract.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError, OSError, ...
+        raise BratsxError(f"{path}: not a readable ONNX model ({type(error).__name__})") from error
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    if CONTRACT_METADATA_KEY not in metadata:
+        raise BratsxError(
+            f"{path}: no bratsx contract in the model's metadata; bratsx runs only models made by "
+            "'bratsx export', which records the preprocessing and outputs the model expects"
+        )
+    try:
+        return ModelContract.from_dict(json.loads(metadata[CONTRACT_METADATA_KEY]))
+    except (ValueError, TypeError) as error:
+        raise BratsxError(f"{path}: the bratsx contract in the metadata is damaged ({error})") from error

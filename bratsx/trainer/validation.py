@@ -1,0 +1,66 @@
+"""Validation during training: full-volume sliding-window prediction and Dice per region.
+
+Uses the same sliding window (tile grid, Gaussian blending, empty-tile skipping) as ``bratsx infer``,
+on the cached, preprocessed cases, so a validation Dice is what inference would score on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..labels import REGION_ORDER, OutputMode, regions_from_labels
+from ..metrics import region_dice
+from ..sliding_window import sliding_window_predict
+from .cache import CACHE_CONVENTION, CachedCase
+from .network import probabilities
+
+__all__ = ["predicted_regions", "validate"]
+
+
+def predicted_regions(probs: np.ndarray, output_mode: OutputMode) -> np.ndarray:
+    """Boolean WT/TC/ET masks from probabilities: 0.5 per region, or the arg-max label class."""
+    if output_mode is OutputMode.REGIONS:
+        return probs > 0.5
+    classes = probs.argmax(axis=0).astype(np.uint8)  # channel i is class i of the cache convention
+    return regions_from_labels(classes, CACHE_CONVENTION)
+
+
+def validate(
+    model: nn.Module,
+    cases: Sequence[CachedCase],
+    patch: tuple[int, int, int],
+    output_mode: OutputMode,
+    device: torch.device,
+    overlap: float = 0.5,
+    batch_size: int = 2,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Mean Dice per region (``WT``, ``TC``, ``ET``) over ``cases``, and ``mean`` of the three."""
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        inputs = torch.from_numpy(tiles).to(device)
+        context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        with torch.no_grad(), context:
+            return probabilities(model(inputs).float(), output_mode).cpu().numpy()
+
+    was_training = model.training
+    model.eval()
+    scores: dict[str, list[float]] = {region.value: [] for region in REGION_ORDER}
+    try:
+        for case in cases:
+            probs = sliding_window_predict(
+                np.asarray(case.image()), patch, predict, overlap, batch_size, np.asarray(case.mask())
+            )
+            reference = regions_from_labels(np.asarray(case.labels()), CACHE_CONVENTION)
+            for region, value in region_dice(predicted_regions(probs, output_mode), reference).items():
+                scores[region.value].append(value)
+    finally:
+        model.train(was_training)
+    result = {region: float(np.mean(values)) for region, values in scores.items()}
+    result["mean"] = float(np.mean(list(result.values())))
+    return result

@@ -11,8 +11,6 @@ problem, so a batch can report a bad case and carry on.
 from __future__ import annotations
 
 import gzip
-import os
-import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .atomic import atomic_path
 from .cases import NIFTI_SUFFIXES, Case, Layout
 from .errors import BratsxError, CaseError
 from .geometry import Geometry
@@ -310,20 +309,14 @@ def inspect_case(case: Case, *, read_voxels: bool = False) -> CaseReport:
 def save_nifti_atomic(image: nib.Nifti1Image, path: Path | str) -> Path:
     """Save a NIfTI image so that ``path`` is either absent or complete, never partial.
 
-    The image is written to a hidden temporary file in the same folder, then renamed over ``path``
-    (an atomic operation on POSIX filesystems).
+    (See :mod:`bratsx.atomic`; the temporary name keeps the suffix, which decides compression.)
     """
     path = Path(path)
     suffix = next((s for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)), None)
     if suffix is None:
         raise ValueError(f"{path}: a NIfTI output must end with .nii or .nii.gz")
-    stem = path.name[: -len(suffix)]
-    temporary = path.with_name(f".{stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
-    try:
+    with atomic_path(path, suffix=path.name[-len(suffix):]) as temporary:
         nib.save(image, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

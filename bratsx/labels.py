@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "MODALITY_ORDER",
+    "CLASS_CONVENTION",
     "REGION_ORDER",
     "LabelConvention",
     "Modality",
@@ -30,6 +31,7 @@ __all__ = [
     "labels_from_regions",
     "present_values",
     "regions_from_labels",
+    "regions_from_probabilities",
     "unexpected_values",
 ]
 
@@ -220,3 +222,19 @@ def convert_labels(labels: np.ndarray, source: LabelConvention, target: LabelCon
     source_values, target_values = source.tissue_values, target.tissue_values
     table = _lookup_table({source_values[t]: target_values[t] for t in Tissue}, np.uint8)
     return np.take(table, _as_lut_index(labels))
+
+
+#: Class indices of ``labels``-mode networks (and of the training cache): class i is label value i
+#: of the BraTS 2023 convention (0 background, 1 necrotic core, 2 edema, 3 enhancing).
+CLASS_CONVENTION = LabelConvention.BRATS2023
+
+
+def regions_from_probabilities(probabilities: np.ndarray, output_mode: OutputMode) -> np.ndarray:
+    """Boolean WT/TC/ET masks from network probabilities ``(C, ...)``.
+
+    ``regions`` outputs are thresholded at 0.5 per channel; ``labels`` outputs take the arg-max
+    class (in :data:`CLASS_CONVENTION`) and convert it to regions.
+    """
+    if OutputMode(output_mode) is OutputMode.REGIONS:
+        return probabilities > 0.5
+    return regions_from_labels(probabilities.argmax(axis=0).astype(np.uint8), CLASS_CONVENTION)

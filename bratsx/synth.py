@@ -24,9 +24,6 @@ multiply-add per voxel and term, so a full 240x240x155 case takes about a second
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .atomic import atomic_folder, write_bytes_atomic
 from .cases import Layout
 from .errors import BratsxError
 from .imageio import save_nifti_atomic
@@ -228,20 +226,11 @@ def _case_targets(out: Path, layout: Layout, case_id: str) -> list[Path]:
 def _write_folder_case(out: Path, layout: Layout, case_id: str, case: SyntheticCase, labels: np.ndarray) -> None:
     """Write a case folder under a temporary name, then rename it: it appears whole or not at all."""
     names = _FILE_NAMES[layout]
-    staging = out / f".{case_id}.{uuid.uuid4().hex[:8]}.partial"
-    staging.mkdir()
-    try:
+    with atomic_folder(out / case_id) as staging:
         for channel, modality in enumerate(MODALITY_ORDER):
             name = names[modality].format(id=case_id)
             save_nifti_atomic(_nifti(case.image[channel], case.affine), staging / f"{name}.nii.gz")
         save_nifti_atomic(_nifti(labels, case.affine), staging / f"{names[None].format(id=case_id)}.nii.gz")
-        target = out / case_id
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def _write_msd_case(out: Path, case_id: str, case: SyntheticCase, labels: np.ndarray) -> None:
@@ -266,10 +255,7 @@ def _write_msd_dataset_json(out: Path, case_ids: list[str]) -> None:
         ],
         "test": [],
     }
-    path = out / "dataset.json"
-    temporary = path.with_name(f".dataset.json.{uuid.uuid4().hex[:8]}.partial")
-    temporary.write_text(json.dumps(description, indent=2))
-    os.replace(temporary, path)
+    write_bytes_atomic(out / "dataset.json", json.dumps(description, indent=2).encode())
 
 
 def write_synthetic_dataset(

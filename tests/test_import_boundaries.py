@@ -13,7 +13,14 @@ TORCH_FREE = [
     "bratsx.imageio",
     "bratsx.preprocessing",
     "bratsx.synth",
+    "bratsx.atomic",
+    "bratsx.contract",
+    "bratsx.metrics",
+    "bratsx.sliding_window",
     "bratsx.runtime",
+    "bratsx.runtime.backends",
+    "bratsx.runtime.predictor",
+    "bratsx.runtime.tensorrt_backend",
     "bratsx.cli",
 ]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, synth, train
+from . import cases, export, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("synth")(synth.synth)
 app.command("cases")(cases.cases)
 app.command("train")(train.train)
+app.command("export")(export.export)
 
 
 def _print_version(value: bool) -> None:

@@ -17,17 +17,17 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_folder
 from ..cases import Case
 from ..errors import CaseError
 from ..imageio import load_case
-from ..labels import LabelConvention, convert_labels
+from ..labels import CLASS_CONVENTION, convert_labels
 from ..preprocessing import DEFAULT_MARGIN, preprocess
 
 __all__ = ["PREPROCESSING_VERSION", "CachedCase", "build_cache", "default_cache_dir"]
@@ -35,8 +35,8 @@ __all__ = ["PREPROCESSING_VERSION", "CachedCase", "build_cache", "default_cache_
 #: Bump when preprocessing changes in a way that invalidates cached arrays.
 PREPROCESSING_VERSION = 1
 
-#: Labels in the cache use this convention (tissue codes 1 NCR, 2 edema, 3 ET).
-CACHE_CONVENTION = LabelConvention.BRATS2023
+#: Labels in the cache are network classes (tissue codes 1 NCR, 2 edema, 3 ET).
+CACHE_CONVENTION = CLASS_CONVENTION
 
 
 def default_cache_dir() -> Path:
@@ -95,9 +95,7 @@ def _write_entry(case: Case, folder: Path, margin: int) -> CachedCase:
     loaded = load_case(case)
     ready = preprocess(loaded.image, margin)
     labels = convert_labels(loaded.label[ready.box.slices], loaded.convention, CACHE_CONVENTION)
-    staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
-    staging.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as staging:
         np.save(staging / "image.npy", ready.image)
         np.save(staging / "label.npy", labels)
         np.save(staging / "mask.npy", ready.mask)
@@ -113,10 +111,6 @@ def _write_entry(case: Case, folder: Path, margin: int) -> CachedCase:
             "spacing": list(loaded.geometry.canonical_spacing),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-        os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return _read_entry(folder)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import BratsxError
-from ..labels import REGION_ORDER, regions_from_labels
+from ..labels import regions_from_labels
 from .cache import CACHE_CONVENTION, CachedCase
 
 __all__ = [

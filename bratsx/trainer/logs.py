@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_path, write_bytes_atomic
 
 __all__ = ["RunLog", "write_json_atomic"]
 
@@ -78,10 +78,9 @@ class RunLog:
         dice_axis.legend(loc="lower right")
         figure.suptitle(f"{self.run_dir.parent.name}/{self.run_dir.name}")
         figure.tight_layout()
-        temporary = self.curves_path.with_name(f".{self.curves_path.stem}.{uuid.uuid4().hex[:8]}.png")
-        figure.savefig(temporary, dpi=90)
+        with atomic_path(self.curves_path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=90)
         plt.close(figure)
-        os.replace(temporary, self.curves_path)
         return self.curves_path
 
     def close(self) -> None:
@@ -91,6 +90,4 @@ class RunLog:
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """Write JSON so that ``path`` is always complete."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    temporary.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_bytes_atomic(path, (json.dumps(content, indent=2) + "\n").encode())

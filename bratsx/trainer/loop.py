@@ -35,7 +35,16 @@ from .augment import augment_batch
 from .cache import CachedCase, build_cache, default_cache_dir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RESUMABLE_OVERRIDES, TrainConfig
-from .data import IndexRange, PatchDataset, PatchSampler, Split, fraction_split, k_fold_splits, read_split_file, write_split_file
+from .data import (
+    IndexRange,
+    PatchDataset,
+    PatchSampler,
+    Split,
+    fraction_split,
+    k_fold_splits,
+    read_split_file,
+    write_split_file,
+)
 from .distributed import DistributedContext
 from .logs import RunLog, write_json_atomic
 from .loss import DeepSupervisionLoss, SegmentationLoss

@@ -13,21 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..labels import REGION_ORDER, OutputMode, regions_from_labels
+from ..labels import REGION_ORDER, OutputMode, regions_from_labels, regions_from_probabilities
 from ..metrics import region_dice
 from ..sliding_window import sliding_window_predict
 from .cache import CACHE_CONVENTION, CachedCase
 from .network import probabilities
 
-__all__ = ["predicted_regions", "validate"]
-
-
-def predicted_regions(probs: np.ndarray, output_mode: OutputMode) -> np.ndarray:
-    """Boolean WT/TC/ET masks from probabilities: 0.5 per region, or the arg-max label class."""
-    if output_mode is OutputMode.REGIONS:
-        return probs > 0.5
-    classes = probs.argmax(axis=0).astype(np.uint8)  # channel i is class i of the cache convention
-    return regions_from_labels(classes, CACHE_CONVENTION)
+__all__ = ["validate"]
 
 
 def validate(
@@ -57,7 +49,7 @@ def validate(
                 np.asarray(case.image()), patch, predict, overlap, batch_size, np.asarray(case.mask())
             )
             reference = regions_from_labels(np.asarray(case.labels()), CACHE_CONVENTION)
-            for region, value in region_dice(predicted_regions(probs, output_mode), reference).items():
+            for region, value in region_dice(regions_from_probabilities(probs, output_mode), reference).items():
                 scores[region.value].append(value)
     finally:
         model.train(was_training)

@@ -1,0 +1,132 @@
+"""FP16 model files, and the accuracy gate every reduced-precision model must pass.
+
+The fp16 ONNX keeps fp32 inputs and outputs, and keeps InstanceNormalization and the final
+activation in fp32: the mean and variance over a 128^3 feature map overflow or lose precision in
+fp16, a known source of broken 3D U-Nets. Everything else (convolutions, activations) runs in fp16.
+
+The gate predicts whole cases with the fp32 and the reduced-precision model through the same
+sliding window and compares their WT/TC/ET masks: the export is refused unless the Dice between
+them is at least :data:`GATE_DICE` for every region of every case.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..cases import discover_cases
+from ..contract import ModelContract
+from ..errors import BratsxError
+from ..imageio import load_case
+from ..labels import REGION_ORDER, regions_from_probabilities
+from ..metrics import dice
+from ..runtime.predictor import predict_probabilities
+from ..synth import synthesize_case
+from .onnx_export import save_onnx_atomic, set_precision
+
+__all__ = ["FP32_OPS", "GATE_DICE", "GateResult", "accuracy_gate", "calibration_images", "fp16_from_onnx"]
+
+#: Per-region Dice between reduced-precision and fp32 predictions an export must reach.
+GATE_DICE = 0.999
+#: Operators kept in fp32 in fp16 models.
+FP32_OPS = ("InstanceNormalization", "Sigmoid", "Softmax")
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+def fp16_from_onnx(source: Path, out: Path) -> Path:
+    """Convert an fp32 bratsx model to fp16 compute with fp32 I/O, normalisation and activation.
+
+    The contract in the metadata is carried over.
+    """
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise BratsxError("onnxconverter-common is not installed: pip install 'bratsx[train]'") from None
+    model = onnx.load(str(source))
+    with warnings.catch_warnings():  # it reports every weight below 1e-7 it rounds up to 1e-7
+        warnings.simplefilter("ignore", UserWarning)
+        converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS))
+    _keep_fp32_outputs(converted)
+    set_precision(converted, "fp16")
+    return save_onnx_atomic(converted, out)
+
+
+def _keep_fp32_outputs(model: onnx.ModelProto) -> None:
+    """Undo the converter's cast of an fp32 op's output back to fp16 at the graph output.
+
+    When a graph output comes from a blocked (fp32) operator such as the final Sigmoid,
+    onnxconverter-common appends a Cast to fp16 and declares the output fp16, despite
+    ``keep_io_types``; the Cast is removed so the output is the fp32 activation itself.
+    """
+    producers = {output: node for node in model.graph.node for output in node.output}
+    for graph_output in model.graph.output:
+        if graph_output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        cast = producers.get(graph_output.name)
+        source = producers.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
+        if source is None or source.op_type not in FP32_OPS:
+            raise BratsxError(f"fp16 conversion left output {graph_output.name!r} in fp16; cannot export fp32 I/O")
+        source.output[list(source.output).index(cast.input[0])] = graph_output.name
+        model.graph.node.remove(cast)
+        graph_output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Worst per-region Dice between the candidate's and the fp32 model's masks over the cases."""
+
+    dice: dict[str, float]
+    cases: int
+    threshold: float = GATE_DICE
+
+    @property
+    def passed(self) -> bool:
+        return all(value >= self.threshold for value in self.dice.values())
+
+    def describe(self) -> str:
+        scores = ", ".join(f"{region} {value:.5f}" for region, value in self.dice.items())
+        return f"Dice against fp32 on {self.cases} case(s): {scores} (gate {self.threshold})"
+
+
+def calibration_images(
+    contract: ModelContract, calibration_dir: Path | None = None, count: int = 2, seed: int = 0
+) -> list[np.ndarray]:
+    """Canonical images to gate on: the first ``count`` cases of ``calibration_dir``, or synthetic ones.
+
+    Synthetic cases are sized at 1.5 patches (and at least 96 voxels) per axis, so the sliding window
+    blends several tiles and tumours are large enough that a few boundary voxels do not decide the
+    Dice.
+    """
+    if calibration_dir is not None:
+        cases = [c for c in discover_cases(calibration_dir) if not c.problems][:count]
+        if not cases:
+            raise BratsxError(f"{calibration_dir}: no readable case to calibrate on")
+        return [load_case(c, with_label=False).image for c in cases]
+    shape = tuple(max(int(p * 1.5), 96) for p in reversed(contract.patch_size))  # synth takes (x, y, z)
+    images = []
+    for index in range(1, count + 1):
+        case = synthesize_case(shape, seed=seed, index=index)
+        images.append(np.ascontiguousarray(case.image.transpose(0, 3, 2, 1), dtype=np.float32))
+    return images
+
+
+def accuracy_gate(
+    reference: Run, candidate: Run, contract: ModelContract, images: Sequence[np.ndarray], batch_size: int = 2
+) -> GateResult:
+    """Compare the WT/TC/ET masks of two backends on whole cases (the worst case per region)."""
+    worst = {region.value: 1.0 for region in REGION_ORDER}
+    for image in images:
+        masks = [
+            regions_from_probabilities(predict_probabilities(image, contract, run, batch_size=batch_size),
+                                       contract.output_mode)
+            for run in (reference, candidate)
+        ]
+        for channel, region in enumerate(REGION_ORDER):
+            worst[region.value] = min(worst[region.value], dice(masks[1][channel], masks[0][channel]))
+    return GateResult(worst, len(images))

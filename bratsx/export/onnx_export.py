@@ -1,0 +1,176 @@
+"""Checkpoint to ONNX: the eval-mode network with its output activation inside, and its contract.
+
+The graph takes ``image`` float32 ``[N, 4, D, H, W]`` (N dynamic, D/H/W fixed to the training patch)
+and returns ``probabilities`` float32 ``[N, C, D, H, W]``: sigmoid WT/TC/ET for ``regions`` models,
+softmax over four classes for ``labels`` models, so every backend returns probabilities and none
+needs to know which activation to apply. The :class:`~bratsx.contract.ModelContract` goes into the
+model's ``metadata_props`` as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..contract import CONTRACT_METADATA_KEY, ModelContract
+from ..errors import BratsxError
+from ..runtime.backends import PRECISION_METADATA_KEY
+from ..trainer.checkpoint import load_checkpoint
+from ..trainer.network import NetworkConfig, UNet3D, probabilities
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "TrainedModel",
+    "file_sha256",
+    "model_from_checkpoint",
+    "onnx_from_checkpoint",
+    "save_onnx_atomic",
+    "set_precision",
+]
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+#: ONNX opset of exported models (TensorRT 10 parses up to opset 20).
+DEFAULT_OPSET = 20
+
+logger = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A network in eval mode with its contract, as read from a checkpoint."""
+
+    network: UNet3D
+    contract: ModelContract
+    checkpoint: Path
+
+
+class _WithActivation(nn.Module):
+    """The network followed by its output activation: what the exported graph computes."""
+
+    def __init__(self, network: UNet3D) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return probabilities(self.network(image), self.network.config.output_mode)
+
+
+def _checkpoint_path(source: Path) -> Path:
+    """A run directory means its best checkpoint (or its last one if it never validated)."""
+    if source.is_dir():
+        for name in ("best.pt", "last.pt"):
+            candidate = source / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise BratsxError(f"{source}: no checkpoints/best.pt or last.pt; is it a bratsx run directory?")
+    return source
+
+
+def model_from_checkpoint(source: Path | str) -> TrainedModel:
+    """Load the network and contract of a checkpoint file or run directory.
+
+    Raises:
+        BratsxError: when ``source`` is not a bratsx checkpoint or run directory.
+    """
+    path = _checkpoint_path(Path(source))
+    state = load_checkpoint(path)
+    try:
+        contract = ModelContract.from_dict(state["contract"]).with_checkpoint(file_sha256(path))
+        network = UNet3D(NetworkConfig.from_dict(contract.network))
+        network.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise BratsxError(f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
+    return TrainedModel(network.eval(), contract, path)
+
+
+def set_precision(model: onnx.ModelProto, precision: str) -> None:
+    """Record the compute precision (``fp32``/``fp16``) in the model's metadata, for the runtime."""
+    for entry in model.metadata_props:
+        if entry.key == PRECISION_METADATA_KEY:
+            entry.value = precision
+            return
+    entry = model.metadata_props.add()
+    entry.key, entry.value = PRECISION_METADATA_KEY, precision
+
+
+def save_onnx_atomic(model: onnx.ModelProto, path: Path) -> Path:
+    """Save an ONNX model (one file, no external data) so that ``path`` is never partial."""
+    with atomic_path(path, suffix=".onnx") as temporary:
+        onnx.save(model, str(temporary))
+    return path
+
+
+@contextmanager
+def _quiet_exporter():
+    """The exporter logs every optional operator library it skips (torchvision, ...); keep that quiet."""
+    exporter_logger = logging.getLogger("torch.onnx")
+    level = exporter_logger.level
+    exporter_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        exporter_logger.setLevel(level)
+
+
+def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_OPSET, max_batch: int = 16) -> Path:
+    """Export ``trained`` to ONNX with a dynamic batch (1..``max_batch``) and the contract embedded.
+
+    Args:
+        trained: from :func:`model_from_checkpoint`.
+        out: the ``.onnx`` file to write.
+        opset: ONNX opset version.
+        max_batch: largest batch the graph declares.
+
+    Returns:
+        ``out``.
+    """
+    wrapper = _WithActivation(trained.network).eval()
+    example = torch.zeros(min(2, max_batch), len(trained.contract.modality_order), *trained.contract.patch_size)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    scratch = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.export.onnx")
+    try:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, (example,), str(scratch), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes={"image": {0: batch}}, opset_version=opset, dynamo=True, external_data=False,
+                verbose=False,
+            )
+        model = onnx.load(str(scratch))
+    finally:
+        scratch.unlink(missing_ok=True)
+    model.producer_name, model.producer_version = "bratsx", __version__
+    model.doc_string = (
+        f"bratsx {trained.contract.output_mode.value} model: input '{INPUT_NAME}' float32 [N, 4, "
+        f"{', '.join(map(str, trained.contract.patch_size))}] (FLAIR, T1, T1ce, T2, z-scored in the brain), "
+        f"output '{OUTPUT_NAME}' float32 [N, {len(trained.contract.channel_names)}, ...] "
+        f"({', '.join(trained.contract.channel_names)})"
+    )
+    entry = model.metadata_props.add()
+    entry.key, entry.value = CONTRACT_METADATA_KEY, json.dumps(trained.contract.to_dict())
+    set_precision(model, "fp32")
+    return save_onnx_atomic(model, out)

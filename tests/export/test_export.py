@@ -1,0 +1,158 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from bratsx.contract import ModelContract, read_onnx_contract
+from bratsx.errors import BratsxError
+from bratsx.export.fp16 import accuracy_gate, calibration_images, fp16_from_onnx
+from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME, model_from_checkpoint
+from bratsx.export.pipeline import ExportOptions, export_model
+from bratsx.export.verify import FP32_TOLERANCE, compare_with_torch, verification_inputs
+from bratsx.runtime.backends import OrtBackend
+from bratsx.trainer.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    return export_model(tiny_run, out), model_from_checkpoint(tiny_run)
+
+
+def test_onnx_runtime_matches_pytorch(exported):
+    report, trained = exported
+    assert report.agreement.max_rel < FP32_TOLERANCE
+    again = compare_with_torch(OrtBackend(report.onnx).run, trained, verification_inputs(trained, seed=3))
+    assert again.max_rel < FP32_TOLERANCE and again.max_abs < 1e-3
+
+
+def test_the_graph_has_named_io_with_the_activation_inside(exported):
+    report, _ = exported
+    model = onnx.load(str(report.onnx))
+    assert [i.name for i in model.graph.input] == [INPUT_NAME]
+    assert [o.name for o in model.graph.output] == [OUTPUT_NAME]
+    assert "Sigmoid" in {n.op_type for n in model.graph.node}
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [4, 16, 16, 16]
+    probabilities = OrtBackend(report.onnx).run(np.random.default_rng(0).normal(size=(1, 4, 16, 16, 16)))
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_dynamic_batch(exported, batch):
+    report, trained = exported
+    tiles = np.random.default_rng(batch).normal(size=(batch, 4, 16, 16, 16)).astype(np.float32)
+    got = OrtBackend(report.onnx).run(tiles)
+    with torch.no_grad():
+        expected = torch.sigmoid(trained.network(torch.from_numpy(tiles))).numpy()
+    assert got.shape == (batch, 3, 16, 16, 16)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_contract_round_trips_through_the_metadata(exported, tiny_run):
+    report, trained = exported
+    contract = read_onnx_contract(report.onnx)
+    assert contract == trained.contract
+    assert contract.patch_size == (16, 16, 16) and contract.channel_names == ("WT", "TC", "ET")
+    assert contract.modality_order == ("flair", "t1", "t1ce", "t2")
+    assert contract.canonical_orientation == "SPL" and contract.normalization.startswith("zscore")
+    assert len(contract.checkpoint_sha256) == 64
+    assert set(contract.validation_dice) == {"WT", "TC", "ET"}
+    assert OrtBackend(report.onnx).precision == "fp32"
+
+
+def test_a_model_without_the_contract_is_refused(tmp_path, exported):
+    report, _ = exported
+    bare = onnx.load(str(report.onnx))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(BratsxError, match="no bratsx contract"):
+        read_onnx_contract(tmp_path / "bare.onnx")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_exporting_something_that_is_not_a_bratsx_checkpoint_fails_clearly(tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, path)  # a torch file, but not bratsx's
+    else:
+        path.write_bytes(content)
+    with pytest.raises(BratsxError, match="not a (readable )?bratsx checkpoint"):
+        export_model(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_a_folder_without_checkpoints_fails_clearly(tmp_path):
+    with pytest.raises(BratsxError, match="no checkpoints/best.pt"):
+        export_model(tmp_path, tmp_path / "out")
+
+
+def decisive_checkpoint(tiny_run, tmp_path, first_conv_scale=1.0):
+    """The tiny checkpoint with confident outputs (final head x50), optionally with a first conv
+    scaled so far that fp16 activations overflow."""
+    state = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    model = {k: v.clone() for k, v in state["model"].items()}
+    model["heads.0.weight"] *= 50
+    model["heads.0.bias"] *= 50
+    model["encoder.0.0.0.weight"] *= first_conv_scale
+    model["encoder.0.0.0.bias"] *= first_conv_scale
+    return save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version")} | {"model": model},
+                           tmp_path / f"scaled{first_conv_scale:g}.pt")
+
+
+def test_fp16_gate_passes_a_sane_model(tiny_run, tmp_path):
+    report = export_model(decisive_checkpoint(tiny_run, tmp_path), tmp_path / "out", ExportOptions(fp16=True))
+    assert report.fp16_gate.passed
+    assert min(report.fp16_gate.dice.values()) >= 0.999
+    assert OrtBackend(report.fp16_onnx).precision == "fp16"
+    assert read_onnx_contract(report.fp16_onnx) == read_onnx_contract(report.onnx)
+    kept_fp32 = {n.op_type for n in onnx.load(str(report.fp16_onnx)).graph.node if n.op_type == "InstanceNormalization"}
+    assert kept_fp32  # normalisation still there, fed through fp32 casts
+
+
+def test_fp16_gate_refuses_a_model_that_overflows_in_fp16(tiny_run, tmp_path):
+    broken = decisive_checkpoint(tiny_run, tmp_path, first_conv_scale=1e6)
+    with pytest.raises(BratsxError, match=r"fp16 export refused: Dice against fp32 .* \(gate 0.999\)"):
+        export_model(broken, tmp_path / "out", ExportOptions(fp16=True))
+    assert not (tmp_path / "out" / "model.fp16.onnx").exists()
+    assert (tmp_path / "out" / "model.onnx").exists()  # the fp32 model itself was fine
+
+
+def test_gate_compares_whole_cases_region_by_region(exported):
+    report, trained = exported
+    images = calibration_images(trained.contract, count=1)
+    assert images[0].shape[0] == 4 and min(images[0].shape[1:]) >= 24
+    same = accuracy_gate(OrtBackend(report.onnx).run, OrtBackend(report.onnx).run, trained.contract, images)
+    assert same.passed and same.dice == {"WT": 1.0, "TC": 1.0, "ET": 1.0}
+    inverted = accuracy_gate(OrtBackend(report.onnx).run, lambda t: 1 - OrtBackend(report.onnx).run(t),
+                             trained.contract, images)
+    assert not inverted.passed
+
+
+def test_fp16_conversion_keeps_io_in_fp32(exported, tmp_path):
+    report, _ = exported
+    model = onnx.load(str(fp16_from_onnx(report.onnx, tmp_path / "m16.onnx")))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
+
+
+def test_contract_json_is_plain_data(exported):
+    report, _ = exported
+    [entry] = [p for p in onnx.load(str(report.onnx)).metadata_props if p.key == "bratsx_contract"]
+    assert ModelContract.from_dict(json.loads(entry.value)).output_mode.value == "regions"
+
+
+def test_export_through_the_cli(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from bratsx.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model.onnx").exists()
+    assert "ORT vs PyTorch" in result.output and "relative" in result.output
+    refused = CliRunner().invoke(app, ["export", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "not a readable bratsx checkpoint" in refused.output

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from machine import machine_info
 
 from bratsx import __version__
 from bratsx.cases import discover_cases
@@ -61,16 +60,6 @@ def decode_indexed_gzip(paths) -> list[bytes]:
 
 def nibabel_baseline(case) -> np.ndarray:
     return np.stack([nib.load(case.images[m]).get_fdata(dtype=np.float32) for m in MODALITY_ORDER])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:
@@ -112,8 +101,7 @@ def main() -> None:
         "bratsx": __version__,
         "case": case.case_id,
         "shape": list(loaded.geometry.shape),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "nibabel": nib.__version__},
+        "machine": machine_info(),
         "results": {k: round(v, 4) for k, v in results.items()},
         "speedup_isal_vs_zlib": round(results["bratsx_load_zlib_s"] / results["bratsx_load_isal_s"], 2),
         "speedup_bratsx_vs_nibabel": round(results["nibabel_get_fdata_s"] / results["bratsx_load_isal_s"], 2),

@@ -13,7 +13,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import torch
+from machine import machine_info
 
 from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities
 
@@ -77,7 +77,7 @@ def main() -> None:
         "benchmark": "openvino_onnx_vs_ir",
         "date": datetime.date.today().isoformat(),
         "openvino": ov.get_version(),
-        "cores": os.cpu_count(),
+        "machine": machine_info(),
         "network": "default UNet3D (32-256), 128^3 tile, batch 1, f32 precision hint",
         "onnx_to_ir_conversion_s": round(convert_seconds, 3),
         "results": results,

@@ -8,19 +8,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from machine import machine_info
 
 
 def main() -> None:
@@ -50,7 +40,7 @@ def main() -> None:
         "best_epoch": best["epoch"] if best else None,
         "best_val_dice": {k: best[f"val_dice_{k}"] for k in ("WT", "TC", "ET", "mean")} if best else None,
         "last_val_dice": {k: validated[-1][f"val_dice_{k}"] for k in ("WT", "TC", "ET", "mean")} if validated else None,
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {**machine_info(),
                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

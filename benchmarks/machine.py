@@ -1,0 +1,32 @@
+"""Machine information recorded with every benchmark result."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+LIBRARIES = ("numpy", "nibabel", "torch", "onnxruntime", "openvino", "isal")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict:
+    """CPU, cores, Python and the installed versions of the libraries that decide the speed."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), **versions}

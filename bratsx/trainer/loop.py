@@ -295,7 +295,8 @@ class _Run:
         self.split = split
         if self.distributed.is_main:
             config.run_dir.mkdir(parents=True, exist_ok=True)
-            write_split_file(config.run_dir / "splits.json", folds)
+            if saved is None:  # a resumed run keeps the split file it started with
+                write_split_file(config.run_dir / "splits.json", folds)
             write_json_atomic(config.run_dir / "config.json", config.to_dict())
         self.train_cases, self.val_cases = self._cache([cases[c] for c in split.train], [cases[c] for c in split.val])
 

@@ -77,7 +77,9 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_data, tmp_path):
     uninterrupted, _ = step_losses(tiny_config(tiny_data, tmp_path / "a", cache))
     first, stopped = step_losses(tiny_config(tiny_data, tmp_path / "b", cache), stop_after=4)  # mid-epoch 2
     assert stopped.stopped == "interrupted" and stopped.steps == 4
+    splits_before = (tmp_path / "b" / "splits.json").read_text()
     rest, finished = step_losses(tiny_config(tiny_data, tmp_path / "b", cache, resume=True))
+    assert (tmp_path / "b" / "splits.json").read_text() == splits_before
     assert finished.stopped == "completed"
     assert {**first, **rest} == uninterrupted  # every step's loss, bit for bit
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]

@@ -31,7 +31,7 @@ class CaseError(BratsxError):
         self.path = Path(path) if path is not None else None
         where = f"case {case_id}"
         if self.path is not None:
-            where += f", file {self.path.name}"
+            where += f", {'folder' if self.path.is_dir() else 'file'} {self.path.name}"
         super().__init__(f"{where}: {problem}")
 
     def __reduce__(self):  # keeps the error picklable across worker processes

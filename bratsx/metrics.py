@@ -1,16 +1,23 @@
-"""Segmentation metrics, one implementation for validation, ``bratsx evaluate`` and the bench.
+"""Segmentation metrics, one implementation for validation, ``bratsx infer``/``evaluate`` and the bench.
 
-Follows the BraTS rules for empty masks: when both prediction and reference are empty the Dice is 1
-(nothing to find, nothing found).
+Follows the BraTS rules for empty masks: when prediction and reference are both empty the Dice is 1
+and the HD95 is 0 (nothing to find, nothing found); when exactly one is empty the Dice is 0 and the
+HD95 is :data:`EMPTY_HD95`, the diagonal of the 240x240x155 mm BraTS volume.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from scipy import ndimage
 
 from .labels import REGION_ORDER, Region
 
-__all__ = ["dice", "region_dice"]
+__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "sensitivity", "specificity", "volume_ml"]
+
+#: HD95 (mm) scored by BraTS when exactly one of prediction and reference is empty.
+EMPTY_HD95 = 373.13
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
@@ -26,3 +33,74 @@ def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
 def region_dice(prediction: np.ndarray, reference: np.ndarray) -> dict[Region, float]:
     """Dice per region for ``(3, ...)`` boolean region masks in :data:`~bratsx.labels.REGION_ORDER`."""
     return {region: dice(prediction[i], reference[i]) for i, region in enumerate(REGION_ORDER)}
+
+
+def sensitivity(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """True-positive rate; 1.0 when the reference is empty (nothing was missed)."""
+    positives = int(np.count_nonzero(reference))
+    if positives == 0:
+        return 1.0
+    return int(np.count_nonzero(prediction & reference)) / positives
+
+
+def specificity(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """True-negative rate over the whole volume; 1.0 when there is no negative voxel."""
+    negatives = int(reference.size - np.count_nonzero(reference))
+    if negatives == 0:
+        return 1.0
+    return int(np.count_nonzero(~prediction & ~reference)) / negatives
+
+
+def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """Volume of a mask in millilitres (spacing in mm)."""
+    return int(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+
+
+def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]) -> float:
+    """95th percentile of the symmetric surface distances in mm (BraTS rules for empty masks).
+
+    Distances are measured from each surface voxel of one mask to the nearest surface voxel of the
+    other, in both directions, with Euclidean distance transforms that honour the voxel spacing; the
+    work is confined to the bounding box of both masks (plus a margin), so a small tumour in a full
+    volume costs little.
+    """
+    prediction, reference = np.asarray(prediction, bool), np.asarray(reference, bool)
+    has_prediction, has_reference = prediction.any(), reference.any()
+    if not has_prediction and not has_reference:
+        return 0.0
+    if not has_prediction or not has_reference:
+        return EMPTY_HD95
+    either = prediction | reference
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, either.shape[axis])))
+    box = tuple(box)
+    prediction_surface, reference_surface = _surface(prediction[box]), _surface(reference[box])
+    to_reference = ndimage.distance_transform_edt(~reference_surface, sampling=spacing)
+    to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
+    distances = np.concatenate([to_reference[prediction_surface], to_prediction[reference_surface]])
+    return float(np.percentile(distances, 95))
+
+
+def case_metrics(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """Every metric per region for ``(3, ...)`` boolean region masks, keyed ``"<metric>_<region>"``.
+
+    Metrics: ``dice``, ``sensitivity``, ``specificity``, ``hd95`` (mm), ``volume_pred_ml`` and
+    ``volume_ref_ml``.
+    """
+    result: dict[str, float] = {}
+    for channel, region in enumerate(REGION_ORDER):
+        p, r = np.asarray(prediction[channel], bool), np.asarray(reference[channel], bool)
+        name = region.value
+        result[f"dice_{name}"] = dice(p, r)
+        result[f"sensitivity_{name}"] = sensitivity(p, r)
+        result[f"specificity_{name}"] = specificity(p, r)
+        result[f"hd95_{name}"] = hd95(p, r, spacing)
+        result[f"volume_pred_ml_{name}"] = volume_ml(p, spacing)
+        result[f"volume_ref_ml_{name}"] = volume_ml(r, spacing)
+    return result

@@ -21,6 +21,8 @@ TORCH_FREE = [
     "bratsx.runtime.backends",
     "bratsx.runtime.predictor",
     "bratsx.runtime.tensorrt_backend",
+    "bratsx.runtime.infer",
+    "bratsx.runtime.summary",
     "bratsx.cli",
 ]
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, export, synth, train
+from . import cases, export, infer, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("synth")(synth.synth)
 app.command("cases")(cases.cases)
 app.command("train")(train.train)
 app.command("export")(export.export)
+app.command("infer")(infer.infer)
 
 
 def _print_version(value: bool) -> None:

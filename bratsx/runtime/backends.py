@@ -14,7 +14,14 @@ import numpy as np
 
 from ..errors import BratsxError
 
-__all__ = ["PRECISION_METADATA_KEY", "Backend", "OrtBackend", "missing_package_error"]
+__all__ = [
+    "PRECISION_METADATA_KEY",
+    "Backend",
+    "OpenVinoBackend",
+    "OrtBackend",
+    "TorchBackend",
+    "missing_package_error",
+]
 
 #: Metadata key in which export records a model file's compute precision ("fp32" or "fp16").
 PRECISION_METADATA_KEY = "bratsx_precision"
@@ -67,3 +74,77 @@ class OrtBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+class OpenVinoBackend:
+    """OpenVINO on the CPU, compiling the ONNX file directly (IR brings nothing: see the README).
+
+    Args:
+        model: the ``.onnx`` file.
+        threads: inference threads (default: OpenVINO's choice, every core).
+        precision: ``f32`` (default; exact) or ``bf16`` (faster on CPUs with AVX512-BF16/AMX, where
+            OpenVINO would otherwise pick it silently).
+    """
+
+    name = "openvino"
+
+    def __init__(self, model: Path | str, threads: int | None = None, precision: str = "f32") -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise missing_package_error("openvino", "openvino") from None
+        if precision not in ("f32", "bf16"):
+            raise BratsxError(f"OpenVINO precision must be f32 or bf16, got {precision!r}")
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = ov.Core().compile_model(str(model), "CPU", config)
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses with long messages
+            raise BratsxError(f"{model}: OpenVINO cannot compile the model ({error})") from error
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+        self.device, self.precision = "cpu", precision
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.array(result[self.output], dtype=np.float32, copy=True)  # the request reuses its buffer
+
+
+class TorchBackend:
+    """PyTorch eager, from a checkpoint or run directory (imports torch only when built).
+
+    Args:
+        checkpoint: a bratsx checkpoint file or run directory.
+        device: ``cpu`` or ``cuda``.
+        amp: autocast (fp16 on CUDA, bf16 on CPU).
+    """
+
+    name = "torch"
+
+    def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise missing_package_error("torch", "train") from None
+        from ..export.onnx_export import model_from_checkpoint
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BratsxError("--device cuda asked for, but no CUDA GPU is visible")
+        self.torch = torch
+        trained = model_from_checkpoint(checkpoint)
+        self.contract = trained.contract
+        self.network = trained.network.to(device)
+        self.device = device
+        self.autocast = (torch.float16 if device.startswith("cuda") else torch.bfloat16) if amp else None
+        self.precision = "fp16" if self.autocast == torch.float16 else "bf16" if self.autocast else "fp32"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from ..trainer.network import probabilities
+
+        torch = self.torch
+        inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.autocast,
+                                                    enabled=self.autocast is not None):
+            output = probabilities(self.network(inputs).float(), self.contract.output_mode)
+        return output.cpu().numpy()

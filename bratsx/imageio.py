@@ -38,6 +38,7 @@ __all__ = [
     "gzip_decoder",
     "use_gzip_decoder",
     "load_case",
+    "read_label_file",
     "inspect_case",
     "save_nifti_atomic",
     "write_label_map",
@@ -272,6 +273,22 @@ def load_case(
     if with_label and case.label is not None:
         label, label_convention = _read_label(case, geometry, convention)
     return LoadedCase(case, image, geometry, label, label_convention)
+
+
+def read_label_file(path: Path, case_id: str) -> tuple[np.ndarray, Geometry]:
+    """A label map as stored (no reorientation) with its geometry, for comparing files made by anything.
+
+    Raises:
+        CaseError: unreadable, truncated, not 3D, or non-finite values.
+    """
+    volume = _read_volume(Path(path), case_id)
+    shape = _spatial_shape(case_id, Path(path), volume.data.shape, four_d=False)
+    data = volume.data.reshape(shape, order="F")
+    if volume.slope != 1.0 or volume.inter != 0.0:
+        data = data * volume.slope + volume.inter
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        raise CaseError(case_id, "label map has NaN or infinite values", path)
+    return data, Geometry(shape, volume.affine, volume.header)
 
 
 def inspect_case(case: Case, *, read_voxels: bool = False) -> CaseReport:

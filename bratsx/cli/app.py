@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, export, infer, synth, train
+from . import cases, evaluate, export, infer, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("cases")(cases.cases)
 app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("infer")(infer.infer)
+app.command("evaluate")(evaluate.evaluate)
 
 
 def _print_version(value: bool) -> None:

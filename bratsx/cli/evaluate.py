@@ -1,0 +1,56 @@
+"""``bratsx evaluate``: score segmentations from any tool against reference labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..labels import LabelConvention
+from .common import console, reports_errors
+
+
+@reports_errors
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="Predicted segmentations: <id>.nii.gz files or case folders.",
+                                                exists=True, file_okay=False)],
+    references: Annotated[Path, typer.Argument(help="Reference segmentations, same naming.", exists=True,
+                                               file_okay=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where metrics.csv and summary.json go. "
+                                                "[default: PREDICTIONS/evaluation]", file_okay=False, show_default=False)] = None,
+    convention: Annotated[Optional[LabelConvention], typer.Option(
+        case_sensitive=False, help="Label convention of both (needed for MSD labels). [default: read from values]",
+        show_default=False)] = None,
+) -> None:
+    """Dice, sensitivity, specificity, HD95 (mm) and volumes per region (WT, TC, ET), BraTS rules.
+
+    Files are matched by case id. Empty masks follow BraTS: both empty scores Dice 1 and HD95 0;
+    one empty scores Dice 0 and HD95 373.13. Exits with code 1 when a case cannot be scored.
+    """
+    from ..runtime.evaluate import evaluate_directories
+    from ..runtime.summary import aggregate, write_summary
+
+    results = evaluate_directories(predictions, references, convention)
+    out = out or predictions / "evaluation"  # never over infer's own metrics.csv and summary.json
+    out.mkdir(parents=True, exist_ok=True)
+    write_summary(results, out, {"predictions": str(predictions), "references": str(references)}, 0.0)
+    table = Table(title=f"{len(results)} case(s)")
+    table.add_column("metric")
+    for region in ("WT", "TC", "ET"):
+        table.add_column(f"{region} mean ± std (median)")
+    stats = aggregate(results)
+    for metric in ("dice", "sensitivity", "specificity", "hd95", "volume_pred_ml", "volume_ref_ml"):
+        cells = []
+        for region in ("WT", "TC", "ET"):
+            s = stats.get(f"{metric}_{region}")
+            cells.append(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['median']:.3f})" if s else "")
+        table.add_row(metric, *cells)
+    console.print(table)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        console.print(f"[red]{r.error}[/]")
+    console.print(f"metrics: {out / 'metrics.csv'}, {out / 'summary.json'}")
+    if failed:
+        raise typer.Exit(1)

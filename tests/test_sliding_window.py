@@ -120,3 +120,20 @@ def test_accumulator_normalises_by_the_summed_weights():
     accumulator.add(np.full((1, 4, 4, 4), 2.0, np.float32), (slice(0, 4), slice(0, 4), slice(0, 4)))
     accumulator.add(np.full((1, 4, 4, 4), 2.0, np.float32), (slice(0, 4), slice(0, 4), slice(2, 6)))
     np.testing.assert_allclose(accumulator.finalize(), 2.0, rtol=1e-6)
+
+
+def test_blend_matches_monai_where_the_tile_grids_coincide():
+    torch = pytest.importorskip("torch")
+    monai_inferers = pytest.importorskip("monai.inferers")
+    # Patch 15 (odd: MONAI's Gaussian peaks at exactly 1, as ours); with overlap 0.5 MONAI steps by
+    # int(7.5) = 7 and bratsx spreads its tiles evenly; for these sizes both start at 0, 7, 14, ...
+    patch, shape = (15, 15, 15), (29, 22, 36)
+    assert [tile_starts(s, p, 0.5) for s, p in zip(shape, patch)] == [[0, 7, 14], [0, 7], [0, 7, 14, 21]]
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(2, *shape)).astype(np.float32)
+    ours = sliding_window_predict(image, patch, linear_model, overlap=0.5, batch_size=4)
+    theirs = monai_inferers.sliding_window_inference(
+        torch.from_numpy(image[None]), patch, 4, lambda t: torch.from_numpy(linear_model(t.numpy())),
+        overlap=0.5, mode="gaussian", sigma_scale=0.125,
+    )[0].numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)

@@ -14,3 +14,28 @@ from bratsx.cases import Layout
 def brats2020_case(tmp_path: Path) -> Path:
     """A valid BraTS 2018-2021 case folder inside ``tmp_path``."""
     return write_folder_case(tmp_path, Layout.BRATS2020, "BraTS20_Training_001")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory with a checkpoint of a tiny network (patch 16^3, features 4-8-16)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    from bratsx.synth import write_synthetic_dataset
+    from bratsx.trainer.config import TrainConfig
+    from bratsx.trainer.loop import train
+
+    root = tmp_path_factory.mktemp("export_run")
+    write_synthetic_dataset(root / "data", cases=3, shape=(32, 32, 24), seed=2)
+    config = TrainConfig(data_dir=root / "data", run_dir=root / "run", cache_dir=root / "cache", epochs=1,
+                         iterations=2, patch=(16, 16, 16), features=(4, 8, 16), val_fraction=0.34, workers=0)
+    train(config)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory):
+    """The tiny run exported to model.onnx."""
+    from bratsx.export.pipeline import export_model
+
+    return export_model(tiny_run, tmp_path_factory.mktemp("tiny_onnx")).onnx

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..cases import Layout, discover_cases
@@ -58,7 +59,7 @@ def cases(
             "x".join(f"{s:g}" for s in geometry.spacing) if geometry else "?",
             geometry.orientation if geometry else "?",
             "yes" if report.case.label else "no",
-            f"[red]{problems}[/]" if problems else "[green]ok[/]",
+            f"[red]{escape(problems)}[/]" if problems else "[green]ok[/]",
         )
     console.print(table)
     failed = sum(1 for report in reports if report.problems)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..labels import LabelConvention
@@ -50,7 +51,7 @@ def evaluate(
     console.print(table)
     failed = [r for r in results if r.error]
     for r in failed:
-        console.print(f"[red]{r.error}[/]")
+        console.print(f"[red]{escape(r.error)}[/]")
     console.print(f"metrics: {out / 'metrics.csv'}, {out / 'summary.json'}")
     if failed:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..cases import Layout, discover_cases
@@ -24,24 +25,35 @@ class BackendChoice(str, Enum):
     TRT = "trt"
 
 
-def _auto_backend(model: Path) -> BackendChoice:
-    """The fastest backend installed for this model file (TensorRT for engines, OpenVINO, then ORT)."""
+def _auto_backend(model: Path) -> tuple[BackendChoice, str]:
+    """The fastest installed backend for a model file, and its device.
+
+    TensorRT for engines; for ONNX files ONNX Runtime on CUDA when onnxruntime-gpu sees a GPU, then
+    OpenVINO, then ONNX Runtime on the CPU; PyTorch for checkpoints (CUDA when available).
+    """
     import importlib.util
 
     if model.suffix == ".engine":
-        return BackendChoice.TRT
+        return BackendChoice.TRT, "cuda"
     if model.suffix != ".onnx":
-        return BackendChoice.TORCH
-    return BackendChoice.OPENVINO if importlib.util.find_spec("openvino") else BackendChoice.ORT
+        import torch
+
+        return BackendChoice.TORCH, "cuda" if torch.cuda.is_available() else "cpu"
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return BackendChoice.ORT, "cuda"
+    return (BackendChoice.OPENVINO if importlib.util.find_spec("openvino") else BackendChoice.ORT), "cpu"
 
 
-def _open(choice: BackendChoice, model: Path, threads: Optional[int], device: str):
+def _open(choice: BackendChoice, model: Path, threads: Optional[int], device: str, ort_tensorrt: bool):
     """A backend and the model's contract."""
     from ..contract import ModelContract, read_onnx_contract
     from ..runtime import backends
 
     if choice is BackendChoice.AUTO:
-        choice = _auto_backend(model)
+        choice, device = _auto_backend(model)
     if choice is BackendChoice.TORCH:
         backend = backends.TorchBackend(model, device=device)
         return backend, backend.contract
@@ -53,8 +65,9 @@ def _open(choice: BackendChoice, model: Path, threads: Optional[int], device: st
     if model.suffix != ".onnx":
         raise BratsxError(f"{model}: the {choice.value} backend takes an .onnx file made by bratsx export")
     contract = read_onnx_contract(model)
-    backend = backends.OrtBackend(model, threads) if choice is BackendChoice.ORT else backends.OpenVinoBackend(model, threads)
-    return backend, contract
+    if choice is BackendChoice.ORT:
+        return backends.OrtBackend(model, threads, device, ort_tensorrt), contract
+    return backends.OpenVinoBackend(model, threads), contract
 
 
 def _references(labels_dir: Path) -> dict[str, Path]:
@@ -84,7 +97,9 @@ def infer(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: CASES_DIR-predictions]",
                                                 file_okay=False, show_default=False)] = None,
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.5,
-    sw_batch: Annotated[int, typer.Option(min=1, help="Tiles per backend call.")] = 2,
+    sw_batch: Annotated[Optional[int], typer.Option(
+        min=1, help="Tiles per backend call. [default: 1 on CPU, 4 on GPU, the engine's largest for TensorRT]",
+        show_default=False)] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average all 8 mirrorings of every tile (8x the work).")] = False,
     convention: Annotated[Optional[LabelConvention], typer.Option(
         case_sensitive=False, help="Label values of the outputs. [default: each input's own]",
@@ -101,7 +116,9 @@ def infer(
                                                      show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. [default: all cores]",
                                                    show_default=False)] = None,
-    device: Annotated[str, typer.Option(help="torch backend: cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="ort and torch backends: cpu or cuda (auto chooses itself).")] = "cpu",
+    ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ort on cuda: use ONNX Runtime's TensorRT "
+                                               "execution provider (fp16).")] = False,
 ) -> None:
     """Segment every case in CASES_DIR and write OUT/<case_id>.nii.gz in each input's geometry.
 
@@ -114,14 +131,16 @@ def infer(
     from ..runtime.summary import write_summary
 
     cases = discover_cases(cases_dir, layout)
-    opened = [_open(backend, path, threads, device) for path in model]
+    opened = [_open(backend, path, threads, device, ort_tensorrt) for path in model]
     contract = opened[0][1]
     if any(c.patch_size != contract.patch_size or c.output_mode != contract.output_mode for _, c in opened):
         raise BratsxError("the models of an ensemble must share their patch size and output mode")
     out = out or cases_dir.parent / f"{cases_dir.name}-predictions"
+    engines = [b for b, _ in opened]
+    if sw_batch is None:
+        sw_batch = getattr(engines[0], "preferred_batch", 4 if engines[0].device.startswith("cuda") else 1)
     options = InferOptions(overlap, sw_batch, tta, convention, save_probabilities, min_component_voxels,
                            et_to_ncr_below, overwrite)
-    engines = [b for b, _ in opened]
     console.print(f"{len(cases)} case(s), backend {engines[0].name} on {engines[0].device} ({engines[0].precision}), "
                   f"{len(engines)} model(s){', TTA' if tta else ''}")
     started = time.perf_counter()
@@ -144,7 +163,7 @@ def _render(results, out: Path, summary: Path, wall: float) -> None:
         table.add_column(column, no_wrap=column != "status")
     for r in results:
         m = r.metrics or {}
-        status = "skipped" if r.skipped else f"[red]{r.error}[/]" if r.error else "ok"
+        status = "skipped" if r.skipped else f"[red]{escape(r.error)}[/]" if r.error else "ok"
         table.add_row(r.case_id, status, *(f"{m[k]:.3f}" if k in m else "" for k in ("dice_WT", "dice_TC", "dice_ET")),
                       f"{m['hd95_WT']:.1f}" if "hd95_WT" in m else "", f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
     console.print(table)

@@ -44,17 +44,45 @@ def missing_package_error(package: str, extra: str) -> BratsxError:
     return BratsxError(f"{package} is not installed: pip install 'bratsx[{extra}]'")
 
 
+def _check_single_onnxruntime() -> None:
+    """Refuse the broken state of onnxruntime and onnxruntime-gpu installed side by side."""
+    from importlib import metadata
+
+    installed = []
+    for distribution in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(distribution)
+            installed.append(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    if len(installed) == 2:
+        raise BratsxError(
+            "both onnxruntime and onnxruntime-gpu are installed; they share one module and break each other. "
+            "Keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'bratsx[gpu]' (or [cpu])"
+        )
+
+
 class OrtBackend:
-    """ONNX Runtime on the CPU execution provider.
+    """ONNX Runtime: the CPU execution provider, or CUDA (optionally TensorRT) with onnxruntime-gpu.
+
+    On CUDA, cuDNN's convolution algorithm search is HEURISTIC (an exhaustive search would re-run
+    for every new shape) and tiles go through I/O binding: each batch is copied to the device once
+    and the probabilities copied back once. The CUDA and TensorRT providers have not been run where
+    bratsx is developed (no GPU there).
 
     Args:
         model: the ``.onnx`` file.
-        threads: intra-op threads (default: every core).
+        threads: intra-op CPU threads (default: every core).
+        device: ``cpu`` or ``cuda``.
+        tensorrt: on CUDA, put ONNX Runtime's TensorRT execution provider first (fp16, engine cache
+            beside the model).
     """
 
     name = "ort"
 
-    def __init__(self, model: Path | str, threads: int | None = None) -> None:
+    def __init__(self, model: Path | str, threads: int | None = None, device: str = "cpu",
+                 tensorrt: bool = False) -> None:
+        _check_single_onnxruntime()
         try:
             import onnxruntime as ort
         except ImportError:
@@ -64,16 +92,50 @@ class OrtBackend:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        providers = self._providers(ort, Path(model), device, tensorrt)
         try:
-            self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types
             raise BratsxError(f"{model}: ONNX Runtime cannot load the model ({error})") from error
         self.input_name = self.session.get_inputs()[0].name
-        self.device = "cpu"
-        self.precision = self.session.get_modelmeta().custom_metadata_map.get(PRECISION_METADATA_KEY, "fp32")
+        self.output_name = self.session.get_outputs()[0].name
+        self.device = device
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.precision = metadata.get(PRECISION_METADATA_KEY, "fp32")
+        self._ort = ort
+        self._binding = self.session.io_binding() if device == "cuda" else None
+
+    @staticmethod
+    def _providers(ort, model: Path, device: str, tensorrt: bool) -> list:
+        if device == "cpu":
+            return ["CPUExecutionProvider"]
+        if device != "cuda":
+            raise BratsxError(f"ONNX Runtime device must be cpu or cuda, got {device!r}")
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise BratsxError(
+                f"ONNX Runtime has no CUDA execution provider here (available: {', '.join(available)}): "
+                "pip uninstall -y onnxruntime && pip install 'bratsx[gpu]', with an NVIDIA GPU and driver"
+            )
+        providers = [("CUDAExecutionProvider", {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}),
+                     "CPUExecutionProvider"]
+        if tensorrt:
+            if "TensorrtExecutionProvider" not in available:
+                raise BratsxError("ONNX Runtime's TensorRT execution provider is not available: install TensorRT")
+            cache = model.parent / "ort-trt-cache"
+            providers.insert(0, ("TensorrtExecutionProvider", {"device_id": 0, "trt_fp16_enable": True,
+                                                               "trt_engine_cache_enable": True,
+                                                               "trt_engine_cache_path": str(cache)}))
+        return providers
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._binding is None:
+            return self.session.run(None, {self.input_name: batch})[0]
+        self._binding.bind_ortvalue_input(self.input_name, self._ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0))
+        self._binding.bind_output(self.output_name, "cuda", 0)
+        self.session.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()[0]
 
 
 class OpenVinoBackend:

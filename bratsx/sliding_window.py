@@ -135,6 +135,7 @@ def sliding_window_predict(
     overlap: float = 0.5,
     batch_size: int = 1,
     mask: np.ndarray | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Predict a whole volume tile by tile and blend the tiles with Gaussian weights.
 
@@ -146,6 +147,7 @@ def sliding_window_predict(
         batch_size: tiles per call of ``predict``.
         mask: optional brain mask of the spatial shape; tiles without brain are not predicted and
             stay 0 in the output.
+        on_tiles: called with ``(tiles done, tiles in all)`` after each call of ``predict``.
 
     Returns:
         float32 ``(K, *spatial)`` blended probabilities.
@@ -163,8 +165,10 @@ def sliding_window_predict(
     crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
     if tuple(padded.shape[1:]) == tuple(patch):  # one window, nothing to blend: its prediction, exactly
         prediction = np.asarray(predict(padded[None]), dtype=np.float32)[0]
+        if on_tiles is not None:
+            on_tiles(1, 1)
         return np.ascontiguousarray(prediction[(slice(None), *crop)])
-    accumulator = None
+    accumulator, done = None, 0
     for group in _batches(tiles, max(1, batch_size)):
         batch = np.stack([padded[(slice(None), *tile)] for tile in group])
         predictions = np.asarray(predict(batch), dtype=np.float32)
@@ -172,5 +176,8 @@ def sliding_window_predict(
             accumulator = TileAccumulator(predictions.shape[1], tuple(padded.shape[1:]), patch)
         for prediction, tile in zip(predictions, group):
             accumulator.add(prediction, tile)
+        done += len(group)
+        if on_tiles is not None:
+            on_tiles(done, len(tiles))
     blended = accumulator.finalize()
     return np.ascontiguousarray(blended[(slice(None), *crop)])

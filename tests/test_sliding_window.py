@@ -137,3 +137,10 @@ def test_blend_matches_monai_where_the_tile_grids_coincide():
         overlap=0.5, mode="gaussian", sigma_scale=0.125,
     )[0].numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_progress_is_reported_per_batch_of_tiles():
+    seen = []
+    sliding_window_predict(np.zeros((1, 24, 8, 8), np.float32), (8, 8, 8), lambda t: t, overlap=0.0, batch_size=2,
+                           on_tiles=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 3), (3, 3)]

@@ -145,9 +145,14 @@ def infer(
                   f"{len(engines)} model(s){', TTA' if tta else ''}")
     started = time.perf_counter()
     with progress_bar() as progress:
-        task = progress.add_task("segmenting", total=len(cases))
+        task = progress.add_task("cases", total=len(cases))
+        tiles = progress.add_task("tiles", total=None)
+
+        def show_tiles(case_id: str, done: int, total: int) -> None:
+            progress.update(tiles, description=f"tiles of {case_id}", completed=done, total=total)
+
         results = infer_cases(cases, engines, contract, out, options, _references(labels) if labels else None,
-                              on_case=lambda result: progress.advance(task) if result.error is None else None)
+                              on_case=lambda result: progress.advance(task), on_tiles=show_tiles)
     wall = time.perf_counter() - started
     summary = write_summary(results, out, {"backend": engines[0].name, "device": engines[0].device,
                                            "precision": engines[0].precision, "models": [str(m) for m in model],

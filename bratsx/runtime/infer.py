@@ -138,6 +138,7 @@ def infer_cases(
     options: InferOptions | None = None,
     references: dict[str, Path] | None = None,
     on_case: Callable[[CaseResult], None] | None = None,
+    on_tiles: Callable[[str, int, int], None] | None = None,
 ) -> list[CaseResult]:
     """Segment every case into ``out_dir``.
 
@@ -149,6 +150,7 @@ def infer_cases(
         options: how to run.
         references: reference label files by case id, overriding the cases' own.
         on_case: called with each result as soon as the case is done.
+        on_tiles: called with ``(case_id, tiles done, tiles in all)`` while a case runs.
 
     Returns:
         One result per case, in order.
@@ -195,8 +197,9 @@ def infer_cases(
                 loaded, ready, seconds = current.result()
                 result.seconds.update(seconds)
                 started = time.perf_counter()
+                tile_progress = (lambda done, total, c=case.case_id: on_tiles(c, done, total)) if on_tiles else None
                 cropped = sliding_window_predict(ready.image, contract.patch_size, predict, options.overlap,
-                                                 options.sw_batch, ready.mask)
+                                                 options.sw_batch, ready.mask, tile_progress)
                 result.seconds["inference"] = time.perf_counter() - started
                 started = time.perf_counter()
                 probabilities = paste(cropped, ready.box, ready.full_shape)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, evaluate, export, infer, synth, train
+from . import cases, demo, evaluate, export, infer, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals can hold patient paths
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("demo")(demo.demo)
 app.command("synth")(synth.synth)
 app.command("cases")(cases.cases)
 app.command("train")(train.train)

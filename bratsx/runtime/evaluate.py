@@ -13,8 +13,8 @@ import numpy as np
 
 from ..cases import nifti_stem
 from ..errors import BratsxError, CaseError
-from ..imageio import AFFINE_TOLERANCE, read_label_file
-from ..labels import LabelConvention, detect_convention, regions_from_labels, unexpected_values
+from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
+from ..labels import LabelConvention, regions_from_labels
 from ..metrics import case_metrics
 from .infer import CaseResult
 
@@ -40,13 +40,7 @@ def segmentation_files(folder: Path) -> dict[str, Path]:
 
 def _regions(path: Path, case_id: str, convention: LabelConvention | None):
     data, geometry = read_label_file(path, case_id)
-    convention = convention or detect_convention(data)
-    if convention is None:
-        raise CaseError(case_id, "label values match neither BraTS convention; pass --convention", path)
-    bad = unexpected_values(data, convention)
-    if bad:
-        raise CaseError(case_id, f"label values {bad} are not in the {convention.value} convention", path)
-    return regions_from_labels(data, convention), geometry
+    return regions_from_labels(data, label_convention(data, case_id, path, convention)), geometry
 
 
 def evaluate_directories(

@@ -213,9 +213,10 @@ def infer_cases(
                 kept = probabilities if options.save_probabilities else None
                 pending.append((result, writer.submit(write, loaded, labels, kept, path)))
                 result.output = path
-            except (CaseError, BratsxError, ValueError, OSError) as error:
-                result.error = str(error)
-                logger.info("case %s failed: %s", case.case_id, error)
+            except Exception as error:  # one case's failure, whatever raised it, must not stop the batch
+                expected = isinstance(error, (CaseError, BratsxError))
+                result.error = str(error) if expected else f"case {case.case_id}: {type(error).__name__}: {error}"
+                logger.info("case %s failed: %s", case.case_id, error, exc_info=not expected)
                 if on_case:
                     on_case(result)
             results.append(result)

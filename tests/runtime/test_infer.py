@@ -61,6 +61,19 @@ def test_a_bad_case_does_not_stop_the_batch(cases_dir, tmp_path):
     assert not output_path(tmp_path / "out", broken.name).exists()
 
 
+def test_a_backend_error_on_one_case_does_not_stop_the_batch(cases_dir, tmp_path):
+    class FailsOnce(ThresholdModel):
+        def run(self, batch):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("out of device memory")
+            return super().run(batch)
+
+    results = infer_cases(discover_cases(cases_dir), [FailsOnce()], CONTRACT, tmp_path / "out")
+    assert "RuntimeError: out of device memory" in results[0].error
+    assert [r.error is None for r in results[1:]] == [True, True]
+
+
 def test_tta_with_a_flip_equivariant_model_equals_no_tta():
     tiles = np.random.default_rng(0).normal(1.5, 1.0, (2, 4, *PATCH)).astype(np.float32)
     model = ThresholdModel()

@@ -16,22 +16,20 @@ import datetime
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import torch
 
+from bratsx.bench.machine import machine_info
+from bratsx.bench.monai_reference import monai_segment_case
 from bratsx.cases import discover_cases
 from bratsx.contract import ModelContract, read_onnx_contract
+from bratsx.export.onnx_export import model_from_checkpoint
 from bratsx.export.pipeline import export_model
-from bratsx.labels import MODALITY_ORDER
 from bratsx.runtime.backends import OpenVinoBackend, OrtBackend, TorchBackend
 from bratsx.runtime.infer import InferOptions, infer_cases
 from bratsx.trainer.checkpoint import save_checkpoint
 from bratsx.trainer.network import NetworkConfig, UNet3D
-from machine import machine_info
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CASE = HERE.parents[1] / "shared" / "data" / "real" / "BraTS-GLI-00001-000"
@@ -42,39 +40,6 @@ def random_checkpoint(path: Path, features: tuple[int, ...], patch: int) -> Path
     network = NetworkConfig(features=features)
     contract = ModelContract((patch,) * 3, "regions", network.to_dict())
     return save_checkpoint({"contract": contract.to_dict(), "model": UNet3D(network).state_dict()}, path)
-
-
-def monai_case(case, checkpoint: Path, patch: int, out: Path) -> dict[str, float]:
-    """What a MONAI user writes: load, normalise, sliding_window_inference on the full volume, save."""
-    from monai.inferers import sliding_window_inference
-
-    from bratsx.export.onnx_export import model_from_checkpoint
-
-    network = model_from_checkpoint(checkpoint).network
-    seconds = {}
-    start = time.perf_counter()
-    images = [nib.load(case.images[m]) for m in MODALITY_ORDER]
-    volume = np.stack([image.get_fdata(dtype=np.float32) for image in images])
-    seconds["load"] = time.perf_counter() - start
-    start = time.perf_counter()
-    for channel in volume:  # NormalizeIntensity(nonzero=True, channel_wise=True)
-        nonzero = channel != 0
-        channel[nonzero] = (channel[nonzero] - channel[nonzero].mean()) / channel[nonzero].std()
-    seconds["preprocess"] = time.perf_counter() - start
-    start = time.perf_counter()
-    with torch.inference_mode():
-        logits = sliding_window_inference(torch.from_numpy(volume[None]), (patch,) * 3, 1, network, overlap=0.5,
-                                          mode="gaussian", sigma_scale=0.125)
-    seconds["inference"] = time.perf_counter() - start
-    start = time.perf_counter()
-    regions = (torch.sigmoid(logits[0]) > 0.5).numpy()
-    labels = np.zeros(regions.shape[1:], np.uint8)
-    labels[regions[0]], labels[regions[1]], labels[regions[2]] = 2, 1, 4
-    seconds["postprocess"] = time.perf_counter() - start
-    start = time.perf_counter()
-    nib.save(nib.Nifti1Image(labels, images[0].affine, images[0].header), out / f"{case.case_id}.nii.gz")
-    seconds["write"] = time.perf_counter() - start
-    return seconds
 
 
 def main() -> None:
@@ -110,7 +75,8 @@ def main() -> None:
         print(name, results[name], flush=True)
     monai_out = work / "monai"
     monai_out.mkdir()
-    seconds = monai_case(case, checkpoint, args.patch, monai_out)
+    trained = model_from_checkpoint(checkpoint)
+    seconds = monai_segment_case(case, trained.network, trained.contract, monai_out, overlap=0.5)
     results["MONAI sliding_window_inference + PyTorch eager (fp32)"] = {
         **{k: round(v, 3) for k, v in seconds.items()}, "total": round(sum(seconds.values()), 3)}
     print("monai", results["MONAI sliding_window_inference + PyTorch eager (fp32)"], flush=True)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from machine import machine_info
 
 from bratsx import __version__
+from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
 from bratsx.imageio import load_case, use_gzip_decoder
 from bratsx.labels import MODALITY_ORDER

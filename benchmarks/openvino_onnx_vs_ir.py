@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import torch
-from machine import machine_info
 
+from bratsx.bench.machine import machine_info
 from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities
 
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ import datetime
 import json
 from pathlib import Path
 
-from machine import machine_info
+from bratsx.bench.machine import machine_info
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import cases, demo, evaluate, export, infer, synth, train
+from . import bench, cases, demo, evaluate, export, infer, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("infer")(infer.infer)
 app.command("evaluate")(evaluate.evaluate)
+app.command("bench")(bench.bench)
 
 
 def _print_version(value: bool) -> None:

@@ -21,12 +21,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name, when torch is installed and sees one."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
 def machine_info() -> dict:
-    """CPU, cores, Python and the installed versions of the libraries that decide the speed."""
+    """CPU, cores, GPU, Python and the installed versions of the libraries that decide the speed."""
     versions = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu_name(), "python": platform.python_version(),
+            **versions}

@@ -1,0 +1,171 @@
+"""``bratsx bench``: throughput and latency per backend, against the machine's peak and against MONAI.
+
+One report, from one run on one set of cases and one set of weights:
+
+- per backend: build/compile time, tile throughput (tiles/s, voxels/s), effective GFLOP/s from the
+  model's FLOPs per tile and their fraction of the fp32 GEMM peak measured in the same run, per-case
+  latency p50/p95 with the stage breakdown, directory throughput (cases/min), peak memory;
+- with ``compare_monai``: MONAI's ``sliding_window_inference`` with PyTorch eager on the same weights
+  and cases, the speed ratio of every backend to it, and the per-region Dice agreement between the
+  two outputs; a ratio counts only where agreement is at least :data:`AGREEMENT_FLOOR`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BratsxError
+from ..runtime.evaluate import evaluate_directories
+from .flops import tile_flops
+from .machine import machine_info
+from .peak import cpu_gemm_gflops
+
+__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "run_bench"]
+
+#: Dice agreement with MONAI below which a speed ratio is not counted (the outputs differ).
+AGREEMENT_FLOOR = 0.99
+STAGES = ("load", "preprocess", "inference", "postprocess", "write")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        backends: bratsx backends to measure (``ort``, ``openvino``, ``torch``, ``trt``).
+        model: a checkpoint or run directory; ``None`` for the default network with random weights.
+        cases_dir: cases to run; ``None`` for ``synthetic`` synthetic 240x240x155 cases.
+        synthetic: how many synthetic cases.
+        compare_monai: also run MONAI's sliding window on the same weights.
+        tta: mirror test-time augmentation in bratsx (MONAI is always run without).
+        repeat: passes over the cases per backend.
+        overlap: sliding-window overlap.
+        device: ``cpu`` or ``cuda``, for ort, torch and MONAI.
+        engine: a TensorRT engine, for the ``trt`` backend.
+    """
+
+    backends: tuple[str, ...] = ("ort", "openvino", "torch")
+    model: Path | None = None
+    cases_dir: Path | None = None
+    synthetic: int = 2
+    compare_monai: bool = False
+    tta: bool = False
+    repeat: int = 2
+    overlap: float = 0.5
+    device: str = "cpu"
+    engine: Path | None = None
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
+    """The checkpoint (for torch and MONAI) and the ONNX export of the same weights."""
+    from ..export.pipeline import export_model
+
+    checkpoint = config.model
+    if checkpoint is None:
+        import torch
+
+        from ..contract import ModelContract
+        from ..trainer.checkpoint import save_checkpoint
+        from ..trainer.network import NetworkConfig, UNet3D
+
+        torch.manual_seed(0)
+        network = NetworkConfig()
+        contract = ModelContract((128, 128, 128), "regions", network.to_dict())
+        checkpoint = save_checkpoint({"contract": contract.to_dict(), "model": UNet3D(network).state_dict()},
+                                     work / "random-weights.pt")
+    return checkpoint, export_model(checkpoint, work / "model").onnx
+
+
+def _summarise(raw: dict[str, Any], flops: float, peak_gflops: float, patch_voxels: int, cases: int) -> dict:
+    totals = [sum(seconds.values()) for seconds in raw["case_seconds"]]
+    wall = float(np.median(raw["directory_wall_s"]))
+    summary = {
+        "device": raw["device"], "precision": raw["precision"], "build_s": raw["build_s"],
+        "sw_batch": raw["sw_batch"],
+        "case_p50_s": _percentile(totals, 50), "case_p95_s": _percentile(totals, 95),
+        "stages_mean_s": {s: float(np.mean([c.get(s, 0.0) for c in raw["case_seconds"]])) for s in STAGES},
+        "cases_per_min": 60.0 * cases / wall if wall else None,
+        "peak_rss_mb": raw.get("peak_rss_mb"), "peak_gpu_mb": raw.get("peak_gpu_mb"),
+    }
+    if raw["tiles_per_s"]:
+        gflops = raw["tiles_per_s"] * flops / 1e9
+        summary.update({"tiles_per_s": raw["tiles_per_s"], "voxels_per_s": raw["tiles_per_s"] * patch_voxels,
+                        "effective_gflops": gflops,
+                        "fraction_of_peak": gflops / peak_gflops if raw["device"] == "cpu" else None})
+    return summary
+
+
+def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every backend of ``config`` (each in its own process) and return the report.
+
+    Raises:
+        BratsxError: a backend that cannot run here, or bad cases.
+    """
+    from ..cases import discover_cases
+    from ..contract import read_onnx_contract
+    from ..synth import write_synthetic_dataset
+
+    step = on_step or (lambda text: None)
+    work = Path(tempfile.mkdtemp(prefix="bratsx-bench-"))
+    step("preparing the model")
+    checkpoint, onnx_path = _model_files(config, work)
+    contract = read_onnx_contract(onnx_path)
+    cases_dir = config.cases_dir
+    if cases_dir is None:
+        step(f"synthesising {config.synthetic} case(s)")
+        cases_dir = work / "cases"
+        write_synthetic_dataset(cases_dir, config.synthetic, seed=7)
+    cases = discover_cases(cases_dir)
+    step("measuring the fp32 GEMM peak")
+    peak = cpu_gemm_gflops()
+    flops = tile_flops(onnx_path)
+    patch_voxels = int(np.prod(contract.patch_size))
+
+    report: dict[str, Any] = {
+        "bratsx": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": config.overlap,
+        "tta": config.tta, "model": str(config.model or "default network, random weights (seed 0)"),
+        "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_fp32_gemm_peak_gflops": peak,
+        "backends": {},
+    }
+    names = [*config.backends, *(["monai"] if config.compare_monai else [])]
+    for name in names:
+        step(f"measuring {name}")
+        task = {"backend": name, "onnx": str(onnx_path), "checkpoint": str(checkpoint), "cases": str(cases_dir),
+                "out": str(work / "out" / name), "repeat": config.repeat, "overlap": config.overlap,
+                "tta": config.tta, "device": config.device,
+                "engine": str(config.engine) if config.engine else None}
+        process = subprocess.run([sys.executable, "-m", "bratsx.bench.worker", json.dumps(task)],
+                                 capture_output=True, text=True, check=False)
+        if process.returncode != 0:
+            last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else "no output"
+            raise BratsxError(f"bench: the {name} backend failed: {last}")
+        raw = json.loads(process.stdout.strip().splitlines()[-1])
+        report["backends"][name] = _summarise(raw, flops, peak, patch_voxels, len(cases))
+
+    if config.compare_monai:
+        monai = report["backends"]["monai"]
+        for name in config.backends:
+            results = evaluate_directories(work / "out" / name, work / "out" / "monai")
+            agreement = {region: float(np.mean([r.metrics[f"dice_{region}"] for r in results if r.metrics]))
+                         for region in ("WT", "TC", "ET")}
+            entry = report["backends"][name]
+            entry["agreement_with_monai"] = agreement
+            agrees = min(agreement.values()) >= AGREEMENT_FLOOR
+            entry["speedup_vs_monai"] = monai["case_p50_s"] / entry["case_p50_s"] if agrees else None
+    return report

@@ -1,0 +1,87 @@
+"""``bratsx bench``: speed per backend, side by side with MONAI, against the machine's measured peak."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..atomic import write_bytes_atomic
+from ..errors import BratsxError
+from .common import console, err_console, reports_errors
+
+_BACKENDS = ("ort", "openvino", "torch", "trt")
+
+
+@reports_errors
+def bench(
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", "-m", help="A checkpoint or run directory (exported on the fly so every backend runs the same "
+                              "weights). [default: the default network, random weights]", exists=True,
+        show_default=False)] = None,
+    cases: Annotated[Optional[Path], typer.Option(
+        "--cases", help="Cases to run. [default: --synthetic cases]", exists=True, file_okay=False,
+        show_default=False)] = None,
+    synthetic: Annotated[int, typer.Option(min=1, help="Synthetic 240x240x155 cases when --cases is not given.")] = 2,
+    backends: Annotated[str, typer.Option(help="Comma-separated: ort, openvino, torch, trt.")] = "ort,openvino,torch",
+    compare: Annotated[Optional[str], typer.Option(
+        help="'monai': also run MONAI's sliding_window_inference (PyTorch eager) on the same weights.",
+        show_default=False)] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Mirror TTA in bratsx.")] = False,
+    repeat: Annotated[int, typer.Option(min=1, help="Passes over the cases per backend.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda (ort, torch, MONAI).")] = "cpu",
+    engine: Annotated[Optional[Path], typer.Option(help="TensorRT engine for the trt backend.", exists=True,
+                                                   dir_okay=False, show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here.", dir_okay=False,
+                                                     show_default=False)] = None,
+) -> None:
+    """Measure tiles/s, effective GFLOP/s (and their share of this machine's fp32 GEMM peak), per-case
+    latency p50/p95 with stages, cases/min and peak memory for each backend, each in its own process.
+
+    With --compare monai the same weights run through MONAI on the same cases; the speed ratio is shown
+    only where the per-region Dice agreement with MONAI's output is at least 0.99.
+    """
+    from ..bench.run import BenchConfig, run_bench
+
+    chosen = tuple(b.strip() for b in backends.split(",") if b.strip())
+    unknown = [b for b in chosen if b not in _BACKENDS]
+    if unknown or not chosen:
+        raise BratsxError(f"--backends {backends!r}: choose among {', '.join(_BACKENDS)}")
+    if compare not in (None, "monai"):
+        raise BratsxError(f"--compare {compare!r}: the only peer is 'monai'")
+    config = BenchConfig(chosen, model, cases, synthetic, compare == "monai", tta, repeat, 0.5, device, engine)
+    with err_console.status("benchmarking") as status:
+        report = run_bench(config, on_step=lambda text: status.update(text))
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(report, indent=2) + "\n").encode())
+    _render(report)
+    if json_out is not None:
+        console.print(f"report: {json_out}")
+
+
+def _render(report: dict) -> None:
+    machine = report["machine"]
+    table = Table(title=f"bratsx bench: {len(report['cases'])} case(s), {report['tile_gflop']:.0f} GFLOP per tile, "
+                        f"{machine['cpu']} x{machine['cores']} (fp32 GEMM peak {report['cpu_fp32_gemm_peak_gflops']:.0f}"
+                        " GFLOP/s)")
+    for column in ("backend", "device", "build s", "tiles/s", "GFLOP/s (% peak)", "case p50 s", "case p95 s",
+                   "cases/min", "RSS MB", "vs MONAI", "agreement WT/TC/ET"):
+        table.add_column(column, justify="left" if column in ("backend", "device") else "right")
+    for name, entry in report["backends"].items():
+        gflops = (f"{entry['effective_gflops']:.1f} ({100 * entry['fraction_of_peak']:.0f}%)"
+                  if entry.get("fraction_of_peak") is not None else
+                  f"{entry['effective_gflops']:.1f}" if entry.get("effective_gflops") else "")
+        agreement = entry.get("agreement_with_monai")
+        ratio = entry.get("speedup_vs_monai")
+        table.add_row(
+            name, f"{entry['device']} {entry['precision']}", f"{entry['build_s']:.1f}",
+            f"{entry['tiles_per_s']:.2f}" if entry.get("tiles_per_s") else "", gflops,
+            f"{entry['case_p50_s']:.1f}", f"{entry['case_p95_s']:.1f}",
+            f"{entry['cases_per_min']:.2f}" if entry.get("cases_per_min") else "", f"{entry['peak_rss_mb']:.0f}",
+            f"{ratio:.2f}x" if ratio else ("not counted" if agreement else ""),
+            "/".join(f"{agreement[r]:.3f}" for r in ("WT", "TC", "ET")) if agreement else "",
+        )
+    console.print(table)

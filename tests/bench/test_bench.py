@@ -1,0 +1,33 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bratsx.cli import app
+from bratsx.synth import write_synthetic_dataset
+
+
+def test_bench_on_a_tiny_set_writes_a_complete_report(tiny_run, tmp_path):
+    pytest.importorskip("monai")
+    write_synthetic_dataset(tmp_path / "cases", cases=1, shape=(32, 32, 24), seed=3)
+    report_path = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--model", str(tiny_run), "--cases", str(tmp_path / "cases"), "--backends", "ort,openvino",
+        "--compare", "monai", "--repeat", "1", "--json", str(report_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert set(report["backends"]) == {"ort", "openvino", "monai"}
+    assert report["tile_gflop"] > 0 and report["cpu_fp32_gemm_peak_gflops"] > 0
+    assert report["machine"]["cores"] >= 1
+    for name in ("ort", "openvino"):
+        entry = report["backends"][name]
+        for key in ("build_s", "tiles_per_s", "effective_gflops", "fraction_of_peak", "case_p50_s", "case_p95_s",
+                    "cases_per_min", "peak_rss_mb", "agreement_with_monai", "speedup_vs_monai"):
+            assert key in entry
+        assert set(entry["stages_mean_s"]) == {"load", "preprocess", "inference", "postprocess", "write"}
+        assert set(entry["agreement_with_monai"]) == {"WT", "TC", "ET"}
+
+
+def test_bench_refuses_an_unknown_backend():
+    result = CliRunner().invoke(app, ["bench", "--backends", "ort,tensorflow"])
+    assert result.exit_code == 2 and "choose among" in result.output

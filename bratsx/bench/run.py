@@ -43,7 +43,7 @@ class BenchConfig:
     """What to measure.
 
     Attributes:
-        backends: bratsx backends to measure (``ort``, ``openvino``, ``torch``, ``trt``).
+        backends: bratsx backends to measure (``ort``, ``openvino``, ``openvino-bf16``, ``torch``, ``trt``).
         model: a checkpoint or run directory; ``None`` for the default network with random weights.
         cases_dir: cases to run; ``None`` for ``synthetic`` synthetic 240x240x155 cases.
         synthetic: how many synthetic cases.

@@ -29,8 +29,8 @@ def _open(task: dict[str, Any]):
     name, onnx_path = task["backend"], Path(task["onnx"])
     if name == "ort":
         return backends.OrtBackend(onnx_path, device=task["device"])
-    if name == "openvino":
-        return backends.OpenVinoBackend(onnx_path, precision=task.get("openvino_precision", "f32"))
+    if name in ("openvino", "openvino-bf16"):
+        return backends.OpenVinoBackend(onnx_path, precision="bf16" if name.endswith("bf16") else "f32")
     if name == "torch":
         return backends.TorchBackend(task["checkpoint"], device=task["device"], amp=task.get("amp", False))
     if name == "trt":

@@ -13,7 +13,7 @@ from ..atomic import write_bytes_atomic
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
 
-_BACKENDS = ("ort", "openvino", "torch", "trt")
+_BACKENDS = ("ort", "openvino", "openvino-bf16", "torch", "trt")
 
 
 @reports_errors
@@ -26,7 +26,8 @@ def bench(
         "--cases", help="Cases to run. [default: --synthetic cases]", exists=True, file_okay=False,
         show_default=False)] = None,
     synthetic: Annotated[int, typer.Option(min=1, help="Synthetic 240x240x155 cases when --cases is not given.")] = 2,
-    backends: Annotated[str, typer.Option(help="Comma-separated: ort, openvino, torch, trt.")] = "ort,openvino,torch",
+    backends: Annotated[str, typer.Option(
+        help="Comma-separated: ort, openvino, openvino-bf16, torch, trt.")] = "ort,openvino,torch",
     compare: Annotated[Optional[str], typer.Option(
         help="'monai': also run MONAI's sliding_window_inference (PyTorch eager) on the same weights.",
         show_default=False)] = None,

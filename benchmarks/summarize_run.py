@@ -32,7 +32,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "command": args.command,
         "wall_seconds": args.seconds,
-        "epochs": len(records),
+        "epochs": sum(1 for r in records if not r.get("partial")),
         "steps": steps,
         "it_per_s": steps / train_seconds if train_seconds else None,
         "data_wait_fraction": (sum(r["data_wait_fraction"] * r["seconds"] for r in records) / train_seconds

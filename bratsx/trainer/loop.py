@@ -467,6 +467,8 @@ class _Run:
             over_budget = config.max_time is not None and time.perf_counter() - started > config.max_time
             if self.distributed.any(over_budget, self.device):
                 stopped = "time-budget"
+                if within:  # mid-epoch: validate what the budget bought, so best.pt reflects it
+                    self._log_partial_epoch(epoch + 1)
                 break
         self._save("last.pt", math.ceil(history.step / config.iterations))
         if self.log is not None:
@@ -474,29 +476,47 @@ class _Run:
         return TrainResult(config.run_dir, history.step, history.step // config.iterations, stopped,
                            history.best_dice, time.perf_counter() - started)
 
-    def _end_epoch(self, epoch: int) -> bool:
-        """Log the finished epoch, validate when due, save; True when early stopping ends the run."""
-        config, history = self.config, self.history
-        losses = history.epoch_losses
-        record = {
+    def _epoch_record(self, epoch: int) -> dict[str, Any]:
+        """Loss, learning rate, speed and data wait of the (possibly partial) current epoch."""
+        history = self.history
+        seconds, steps = history.epoch_seconds, len(history.epoch_losses)
+        return {
             "epoch": epoch,
             "step": history.step,
-            "train_loss": self.distributed.mean(float(np.mean(losses)), self.device),
-            "lr": _poly_lr(config, history.step - 1),
-            "seconds": history.epoch_seconds,
-            "it_per_s": len(losses) / history.epoch_seconds if history.epoch_seconds else 0.0,
-            "data_wait_fraction": history.epoch_wait / history.epoch_seconds if history.epoch_seconds else 0.0,
+            "train_loss": self.distributed.mean(float(np.mean(history.epoch_losses)), self.device),
+            "lr": _poly_lr(self.config, history.step - 1),
+            "seconds": seconds,
+            "it_per_s": steps / seconds if seconds else 0.0,
+            "data_wait_fraction": history.epoch_wait / seconds if seconds else 0.0,
         }
-        history.epoch_losses, history.epoch_wait, history.epoch_seconds = [], 0.0, 0.0
-        if epoch % config.val_every == 0 or epoch == config.epochs:
-            dice = self._validate(epoch)
-            if dice is not None:
-                record.update({f"val_dice_{k}": v for k, v in dice.items()})
-                record["best"] = history.validations_since_best == 0
+
+    def _validate_into(self, record: dict[str, Any], epoch: int) -> None:
+        dice = self._validate(epoch)
+        if dice is not None:
+            record.update({f"val_dice_{k}": v for k, v in dice.items()})
+            record["best"] = self.history.validations_since_best == 0
+
+    def _log(self, record: dict[str, Any]) -> None:
         if self.log is not None:
             self.log.append(record)
             if "val_dice_mean" in record:
                 self.log.draw_curves()
+
+    def _log_partial_epoch(self, epoch: int) -> None:
+        """Validate and log an epoch cut short by the time budget (a resumed run redoes the epoch)."""
+        record = {**self._epoch_record(epoch), "partial": True}
+        self._validate_into(record, epoch)
+        self._log(record)
+        self.emit(EpochDone(record))
+
+    def _end_epoch(self, epoch: int) -> bool:
+        """Log the finished epoch, validate when due, save; True when early stopping ends the run."""
+        config, history = self.config, self.history
+        record = self._epoch_record(epoch)
+        history.epoch_losses, history.epoch_wait, history.epoch_seconds = [], 0.0, 0.0
+        if epoch % config.val_every == 0 or epoch == config.epochs:
+            self._validate_into(record, epoch)
+        self._log(record)
         self._save("last.pt", epoch)
         self.emit(EpochDone(record))
         patience_over = config.patience is not None and history.validations_since_best >= config.patience

@@ -157,3 +157,17 @@ def test_ddp_under_torchrun_with_gloo_trains_on_two_processes(tiny_data, tmp_pat
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 1  # written by rank 0 only
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2
+
+
+def test_a_time_budget_stop_mid_epoch_validates_what_it_trained(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", epochs=5, iterations=3, val_every=5,
+                         max_time=1e-6)
+    result = train(config)
+    assert result.stopped == "time-budget" and result.steps == 1
+    [record] = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert record["partial"] and record["epoch"] == 1 and "val_dice_mean" in record
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    train(tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", epochs=1, iterations=3, val_every=5,
+                      resume=True))
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("partial", False)) for r in records] == [(1, False)]  # the partial record was redone

@@ -33,8 +33,9 @@ __all__ = ["FP32_OPS", "GATE_DICE", "GateResult", "accuracy_gate", "calibration_
 
 #: Per-region Dice between reduced-precision and fp32 predictions an export must reach.
 GATE_DICE = 0.999
-#: Operators kept in fp32 in fp16 models.
-FP32_OPS = ("InstanceNormalization", "Sigmoid", "Softmax")
+#: Operators kept in fp32 in fp16 models: the normalisations (exported as staged ReduceMean,
+#: Sub, Mul, Add, Sqrt, Div, the only element-wise arithmetic in the graph) and the activation.
+FP32_OPS = ("InstanceNormalization", "ReduceMean", "Sub", "Mul", "Add", "Sqrt", "Div", "Sigmoid", "Softmax")
 
 Run = Callable[[np.ndarray], np.ndarray]
 

@@ -68,12 +68,50 @@ class TrainedModel:
     checkpoint: Path
 
 
+class StagedInstanceNorm3d(nn.Module):
+    """InstanceNorm3d computed with reductions over one axis at a time (for export).
+
+    ONNX Runtime's CPU InstanceNormalization (and a one-shot ReduceMean) sums the 2 million voxels of
+    a 128^3 feature map in float32; the resulting error, 6e-5 relative for one normalisation and
+    6.5e-4 through the default network, is far above PyTorch's. Reducing the last axis, then the
+    next, then the first (128 values per stage), with a two-pass variance, brings one normalisation
+    to 7e-8 against float64. Same weights, same result as ``nn.InstanceNorm3d`` (biased variance).
+    """
+
+    def __init__(self, norm: nn.InstanceNorm3d) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1, 1))
+        self.bias = nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1, 1))
+
+    @staticmethod
+    def _mean(x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=4, keepdim=True).mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - self._mean(x)
+        variance = self._mean(centred * centred)
+        return centred / torch.sqrt(variance + self.eps) * self.weight + self.bias
+
+
+def _with_staged_norms(network: UNet3D) -> UNet3D:
+    """A copy of ``network`` whose InstanceNorm3d layers are :class:`StagedInstanceNorm3d`."""
+    import copy
+
+    staged = copy.deepcopy(network)
+    for name, module in list(staged.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.InstanceNorm3d):
+                setattr(module, child_name, StagedInstanceNorm3d(child))
+    return staged
+
+
 class _WithActivation(nn.Module):
     """The network followed by its output activation: what the exported graph computes."""
 
     def __init__(self, network: UNet3D) -> None:
         super().__init__()
-        self.network = network
+        self.network = _with_staged_norms(network)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return probabilities(self.network(image), self.network.config.output_mode)

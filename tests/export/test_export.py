@@ -110,8 +110,12 @@ def test_fp16_gate_passes_a_sane_model(tiny_run, tmp_path):
     assert min(report.fp16_gate.dice.values()) >= 0.999
     assert OrtBackend(report.fp16_onnx).precision == "fp16"
     assert read_onnx_contract(report.fp16_onnx) == read_onnx_contract(report.onnx)
-    kept_fp32 = {n.op_type for n in onnx.load(str(report.fp16_onnx)).graph.node if n.op_type == "InstanceNormalization"}
-    assert kept_fp32  # normalisation still there, fed through fp32 casts
+    typed = onnx.shape_inference.infer_shapes(onnx.load(str(report.fp16_onnx)))
+    types = {v.name: v.type.tensor_type.elem_type for v in typed.graph.value_info}
+    reductions = [n.output[0] for n in typed.graph.node if n.op_type == "ReduceMean"]
+    assert reductions and all(types[r] == onnx.TensorProto.FLOAT for r in reductions)  # normalisation in fp32
+    convolutions = [n.output[0] for n in typed.graph.node if n.op_type == "Conv"]
+    assert all(types.get(c) == onnx.TensorProto.FLOAT16 for c in convolutions[:-1])  # the rest in fp16
 
 
 def test_fp16_gate_refuses_a_model_that_overflows_in_fp16(tiny_run, tmp_path):

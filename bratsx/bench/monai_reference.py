@@ -1,9 +1,10 @@
 """The peer: what a MONAI user writes to segment a case with the same weights.
 
 The four volumes are loaded with nibabel, turned to the orientation the network was trained in (as
-MONAI's ``Orientationd`` would), z-scored on non-zero voxels per channel (MONAI's
-``NormalizeIntensity(nonzero=True, channel_wise=True)``), and ``sliding_window_inference`` runs over
-the full volume (no crop to the brain) with PyTorch eager, Gaussian blending, the same overlap; the regions are thresholded
+MONAI's ``Orientationd`` would), normalised as the model's contract says (z-score per modality
+inside the brain mask; a per-channel ``NormalizeIntensity(nonzero=True)`` differs inside the brain
+wherever one modality is 0, and the model was not trained on that), and ``sliding_window_inference``
+runs over the full volume (no crop to the brain) with PyTorch eager, Gaussian blending, the same overlap; the regions are thresholded
 at 0.5, turned into BraTS labels and saved. Needs torch and monai.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 from ..cases import Case
 from ..contract import ModelContract
 from ..geometry import Geometry
+from ..preprocessing import brain_mask, zscore_in_mask
 from ..labels import MODALITY_ORDER, LabelConvention, labels_from_regions, regions_from_probabilities
 
 __all__ = ["monai_segment_case"]
@@ -47,9 +49,7 @@ def monai_segment_case(case: Case, network, contract: ModelContract, out_dir: Pa
                        for image in images])
     seconds["load"] = time.perf_counter() - start
     start = time.perf_counter()
-    for channel in volume:
-        nonzero = channel != 0
-        channel[nonzero] = (channel[nonzero] - channel[nonzero].mean()) / channel[nonzero].std()
+    zscore_in_mask(volume, brain_mask(volume))
     seconds["preprocess"] = time.perf_counter() - start
     start = time.perf_counter()
     with torch.inference_mode():

@@ -97,10 +97,22 @@ def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
             "case_seconds": latencies, "directory_wall_s": walls}
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory: ``VmHWM`` (``ru_maxrss`` would include the parent's,
+    which Linux carries across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(task: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement task (see the module docstring) in this process."""
     result = _measure_monai(task) if task["backend"] == "monai" else _measure_bratsx(task)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["peak_rss_mb"] = _peak_rss_mb()
     torch = sys.modules.get("torch")  # only a backend that used torch has GPU memory to report
     if torch is not None and torch.cuda.is_available():
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

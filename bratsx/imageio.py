@@ -35,7 +35,6 @@ __all__ = [
     "AFFINE_TOLERANCE",
     "CaseReport",
     "LoadedCase",
-    "gzip_decoder",
     "use_gzip_decoder",
     "load_case",
     "label_convention",
@@ -48,11 +47,6 @@ __all__ = [
 #: Largest difference allowed between the affine entries of a case's files (mm).
 AFFINE_TOLERANCE = 1e-3
 _MSD_CHANNELS = len(MODALITY_ORDER)
-
-
-def gzip_decoder() -> str:
-    """Name of the gzip decoder in use: ``"isal"`` or ``"zlib"``."""
-    return "isal" if _fast_gzip is not None else "zlib"
 
 
 def use_gzip_decoder(name: str) -> None:

@@ -69,14 +69,6 @@ _FILE_NAMES = {
     Layout.PLAIN: {Modality.FLAIR: "flair", Modality.T1: "t1", Modality.T1CE: "t1ce", Modality.T2: "t2",
                    None: "seg"},
 }
-_LAYOUT_CONVENTION = {
-    Layout.BRATS2020: LabelConvention.BRATS2020,
-    Layout.BRATS2023: LabelConvention.BRATS2023,
-    Layout.PLAIN: LabelConvention.BRATS2020,
-    Layout.MSD: LabelConvention.MSD,
-}
-
-
 @dataclass(frozen=True)
 class SyntheticCase:
     """One generated case.
@@ -303,7 +295,7 @@ def write_synthetic_dataset(
                 "pass --overwrite to replace them, or choose another folder"
             )
     out.mkdir(parents=True, exist_ok=True)
-    convention = _LAYOUT_CONVENTION[layout]
+    convention = layout.convention or LabelConvention.BRATS2020  # plain folders: 0/1/2/4
     written = []
     for index, case_id in enumerate(ids, start=1):
         case = synthesize_case(tuple(shape), seed, index)

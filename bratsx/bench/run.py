@@ -27,6 +27,7 @@ import numpy as np
 from .. import __version__
 from ..errors import BratsxError
 from ..runtime.evaluate import evaluate_directories
+from ..runtime.infer import STAGES
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import cpu_gemm_gflops
@@ -35,7 +36,6 @@ __all__ = ["AGREEMENT_FLOOR", "BenchConfig", "run_bench"]
 
 #: Dice agreement with MONAI below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
-STAGES = ("load", "preprocess", "inference", "postprocess", "write")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Loading is the first thing every stage does to every case, so it is built for speed: the four files
 are read concurrently, gzip is decoded with ISA-L when ``isal`` is installed (3.5x faster than zlib
-on four BraTS volumes decoded in parallel; a whole case loads 1.3x faster; zlib otherwise), voxels are viewed straight in the decompressed buffer and
-converted once to float32 in canonical orientation (no float64 copy, as ``get_fdata`` would make).
+on four BraTS volumes decoded in parallel; a whole case loads 1.3x faster; zlib otherwise), voxels
+are viewed straight in the decompressed buffer and converted once to float32 in canonical
+orientation (no float64 copy, as ``get_fdata`` would make).
 Every check on the way raises :class:`~bratsx.errors.CaseError` naming the case, the file and the
 problem, so a batch can report a bad case and carry on.
 """

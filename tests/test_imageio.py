@@ -43,7 +43,8 @@ def test_msd_4d_image_loads_its_channels_in_order(tmp_path):
     assert loaded.convention is LabelConvention.MSD
 
 
-@pytest.mark.parametrize("values,expected", [((1, 2, 4), LabelConvention.BRATS2020), ((1, 2, 3), LabelConvention.BRATS2023)])
+@pytest.mark.parametrize("values,expected",
+                         [((1, 2, 4), LabelConvention.BRATS2020), ((1, 2, 3), LabelConvention.BRATS2023)])
 def test_plain_layout_reads_the_convention_from_the_values(tmp_path, values, expected):
     write_folder_case(tmp_path, Layout.PLAIN, "case_a", label_values=values)
     assert load_case(only_case(tmp_path)).convention is expected

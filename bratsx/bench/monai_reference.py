@@ -4,8 +4,8 @@ The four volumes are loaded with nibabel, turned to the orientation the network 
 MONAI's ``Orientationd`` would), normalised as the model's contract says (z-score per modality
 inside the brain mask; a per-channel ``NormalizeIntensity(nonzero=True)`` differs inside the brain
 wherever one modality is 0, and the model was not trained on that), and ``sliding_window_inference``
-runs over the full volume (no crop to the brain) with PyTorch eager, Gaussian blending, the same overlap; the regions are thresholded
-at 0.5, turned into BraTS labels and saved. Needs torch and monai.
+runs over the full volume (no crop to the brain) with PyTorch eager, Gaussian blending and the same
+overlap; the regions are thresholded at 0.5, turned into BraTS labels and saved. Needs torch and monai.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 from ..cases import Case
 from ..contract import ModelContract
 from ..geometry import Geometry
-from ..preprocessing import brain_mask, zscore_in_mask
 from ..labels import MODALITY_ORDER, LabelConvention, labels_from_regions, regions_from_probabilities
+from ..preprocessing import brain_mask, zscore_in_mask
 
 __all__ = ["monai_segment_case"]
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..cases import Case, discover_cases
 from ..errors import BratsxError
 from ..runtime.evaluate import evaluate_directories
 from ..runtime.infer import STAGES
@@ -91,7 +92,13 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
     return checkpoint, export_model(checkpoint, work / "model").onnx
 
 
-def _summarise(raw: dict[str, Any], flops: float, peak_gflops: float, patch_voxels: int, cases: int) -> dict:
+def _peak_for(precision: str, peaks: dict[str, float | None]) -> float | None:
+    """The CPU GEMM peak a backend of this precision is judged against (bf16 has its own)."""
+    return peaks.get("bf16") if precision == "bf16" else peaks.get("fp32")
+
+
+def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
+               cases: int) -> dict:
     totals = [sum(seconds.values()) for seconds in raw["case_seconds"]]
     wall = float(np.median(raw["directory_wall_s"]))
     summary = {
@@ -106,8 +113,26 @@ def _summarise(raw: dict[str, Any], flops: float, peak_gflops: float, patch_voxe
         gflops = raw["tiles_per_s"] * flops / 1e9
         summary.update({"tiles_per_s": raw["tiles_per_s"], "voxels_per_s": raw["tiles_per_s"] * patch_voxels,
                         "effective_gflops": gflops,
-                        "fraction_of_peak": gflops / peak_gflops if raw["device"] == "cpu" else None})
+                        "fraction_of_peak": None})
+        peak = _peak_for(raw["precision"], peaks) if raw["device"] == "cpu" else None
+        if peak:
+            summary["fraction_of_peak"] = gflops / peak
     return summary
+
+
+def _mean_dice(predictions: Path, references: Path) -> dict[str, float]:
+    """Mean per-region Dice of the segmentations in ``predictions`` against those in ``references``."""
+    results = [r for r in evaluate_directories(predictions, references) if r.metrics]
+    return {region: float(np.mean([r.metrics[f"dice_{region}"] for r in results])) for region in ("WT", "TC", "ET")}
+
+
+def _reference_folder(cases: Sequence[Case], folder: Path) -> Path:
+    """``folder/<id>.nii[.gz]`` links to each case's reference, whatever its layout (MSD keeps them apart)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        suffix = ".nii.gz" if case.label.name.endswith(".gz") else ".nii"
+        (folder / f"{case.case_id}{suffix}").symlink_to(case.label.resolve())
+    return folder
 
 
 def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -116,7 +141,6 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
     Raises:
         BratsxError: a backend that cannot run here, or bad cases.
     """
-    from ..cases import discover_cases
     from ..contract import read_onnx_contract
     from ..synth import write_synthetic_dataset
 
@@ -131,8 +155,8 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
         cases_dir = work / "cases"
         write_synthetic_dataset(cases_dir, config.synthetic, seed=7)
     cases = discover_cases(cases_dir)
-    step("measuring the fp32 GEMM peak")
-    peak = cpu_gemm_gflops()
+    step("measuring the GEMM peaks (fp32, bf16)")
+    peaks = {precision: cpu_gemm_gflops(precision=precision) for precision in ("fp32", "bf16")}
     flops = tile_flops(onnx_path)
     patch_voxels = int(np.prod(contract.patch_size))
 
@@ -140,7 +164,7 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
         "bratsx": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": config.overlap,
         "tta": config.tta, "model": str(config.model or "default network, random weights (seed 0)"),
-        "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_fp32_gemm_peak_gflops": peak,
+        "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_gemm_peak_gflops": peaks,
         "backends": {},
     }
     names = [*config.backends, *(["monai"] if config.compare_monai else [])]
@@ -156,16 +180,20 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
             last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else "no output"
             raise BratsxError(f"bench: the {name} backend failed: {last}")
         raw = json.loads(process.stdout.strip().splitlines()[-1])
-        report["backends"][name] = _summarise(raw, flops, peak, patch_voxels, len(cases))
+        report["backends"][name] = _summarise(raw, flops, peaks, patch_voxels, len(cases))
 
+    labelled = [case for case in cases if case.label is not None]
+    if labelled:
+        references = _reference_folder(labelled, work / "references")
+        for name in names:
+            report["backends"][name]["dice_vs_reference"] = _mean_dice(work / "out" / name, references)
     if config.compare_monai:
         monai = report["backends"]["monai"]
         for name in config.backends:
-            results = evaluate_directories(work / "out" / name, work / "out" / "monai")
-            agreement = {region: float(np.mean([r.metrics[f"dice_{region}"] for r in results if r.metrics]))
-                         for region in ("WT", "TC", "ET")}
+            agreement = _mean_dice(work / "out" / name, work / "out" / "monai")
             entry = report["backends"][name]
             entry["agreement_with_monai"] = agreement
-            agrees = min(agreement.values()) >= AGREEMENT_FLOOR
-            entry["speedup_vs_monai"] = monai["case_p50_s"] / entry["case_p50_s"] if agrees else None
+            ratio = monai["case_p50_s"] / entry["case_p50_s"]
+            entry["latency_ratio_vs_monai"] = ratio  # measured, whatever the agreement
+            entry["speedup_vs_monai"] = ratio if min(agreement.values()) >= AGREEMENT_FLOOR else None
     return report

@@ -39,11 +39,13 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here.", dir_okay=False,
                                                      show_default=False)] = None,
 ) -> None:
-    """Measure tiles/s, effective GFLOP/s (and their share of this machine's fp32 GEMM peak), per-case
-    latency p50/p95 with stages, cases/min and peak memory for each backend, each in its own process.
+    """Measure tiles/s, effective GFLOP/s (and their share of this machine's GEMM peak of the same
+    precision, measured in the same run), per-case latency p50/p95 with stages, cases/min and peak
+    memory for each backend, each in its own process.
 
     With --compare monai the same weights run through MONAI on the same cases; the speed ratio is shown
-    only where the per-region Dice agreement with MONAI's output is at least 0.99.
+    only where the per-region Dice agreement with MONAI's output is at least 0.99. Cases with reference
+    labels also get each backend's Dice against them.
     """
     from ..bench.run import BenchConfig, run_bench
 
@@ -65,11 +67,14 @@ def bench(
 
 def _render(report: dict) -> None:
     machine = report["machine"]
+    peaks = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in report["cpu_gemm_peak_gflops"].items()
+                      if gflops)
     table = Table(title=f"bratsx bench: {len(report['cases'])} case(s), {report['tile_gflop']:.0f} GFLOP per tile, "
-                        f"{machine['cpu']} x{machine['cores']} (fp32 GEMM peak {report['cpu_fp32_gemm_peak_gflops']:.0f}"
-                        " GFLOP/s)")
-    for column in ("backend", "device", "build s", "tiles/s", "GFLOP/s (% peak)", "case p50 s", "case p95 s",
-                   "cases/min", "RSS MB", "vs MONAI", "agreement WT/TC/ET"):
+                        f"{machine['cpu']} x{machine['cores']} (GEMM peak GFLOP/s: {peaks})")
+    referenced = any("dice_vs_reference" in entry for entry in report["backends"].values())
+    columns = ["backend", "device", "build s", "tiles/s", "GFLOP/s (% peak)", "case p50 s", "case p95 s",
+               "cases/min", "RSS MB", "vs MONAI", "agreement WT/TC/ET"]
+    for column in columns + (["Dice vs reference WT/TC/ET"] if referenced else []):
         table.add_column(column, justify="left" if column in ("backend", "device") else "right")
     for name, entry in report["backends"].items():
         gflops = (f"{entry['effective_gflops']:.1f} ({100 * entry['fraction_of_peak']:.0f}%)"
@@ -77,12 +82,17 @@ def _render(report: dict) -> None:
                   f"{entry['effective_gflops']:.1f}" if entry.get("effective_gflops") else "")
         agreement = entry.get("agreement_with_monai")
         ratio = entry.get("speedup_vs_monai")
+        reference = entry.get("dice_vs_reference")
         table.add_row(
             name, f"{entry['device']} {entry['precision']}", f"{entry['build_s']:.1f}",
             f"{entry['tiles_per_s']:.2f}" if entry.get("tiles_per_s") else "", gflops,
             f"{entry['case_p50_s']:.1f}", f"{entry['case_p95_s']:.1f}",
             f"{entry['cases_per_min']:.2f}" if entry.get("cases_per_min") else "", f"{entry['peak_rss_mb']:.0f}",
-            f"{ratio:.2f}x" if ratio else ("not counted" if agreement else ""),
-            "/".join(f"{agreement[r]:.3f}" for r in ("WT", "TC", "ET")) if agreement else "",
+            f"{ratio:.2f}x" if ratio else (f"{entry['latency_ratio_vs_monai']:.2f}x, not counted" if agreement else ""),
+            _per_region(agreement), *([_per_region(reference)] if referenced else []),
         )
     console.print(table)
+
+
+def _per_region(dice: dict[str, float] | None) -> str:
+    return "/".join(f"{dice[r]:.3f}" for r in ("WT", "TC", "ET")) if dice else ""

@@ -24,7 +24,8 @@ def cases(
         typer.Option(case_sensitive=False, help="Force this layout instead of detecting it per folder."),
     ] = None,
     check: Annotated[
-        bool, typer.Option("--check", help="Also read every voxel: finds corrupt data, NaNs, empty modalities, bad labels.")
+        bool, typer.Option("--check", help="Also read every voxel: finds corrupt data, NaNs, empty modalities, "
+                                           "bad labels.")
     ] = False,
 ) -> None:
     """List the cases found in DIRECTORY with their geometry and any problem.

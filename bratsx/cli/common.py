@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -14,8 +16,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import BratsxError
 
-console = Console()
-err_console = Console(stderr=True)
+#: Width of tables written to a file or pipe (Rich would use 80 columns and truncate them); a
+#: terminal, or ``COLUMNS`` when set, keeps its own width.
+PIPE_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 #: Exit code of a user error (bad input, bad option), as Click uses for usage errors.
 USER_ERROR = 2

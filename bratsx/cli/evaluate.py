@@ -20,7 +20,8 @@ def evaluate(
     references: Annotated[Path, typer.Argument(help="Reference segmentations, same naming.", exists=True,
                                                file_okay=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where metrics.csv and summary.json go. "
-                                                "[default: PREDICTIONS/evaluation]", file_okay=False, show_default=False)] = None,
+                                                "[default: PREDICTIONS/evaluation]", file_okay=False,
+                                                show_default=False)] = None,
     convention: Annotated[Optional[LabelConvention], typer.Option(
         case_sensitive=False, help="Label convention of both (needed for MSD labels). [default: read from values]",
         show_default=False)] = None,

@@ -53,5 +53,6 @@ def export(
     if report.fp16_onnx:
         table.add_row(str(report.fp16_onnx), report.fp16_gate.describe())
     if report.engine:
-        table.add_row(str(report.engine), f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
+        table.add_row(str(report.engine),
+                      f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
     console.print(table)

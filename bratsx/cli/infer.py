@@ -170,7 +170,8 @@ def _render(results, out: Path, summary: Path, wall: float) -> None:
         m = r.metrics or {}
         status = "skipped" if r.skipped else f"[red]{escape(r.error)}[/]" if r.error else "ok"
         table.add_row(r.case_id, status, *(f"{m[k]:.3f}" if k in m else "" for k in ("dice_WT", "dice_TC", "dice_ET")),
-                      f"{m['hd95_WT']:.1f}" if "hd95_WT" in m else "", f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
+                      f"{m['hd95_WT']:.1f}" if "hd95_WT" in m else "",
+                      f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
     console.print(table)
     failed = [r for r in results if r.error]
     if failed:

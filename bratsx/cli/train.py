@@ -88,7 +88,8 @@ class _Display:
         elif isinstance(event, ValidationDone):
             scores = "  ".join(f"{k} {v:.3f}" for k, v in event.dice.items() if k != "mean")
             marker = "  [green]best[/]" if event.best else ""
-            self.progress.console.print(f"epoch {event.epoch}: validation Dice {scores}  mean {event.dice['mean']:.3f}{marker}")
+            self.progress.console.print(
+                f"epoch {event.epoch}: validation Dice {scores}  mean {event.dice['mean']:.3f}{marker}")
         elif isinstance(event, EpochDone):
             record = event.record
             summary = (f"loss {record['train_loss']:.4f}  {record['it_per_s']:.2f} it/s  "

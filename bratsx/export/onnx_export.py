@@ -141,7 +141,8 @@ def model_from_checkpoint(source: Path | str) -> TrainedModel:
         network = UNet3D(NetworkConfig.from_dict(contract.network))
         network.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise BratsxError(f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
+        raise BratsxError(
+            f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
     return TrainedModel(network.eval(), contract, path)
 
 

@@ -184,7 +184,8 @@ def infer_cases(
                 on_case(result)
         else:
             if references and case.case_id in references:
-                case = Case(case.case_id, case.layout, case.folder, case.images, references[case.case_id], case.problems)
+                case = Case(case.case_id, case.layout, case.folder, case.images, references[case.case_id],
+                            case.problems)
             todo.append(case)
 
     with ThreadPoolExecutor(1) as loader, ThreadPoolExecutor(1) as writer:

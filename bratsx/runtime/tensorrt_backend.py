@@ -80,7 +80,8 @@ class TrtBackend:
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine.read_bytes())
         if self.engine is None:
-            raise BratsxError(f"{engine}: TensorRT could not deserialize the engine; rebuild it with bratsx export --trt")
+            raise BratsxError(
+                f"{engine}: TensorRT could not deserialize the engine; rebuild it with bratsx export --trt")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
@@ -102,7 +103,8 @@ class TrtBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape[0] > self.max_batch:  # the profile's limit: run in chunks
-            return np.concatenate([self.run(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
+            chunks = range(0, len(batch), self.max_batch)
+            return np.concatenate([self.run(batch[i : i + self.max_batch]) for i in chunks])
         cudart = self.cudart
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         output = np.empty((batch.shape[0], self.output_channels, *batch.shape[2:]), dtype=np.float32)

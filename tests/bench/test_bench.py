@@ -17,15 +17,21 @@ def test_bench_on_a_tiny_set_writes_a_complete_report(tiny_run, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert set(report["backends"]) == {"ort", "openvino", "monai"}
-    assert report["tile_gflop"] > 0 and report["cpu_fp32_gemm_peak_gflops"] > 0
+    assert report["tile_gflop"] > 0 and report["cpu_gemm_peak_gflops"]["fp32"] > 0
     assert report["machine"]["cores"] >= 1
     for name in ("ort", "openvino"):
         entry = report["backends"][name]
         for key in ("build_s", "tiles_per_s", "effective_gflops", "fraction_of_peak", "case_p50_s", "case_p95_s",
                     "cases_per_min", "peak_rss_mb", "agreement_with_monai", "speedup_vs_monai"):
             assert key in entry
+        assert entry["latency_ratio_vs_monai"] > 0
+        counted = min(entry["agreement_with_monai"].values()) >= 0.99
+        assert entry["speedup_vs_monai"] == (entry["latency_ratio_vs_monai"] if counted else None)
         assert set(entry["stages_mean_s"]) == {"load", "preprocess", "inference", "postprocess", "write"}
         assert set(entry["agreement_with_monai"]) == {"WT", "TC", "ET"}
+    for entry in report["backends"].values():  # the synthetic case has a reference label
+        assert set(entry["dice_vs_reference"]) == {"WT", "TC", "ET"}
+        assert all(0.0 <= dice <= 1.0 for dice in entry["dice_vs_reference"].values())
 
 
 def test_bench_refuses_an_unknown_backend():

@@ -64,3 +64,8 @@ def test_the_default_network_is_counted_per_tile(tmp_path):
 
 def test_gemm_peak_is_a_positive_rate():
     assert cpu_gemm_gflops(size=256, repeat=2) > 0
+
+
+def test_bf16_gemm_peak_is_a_positive_rate():
+    pytest.importorskip("torch")
+    assert cpu_gemm_gflops(size=256, repeat=2, precision="bf16") > 0

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
-from bratsx.contract import ModelContract, read_onnx_contract  # noqa: E402
+from bratsx.contract import ModelContract, read_onnx_contract
 from bratsx.errors import BratsxError
 from bratsx.export.fp16 import accuracy_gate, calibration_images, fp16_from_onnx
 from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME, model_from_checkpoint

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from bratsx.cases import discover_cases  # noqa: E402
-from bratsx.synth import write_synthetic_dataset  # noqa: E402
-from bratsx.trainer.cache import build_cache  # noqa: E402
+from bratsx.cases import discover_cases
+from bratsx.synth import write_synthetic_dataset
+from bratsx.trainer.cache import build_cache
 
 TINY_SHAPE = (40, 40, 32)
 

@@ -3,8 +3,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bratsx.labels import OutputMode  # noqa: E402
-from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities  # noqa: E402
+from bratsx.labels import OutputMode
+from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities
 
 SMALL = (4, 8, 16, 32)
 

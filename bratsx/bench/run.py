@@ -92,11 +92,6 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
     return checkpoint, export_model(checkpoint, work / "model").onnx
 
 
-def _peak_for(precision: str, peaks: dict[str, float | None]) -> float | None:
-    """The CPU GEMM peak a backend of this precision is judged against (bf16 has its own)."""
-    return peaks.get("bf16") if precision == "bf16" else peaks.get("fp32")
-
-
 def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
                cases: int) -> dict:
     totals = [sum(seconds.values()) for seconds in raw["case_seconds"]]
@@ -114,8 +109,8 @@ def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None]
         summary.update({"tiles_per_s": raw["tiles_per_s"], "voxels_per_s": raw["tiles_per_s"] * patch_voxels,
                         "effective_gflops": gflops,
                         "fraction_of_peak": None})
-        peak = _peak_for(raw["precision"], peaks) if raw["device"] == "cpu" else None
-        if peak:
+        peak = peaks.get("bf16" if raw["precision"] == "bf16" else "fp32")  # bf16 is judged by its own peak
+        if raw["device"] == "cpu" and peak:
             summary["fraction_of_peak"] = gflops / peak
     return summary
 

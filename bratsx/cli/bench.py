@@ -43,9 +43,9 @@ def bench(
     precision, measured in the same run), per-case latency p50/p95 with stages, cases/min and peak
     memory for each backend, each in its own process.
 
-    With --compare monai the same weights run through MONAI on the same cases; the speed ratio is shown
-    only where the per-region Dice agreement with MONAI's output is at least 0.99. Cases with reference
-    labels also get each backend's Dice against them.
+    With --compare monai the same weights run through MONAI on the same cases; a speed ratio counts
+    only where the per-region Dice agreement with MONAI's output is at least 0.99 (below that it is
+    shown as "not counted"). Cases with reference labels also get each backend's Dice against them.
     """
     from ..bench.run import BenchConfig, run_bench
 

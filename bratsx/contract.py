@@ -6,6 +6,7 @@ runtime reads it back and needs nothing else. It is plain data (JSON-able), with
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,10 +18,19 @@ from .geometry import CANONICAL_ORIENTATION
 from .labels import MODALITY_ORDER, REGION_ORDER, LabelConvention, OutputMode, Tissue
 from .preprocessing import DEFAULT_MARGIN
 
-__all__ = ["CONTRACT_METADATA_KEY", "NORMALIZATION", "ModelContract", "read_onnx_contract"]
+__all__ = [
+    "CONTRACT_METADATA_KEY",
+    "NORMALIZATION",
+    "PRECISION_METADATA_KEY",
+    "ModelContract",
+    "file_sha256",
+    "read_onnx_contract",
+]
 
 #: Key of the JSON contract in an ONNX model's ``metadata_props``.
 CONTRACT_METADATA_KEY = "bratsx_contract"
+#: Metadata key in which export records a model file's compute precision ("fp32" or "fp16").
+PRECISION_METADATA_KEY = "bratsx_precision"
 
 #: How inputs are normalised (see :func:`bratsx.preprocessing.preprocess`).
 NORMALIZATION = "zscore-per-modality-in-brain-mask"
@@ -104,19 +114,38 @@ class ModelContract:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file, read in chunks: how contracts and model folders name the files they come from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_onnx_contract(path: Path | str) -> ModelContract:
     """Read the contract embedded by ``bratsx export`` in an ONNX model's metadata.
 
     Raises:
-        BratsxError: if the file is not a readable ONNX model or carries no bratsx contract.
+        BratsxError: one line saying which: the file cannot be read, is empty, is not an ONNX model
+            (bytes that do not parse as one, or no graph), or carries no (or a damaged) bratsx contract.
     """
     import onnx
 
     path = Path(path)
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # onnx raises DecodeError, OSError, ...
-        raise BratsxError(f"{path}: not a readable ONNX model ({type(error).__name__})") from error
+        data = path.read_bytes()
+    except OSError as error:
+        raise BratsxError(f"{path}: cannot read the model file ({error.strerror or error})") from error
+    if not data:
+        raise BratsxError(f"{path}: empty file (0 bytes), not an ONNX model; export it again with 'bratsx export'")
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as error:  # protobuf raises DecodeError, and others for odd bytes
+        raise BratsxError(f"{path}: not an ONNX model (its bytes do not parse as one: {type(error).__name__})") \
+            from error
+    if model.ir_version == 0 or not model.HasField("graph"):
+        raise BratsxError(f"{path}: not an ONNX model (no IR version or no graph in it)")
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     if CONTRACT_METADATA_KEY not in metadata:
         raise BratsxError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BratsxError", "CaseError"]
+__all__ = ["BratsxError", "CaseError", "LabelError"]
 
 
 class BratsxError(Exception):
@@ -36,3 +36,8 @@ class CaseError(BratsxError):
 
     def __reduce__(self):  # keeps the error picklable across worker processes
         return (type(self), (self.case_id, self.problem, self.path))
+
+
+class LabelError(CaseError):
+    """A problem with a case's reference segmentation only: the images are fine, so the case can still
+    be segmented and its metrics reported as missing."""

@@ -10,6 +10,12 @@ from casefiles import write_folder_case
 from bratsx.cases import Layout
 
 
+@pytest.fixture(autouse=True)
+def isolated_workspace(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty workspace ($BRATSX_HOME), so no test reads or writes the real one."""
+    monkeypatch.setenv("BRATSX_HOME", str(tmp_path_factory.mktemp("workspace")))
+
+
 @pytest.fixture
 def brats2020_case(tmp_path: Path) -> Path:
     """A valid BraTS 2018-2021 case folder inside ``tmp_path``."""

@@ -27,8 +27,9 @@ import numpy as np
 from .. import __version__
 from ..cases import Case, discover_cases
 from ..errors import BratsxError
+from ..runtime.backends import BackendName
 from ..runtime.evaluate import evaluate_directories
-from ..runtime.infer import STAGES
+from ..runtime.segment import STAGES
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import cpu_gemm_gflops
@@ -39,13 +40,18 @@ __all__ = ["AGREEMENT_FLOOR", "BenchConfig", "run_bench"]
 AGREEMENT_FLOOR = 0.99
 
 
-@dataclass(frozen=True)
+#: Backends the bench can measure (every named backend but ``auto``).
+BENCH_BACKENDS = tuple(b.value for b in BackendName if b is not BackendName.AUTO)
+
+
+@dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     """What to measure.
 
     Attributes:
         backends: bratsx backends to measure (``ort``, ``openvino``, ``openvino-bf16``, ``torch``, ``trt``).
-        model: a checkpoint or run directory; ``None`` for the default network with random weights.
+        model: a checkpoint, run directory or model folder (its recorded checkpoint); ``None`` for the
+            default network with random weights.
         cases_dir: cases to run; ``None`` for ``synthetic`` synthetic 240x240x155 cases.
         synthetic: how many synthetic cases.
         compare_monai: also run MONAI's sliding window on the same weights.
@@ -75,8 +81,15 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
     """The checkpoint (for torch and MONAI) and the ONNX export of the same weights."""
     from ..export.pipeline import export_model
+    from ..modelfolder import find_model_folder
 
     checkpoint = config.model
+    folder = find_model_folder(checkpoint) if checkpoint is not None else None
+    if folder is not None:
+        checkpoint = folder.checkpoint
+        if checkpoint is None:
+            raise BratsxError(f"bench --model {config.model}: the checkpoint this model was exported from is not "
+                              "recorded or gone; give the run directory (every backend runs the same weights)")
     if checkpoint is None:
         import torch
 
@@ -136,11 +149,18 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
     Raises:
         BratsxError: a backend that cannot run here, or bad cases.
     """
+    step = on_step or (lambda text: None)
+    unknown = [b for b in config.backends if b not in BENCH_BACKENDS]
+    if unknown or not config.backends:
+        raise BratsxError(f"--backends {','.join(config.backends)!r}: choose among {', '.join(BENCH_BACKENDS)}")
+    with tempfile.TemporaryDirectory(prefix="bratsx-bench-") as scratch:
+        return _run_bench(config, Path(scratch), step)
+
+
+def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> dict[str, Any]:
     from ..contract import read_onnx_contract
     from ..synth import write_synthetic_dataset
 
-    step = on_step or (lambda text: None)
-    work = Path(tempfile.mkdtemp(prefix="bratsx-bench-"))
     step("preparing the model")
     checkpoint, onnx_path = _model_files(config, work)
     contract = read_onnx_contract(onnx_path)
@@ -169,8 +189,10 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
                 "out": str(work / "out" / name), "repeat": config.repeat, "overlap": config.overlap,
                 "tta": config.tta, "device": config.device,
                 "engine": str(config.engine) if config.engine else None}
+        # Run from the scratch folder, so the worker imports the installed bratsx, never a folder named
+        # bratsx in the user's current directory.
         process = subprocess.run([sys.executable, "-m", "bratsx.bench.worker", json.dumps(task)],
-                                 capture_output=True, text=True, check=False)
+                                 capture_output=True, text=True, check=False, cwd=work)
         if process.returncode != 0:
             last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else "no output"
             raise BratsxError(f"bench: the {name} backend failed: {last}")

@@ -18,26 +18,17 @@ from typing import Any
 import numpy as np
 
 from ..cases import discover_cases
-from ..contract import read_onnx_contract
 
 __all__ = ["measure"]
 
 
 def _open(task: dict[str, Any]):
-    from ..runtime import backends
+    """The backend the task names, on the file that backend runs, through the one opener."""
+    from ..runtime import open_model
 
-    name, onnx_path = task["backend"], Path(task["onnx"])
-    if name == "ort":
-        return backends.OrtBackend(onnx_path, device=task["device"])
-    if name in ("openvino", "openvino-bf16"):
-        return backends.OpenVinoBackend(onnx_path, precision="bf16" if name.endswith("bf16") else "f32")
-    if name == "torch":
-        return backends.TorchBackend(task["checkpoint"], device=task["device"], amp=task.get("amp", False))
-    if name == "trt":
-        from ..runtime.tensorrt_backend import TrtBackend
-
-        return TrtBackend(task["engine"])
-    raise ValueError(f"unknown backend {name!r}")
+    name = task["backend"]
+    model = {"torch": task["checkpoint"], "trt": task["engine"]}.get(name, task["onnx"])
+    return open_model(model, name, device=task["device"])
 
 
 def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> float:
@@ -52,31 +43,32 @@ def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> fl
 
 
 def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
-    from ..runtime.infer import InferOptions, infer_cases
+    from ..runtime import InferOptions, SegmentOptions, infer_cases
 
-    contract = read_onnx_contract(task["onnx"])
     start = time.perf_counter()
-    backend = _open(task)
-    build = time.perf_counter() - start
-    batch = task.get("sw_batch") or (4 if backend.device.startswith("cuda") else 1)
-    tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"])
-    cases = discover_cases(task["cases"])
-    options = InferOptions(overlap=task["overlap"], sw_batch=batch, tta=task["tta"], overwrite=True)
-    latencies, walls = [], []
-    for _ in range(task["repeat"]):
-        start = time.perf_counter()
-        results = infer_cases(cases, [backend], contract, Path(task["out"]), options)
-        walls.append(time.perf_counter() - start)
-        failed = [r.error for r in results if r.error]
-        if failed:
-            raise RuntimeError(failed[0])
-        latencies.extend(r.seconds for r in results)
-    return {"device": backend.device, "precision": backend.precision, "build_s": build, "sw_batch": batch,
-            "tiles_per_s": tiles_per_s, "case_seconds": latencies, "directory_wall_s": walls}
+    with _open(task) as opened:
+        backend, contract = opened.backend, opened.contract
+        build = time.perf_counter() - start
+        batch = task.get("sw_batch") or backend.preferred_batch
+        tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"])
+        cases = discover_cases(task["cases"])
+        options = InferOptions(segment=SegmentOptions(overlap=task["overlap"], sw_batch=batch, tta=task["tta"]),
+                               overwrite=True)
+        latencies, walls = [], []
+        for _ in range(task["repeat"]):
+            start = time.perf_counter()
+            records = infer_cases(cases, [backend], contract, Path(task["out"]), options)
+            walls.append(time.perf_counter() - start)
+            failed = [r.error for r in records if r.status == "failed"]
+            if failed:
+                raise RuntimeError(failed[0])
+            latencies.extend(r.seconds for r in records)
+        return {"device": backend.device, "precision": backend.precision, "build_s": build, "sw_batch": batch,
+                "tiles_per_s": tiles_per_s, "case_seconds": latencies, "directory_wall_s": walls}
 
 
 def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
-    from ..export.onnx_export import model_from_checkpoint
+    from ..trainer.checkpoint import model_from_checkpoint
     from .monai_reference import monai_segment_case
 
     start = time.perf_counter()

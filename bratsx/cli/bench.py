@@ -7,33 +7,39 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..atomic import write_bytes_atomic
+from ..bench.run import BENCH_BACKENDS, BenchConfig
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
-
-_BACKENDS = ("ort", "openvino", "openvino-bf16", "torch", "trt")
+from .options import default_of
+from .render import per_region
 
 
 @reports_errors
 def bench(
     model: Annotated[Optional[Path], typer.Option(
-        "--model", "-m", help="A checkpoint or run directory (exported on the fly so every backend runs the same "
-                              "weights). [default: the default network, random weights]", exists=True,
+        "--model", "-m", help="A checkpoint, run directory or model folder (exported on the fly so every backend "
+                              "runs the same weights). [default: the default network, random weights]", exists=True,
         show_default=False)] = None,
     cases: Annotated[Optional[Path], typer.Option(
         "--cases", help="Cases to run. [default: --synthetic cases]", exists=True, file_okay=False,
         show_default=False)] = None,
-    synthetic: Annotated[int, typer.Option(min=1, help="Synthetic 240x240x155 cases when --cases is not given.")] = 2,
-    backends: Annotated[str, typer.Option(
-        help="Comma-separated: ort, openvino, openvino-bf16, torch, trt.")] = "ort,openvino,torch",
+    synthetic: Annotated[int, typer.Option(min=1, help="Synthetic 240x240x155 cases when --cases is not given.")
+                         ] = default_of(BenchConfig, "synthetic"),
+    backends: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(BENCH_BACKENDS)}.")
+                        ] = ",".join(default_of(BenchConfig, "backends")),
     compare: Annotated[Optional[str], typer.Option(
         help="'monai': also run MONAI's sliding_window_inference (PyTorch eager) on the same weights.",
         show_default=False)] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Mirror TTA in bratsx.")] = False,
-    repeat: Annotated[int, typer.Option(min=1, help="Passes over the cases per backend.")] = 2,
-    device: Annotated[str, typer.Option(help="cpu or cuda (ort, torch, MONAI).")] = "cpu",
+    tta: Annotated[bool, typer.Option("--tta", help="Mirror TTA in bratsx.")] = default_of(BenchConfig, "tta"),
+    repeat: Annotated[int, typer.Option(min=1, help="Passes over the cases per backend.")
+                      ] = default_of(BenchConfig, "repeat"),
+    overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap (bratsx and the peer).")
+                       ] = default_of(BenchConfig, "overlap"),
+    device: Annotated[str, typer.Option(help="cpu or cuda (ort, torch, MONAI).")] = default_of(BenchConfig, "device"),
     engine: Annotated[Optional[Path], typer.Option(help="TensorRT engine for the trt backend.", exists=True,
                                                    dir_okay=False, show_default=False)] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here.", dir_okay=False,
@@ -47,22 +53,20 @@ def bench(
     only where the per-region Dice agreement with MONAI's output is at least 0.99 (below that it is
     shown as "not counted"). Cases with reference labels also get each backend's Dice against them.
     """
-    from ..bench.run import BenchConfig, run_bench
+    from ..bench.run import run_bench
 
-    chosen = tuple(b.strip() for b in backends.split(",") if b.strip())
-    unknown = [b for b in chosen if b not in _BACKENDS]
-    if unknown or not chosen:
-        raise BratsxError(f"--backends {backends!r}: choose among {', '.join(_BACKENDS)}")
     if compare not in (None, "monai"):
         raise BratsxError(f"--compare {compare!r}: the only peer is 'monai'")
-    config = BenchConfig(chosen, model, cases, synthetic, compare == "monai", tta, repeat, 0.5, device, engine)
+    config = BenchConfig(backends=tuple(b.strip() for b in backends.split(",") if b.strip()), model=model,
+                         cases_dir=cases, synthetic=synthetic, compare_monai=compare == "monai", tta=tta,
+                         repeat=repeat, overlap=overlap, device=device, engine=engine)
     with err_console.status("benchmarking") as status:
         report = run_bench(config, on_step=lambda text: status.update(text))
     if json_out is not None:
         write_bytes_atomic(json_out, (json.dumps(report, indent=2) + "\n").encode())
     _render(report)
     if json_out is not None:
-        console.print(f"report: {json_out}")
+        console.print(f"report: {escape(str(json_out))}")
 
 
 def _render(report: dict) -> None:
@@ -89,10 +93,6 @@ def _render(report: dict) -> None:
             f"{entry['case_p50_s']:.1f}", f"{entry['case_p95_s']:.1f}",
             f"{entry['cases_per_min']:.2f}" if entry.get("cases_per_min") else "", f"{entry['peak_rss_mb']:.0f}",
             f"{ratio:.2f}x" if ratio else (f"{entry['latency_ratio_vs_monai']:.2f}x, not counted" if agreement else ""),
-            _per_region(agreement), *([_per_region(reference)] if referenced else []),
+            per_region(agreement), *([per_region(reference)] if referenced else []),
         )
     console.print(table)
-
-
-def _per_region(dice: dict[str, float] | None) -> str:
-    return "/".join(f"{dice[r]:.3f}" for r in ("WT", "TC", "ET")) if dice else ""

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..labels import LabelConvention
 from .common import console, reports_errors
+from .render import status_cell
 
 
 @reports_errors
@@ -25,11 +26,15 @@ def evaluate(
     convention: Annotated[Optional[LabelConvention], typer.Option(
         case_sensitive=False, help="Label convention of both (needed for MSD labels). [default: read from values]",
         show_default=False)] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Exit 0 even when a reference has no prediction (it is still reported).")] = False,
 ) -> None:
     """Dice, sensitivity, specificity, HD95 (mm) and volumes per region (WT, TC, ET), BraTS rules.
 
     Files are matched by case id. Empty masks follow BraTS: both empty scores Dice 1 and HD95 0;
-    one empty scores Dice 0 and HD95 373.13. Exits with code 1 when a case cannot be scored.
+    one empty scores Dice 0 and HD95 373.13. Every case of either folder is reported: scored, failed,
+    missing (a reference without a prediction), unreferenced or ambiguous (two candidate files). Exits
+    with code 1 when a case cannot be scored or a reference has no prediction (see --allow-missing).
     """
     from ..runtime.evaluate import evaluate_directories
     from ..runtime.summary import aggregate, write_summary
@@ -38,7 +43,7 @@ def evaluate(
     out = out or predictions / "evaluation"  # never over infer's own metrics.csv and summary.json
     out.mkdir(parents=True, exist_ok=True)
     write_summary(results, out, {"predictions": str(predictions), "references": str(references)}, 0.0)
-    table = Table(title=f"{len(results)} case(s)")
+    table = Table(title=f"{sum(r.status == 'ok' for r in results)} of {len(results)} case(s) scored")
     table.add_column("metric")
     for region in ("WT", "TC", "ET"):
         table.add_column(f"{region} mean ± std (median)")
@@ -50,9 +55,11 @@ def evaluate(
             cells.append(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['median']:.3f})" if s else "")
         table.add_row(metric, *cells)
     console.print(table)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        console.print(f"[red]{escape(r.error)}[/]")
-    console.print(f"metrics: {out / 'metrics.csv'}, {out / 'summary.json'}")
-    if failed:
+    for r in results:
+        if r.status != "ok":
+            console.print(f"{status_cell(r)}")
+    counts = ", ".join(f"{sum(r.status == s for r in results)} {s}" for s in dict.fromkeys(r.status for r in results))
+    console.print(f"{counts}; metrics: {escape(str(out / 'metrics.csv'))}, {escape(str(out / 'summary.json'))}")
+    failing = {"failed", "ambiguous"} | (set() if allow_missing else {"missing"})
+    if any(r.status in failing for r in results):
         raise typer.Exit(1)

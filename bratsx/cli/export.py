@@ -1,4 +1,4 @@
-"""``bratsx export``: a checkpoint into self-describing model files, each verified before it is kept."""
+"""``bratsx export``: a checkpoint into a self-describing model folder, each file verified before it is kept."""
 
 from __future__ import annotations
 
@@ -6,53 +6,78 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from ..export.options import ExportOptions
 from .common import console, err_console, reports_errors
+from .options import WorkspaceOption, default_of
+
+
+def _model_name(source: Path) -> str:
+    """A run directory's name, or the name of the run a checkpoint lies in."""
+    source = source.resolve()
+    if source.is_file() and source.parent.name == "checkpoints":
+        return source.parent.parent.name
+    return source.name if source.is_dir() else source.stem
 
 
 @reports_errors
 def export(
-    source: Annotated[Path, typer.Argument(help="A run directory (its best checkpoint is used) or a checkpoint file.",
-                                           exists=True)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for model.onnx and the other files.",
-                                      file_okay=False)],
+    source: Annotated[Optional[Path], typer.Argument(
+        help="A run directory (its best checkpoint is used) or a checkpoint file. [default: the workspace's latest "
+             "run]", exists=True, show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="The model folder to write. [default: WORKSPACE/models/RUN_NAME]", file_okay=False,
+        show_default=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, refused unless its "
                                                       "WT/TC/ET Dice against fp32 is >= 0.999.")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build an FP16 TensorRT engine (needs TensorRT and an "
                                                     "NVIDIA GPU; implies --fp16), gated the same way.")] = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 20,
-    max_batch: Annotated[int, typer.Option(min=1, help="Largest batch of tiles the model accepts.")] = 8,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = default_of(ExportOptions, "opset"),
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest batch of tiles the model accepts.")
+                         ] = default_of(ExportOptions, "max_batch"),
     calib_dir: Annotated[Optional[Path], typer.Option(
         "--calib-dir", help="Cases to run the accuracy gates on. [default: synthetic cases]", exists=True,
         file_okay=False, show_default=False)] = None,
-    calib_cases: Annotated[int, typer.Option(min=1, help="How many cases the gates run on.")] = 2,
-    trt_opt_level: Annotated[int, typer.Option(min=0, max=5, help="TensorRT builder optimisation level.")] = 3,
+    calib_cases: Annotated[int, typer.Option(min=1, help="How many cases (of --calib-dir) the gates run on.")
+                           ] = default_of(ExportOptions, "calibration_cases"),
+    trt_opt_level: Annotated[int, typer.Option(min=0, max=5, help="TensorRT builder optimisation level.")
+                             ] = default_of(ExportOptions, "trt_optimization_level"),
+    workspace: WorkspaceOption = None,
 ) -> None:
-    """Export a trained model to ONNX with its inference contract embedded.
+    """Export a trained model into a model folder: ONNX with its inference contract embedded, plus model.json.
 
     model.onnx takes image [N, 4, D, H, W] float32 (FLAIR, T1, T1ce, T2, z-scored inside the brain;
     N dynamic, D H W = the training patch) and returns probabilities [N, C, D, H, W] (sigmoid WT, TC,
-    ET, or softmax over 4 classes). Its metadata holds the contract bratsx infer reads: modality
-    order, normalisation, patch, orientation, channels, validation Dice. The export is refused when
-    ONNX Runtime and PyTorch differ by more than 1e-4.
+    ET, or softmax over 4 classes). Its metadata holds the contract bratsx infer reads. The export is
+    refused when ONNX Runtime and PyTorch differ by more than 1e-4; reduced-precision files are kept
+    only when they pass their accuracy gate. The folder becomes the workspace's default model, which
+    `bratsx infer` uses when no --model is given.
     """
-    from ..export.pipeline import ExportOptions, export_model
+    from ..export.pipeline import export_model
+    from ..workspace import Workspace
 
+    space = Workspace.locate(workspace)
+    source = source or space.latest_run()
+    out = out or space.model_dir(_model_name(source))
     options = ExportOptions(fp16=fp16 or trt, trt=trt, opset=opset, max_batch=max_batch, calibration_dir=calib_dir,
                             calibration_cases=calib_cases, trt_optimization_level=trt_opt_level)
     with err_console.status("exporting") as status:
         report = export_model(source, out, options, on_step=lambda name: status.update(name))
+    space.set_default_model(out)
 
-    table = Table(title=f"exported {source}")
+    table = Table(title=f"exported {escape(str(source))} -> {escape(str(out))}")
     table.add_column("file")
     table.add_column("check")
     agreement = report.agreement
-    table.add_row(str(report.onnx), f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
+    table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
                                     f"relative {agreement.max_rel:.2e} (limit 1e-4)")
     if report.fp16_onnx:
-        table.add_row(str(report.fp16_onnx), report.fp16_gate.describe())
+        table.add_row(report.fp16_onnx.name, f"{report.fp16_gate.describe()}; {report.gates['fp16']['arithmetic']}")
     if report.engine:
-        table.add_row(str(report.engine),
+        table.add_row(report.engine.name,
                       f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
+    table.add_row("model.json", "contract, source, gates, file hashes")
     console.print(table)
+    console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")

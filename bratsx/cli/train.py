@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..cases import Layout
 from ..errors import BratsxError
 from ..labels import OutputMode
+from ..trainer.config import TrainConfig
 from .common import console, err_console, reports_errors
+from .options import WorkspaceOption, shown_default, xyz_to_canonical
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,22 +39,6 @@ def parse_features(text: str) -> tuple[int, ...]:
     if len(values) < 2:
         raise BratsxError(f"--features {text!r}: a U-Net needs at least two stages")
     return values
-
-
-def _resolve_config(data_dir: Path, out: Path, resume: bool, explicit: dict[str, Any]):
-    """The run's configuration: saved options on --resume, overridden by the ones given now."""
-    from ..trainer.config import TrainConfig
-
-    given = {k: v for k, v in explicit.items() if v is not None}
-    if not resume:
-        return TrainConfig(data_dir=data_dir, run_dir=out, **given)
-    saved_path = out / "config.json"
-    if not saved_path.is_file():
-        raise BratsxError(f"--resume: {saved_path} not found; is {out} a bratsx run directory?")
-    import json
-
-    saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-    return replace(saved, data_dir=data_dir, run_dir=out, resume=True, **given)
 
 
 class _Display:
@@ -99,79 +85,84 @@ class _Display:
                 self.progress.console.print(f"epoch {record['epoch']}: {summary}")
 
 
+def _help(name: str, text: str) -> dict:
+    """Help for an option whose default lives in TrainConfig (``None`` on the command line means "the
+    default for a new run, or the saved value on --resume")."""
+    return {"help": text, "show_default": shown_default(TrainConfig, name)}
+
+
 @reports_errors
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Directory of labelled cases (any BraTS layout).", exists=True,
                                              file_okay=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for checkpoints, logs and curves.")],
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs. [default: 1000]", show_default=False)] = None,
-    iterations: Annotated[Optional[int], typer.Option(help="Optimizer steps per epoch. [default: 250]",
-                                                      show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Run directory for checkpoints, logs and curves. [default: WORKSPACE/runs/NAME; with "
+                            "--resume, the workspace's latest run]", show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option(
+        help="Run name in the workspace. [default: the date and time]", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(**_help("epochs", "Epochs."))] = None,
+    iterations: Annotated[Optional[int], typer.Option(**_help("iterations", "Optimizer steps per epoch."))] = None,
     patch: Annotated[Optional[tuple[int, int, int]], typer.Option(
-        help="Patch size Z Y X (canonical axes); also the exported model's tile. [default: 128 128 128]",
-        show_default=False)] = None,
-    features: Annotated[Optional[str], typer.Option(
-        help="Channels per U-Net stage, e.g. 32,64,128,256 (the default).", show_default=False)] = None,
+        **_help("patch", "Patch size X Y Z in voxels; also the exported model's tile."))] = None,
+    features: Annotated[Optional[str], typer.Option(**_help("features", "Channels per U-Net stage."))] = None,
     output_mode: Annotated[Optional[OutputMode], typer.Option(
-        case_sensitive=False, help="regions: sigmoid WT/TC/ET (default); labels: 4-class softmax.",
-        show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Patches per step. [default: 2]",
-                                                      show_default=False)] = None,
+        case_sensitive=False, **_help("output_mode", "regions: sigmoid WT/TC/ET; labels: 4-class softmax."))] = None,
+    batch_size: Annotated[Optional[int], typer.Option(**_help("batch_size", "Patches per step."))] = None,
     foreground_fraction: Annotated[Optional[float], typer.Option(
-        help="Share of patches centred on tumour. [default: 0.33]", show_default=False)] = None,
+        **_help("foreground_fraction", "Share of patches centred on tumour."))] = None,
     accumulate: Annotated[Optional[int], typer.Option(
-        help="Micro-batches per optimizer step (gradient accumulation). [default: 1]", show_default=False)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (SGD, Nesterov, poly decay). "
-                                                     "[default: 0.01]", show_default=False)] = None,
-    val_every: Annotated[Optional[int], typer.Option(help="Validate every N epochs (and after the last). "
-                                                          "[default: 10]", show_default=False)] = None,
-    fold: Annotated[Optional[int], typer.Option(help="Validation fold of the 5-fold split. [default: 0]",
-                                                show_default=False)] = None,
+        **_help("accumulate", "Micro-batches per optimizer step (gradient accumulation)."))] = None,
+    lr: Annotated[Optional[float], typer.Option(**_help("lr", "Initial learning rate (SGD, Nesterov, poly decay)."))
+                  ] = None,
+    val_every: Annotated[Optional[int], typer.Option(
+        **_help("val_every", "Validate every N epochs (and after the last)."))] = None,
+    fold: Annotated[Optional[int], typer.Option(**_help("fold", "Validation fold of the 5-fold split."))] = None,
     val_fraction: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of cases instead of a 5-fold split.", show_default=False)] = None,
     split: Annotated[Optional[Path], typer.Option(
         "--split", help="Fixed split: JSON {\"train\": [...], \"val\": [...]} (or a list of folds).",
         exists=True, dir_okay=False, show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(
-        help="Stop after N validations without improvement. [default: never]", show_default=False)] = None,
+        help="Stop after N validations without improvement.", show_default="never")] = None,
     max_time: Annotated[Optional[str], typer.Option(
-        help="Stop after this long, e.g. 20m or 2h (the last checkpoint is saved). [default: no limit]",
-        show_default=False)] = None,
+        help="Stop after this long, e.g. 20m or 2h (the last checkpoint is saved).", show_default="no limit")] = None,
     gpus: Annotated[Optional[int], typer.Option(
-        help="GPUs to use: 0 = CPU, 2+ = DataParallel (use torchrun for DDP). [default: 1 if CUDA is visible]",
-        show_default=False)] = None,
+        help="GPUs to use: 0 = CPU, 2+ = DataParallel (use torchrun for DDP).", show_default="1 if CUDA is visible")
+                    ] = None,
     amp: Annotated[Optional[bool], typer.Option(
-        "--amp/--no-amp", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU. [default: on for CUDA]",
-        show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data-loader processes. [default: 2]",
-                                                   show_default=False)] = None,
+        "--amp/--no-amp", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU.",
+        show_default="on for CUDA")] = None,
+    workers: Annotated[Optional[int], typer.Option(**_help("workers", "Data-loader processes."))] = None,
     spatial_augmentation: Annotated[Optional[bool], typer.Option(
-        "--rotate/--no-rotate", help="Random rotation and zoom (costly on CPU). [default: off]",
-        show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of init, sampling and augmentation. [default: 0]",
-                                                show_default=False)] = None,
+        "--rotate/--no-rotate", help="Random rotation and zoom (costly on CPU).", show_default="off")] = None,
+    seed: Annotated[Optional[int], typer.Option(**_help("seed", "Seed of init, sampling and augmentation."))] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Preprocessed-case cache, reused across runs. [default: ~/.cache/bratsx/preprocessed]",
-        file_okay=False, show_default=False)] = None,
+        help="Preprocessed-case cache, reused across runs.", file_okay=False,
+        show_default="~/.cache/bratsx/preprocessed")] = None,
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT from checkpoints/last.pt, exactly.")] = False,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Train an nnU-Net-style 3D U-Net on the labelled cases in DATA_DIR.
 
     Cases are preprocessed once into a memory-mapped cache; each epoch runs ITERATIONS SGD steps on
     patches (a third centred on tumour), validates every VAL_EVERY epochs with full-volume
-    sliding-window prediction, and keeps checkpoints/best.pt (best mean Dice) and last.pt. Ctrl-C
-    saves last.pt and tells how to resume. Under torchrun every process trains (DDP).
+    sliding-window prediction, and keeps checkpoints/best.pt (best mean Dice) and last.pt. The run
+    goes to WORKSPACE/runs/NAME and becomes the workspace's latest run, which `bratsx export` takes
+    by default. Ctrl-C saves last.pt and tells how to resume. Under torchrun every process trains (DDP).
     """
-    import torch
-
-    from ..trainer.augment import AugmentConfig
+    from ..devices import torch_device
+    from ..trainer.config import AugmentConfig
     from ..trainer.distributed import context_from_environment
     from ..trainer.loop import train as run_training
+    from ..workspace import Workspace
 
+    space = Workspace.locate(workspace)
+    if out is None:
+        out = space.latest_run() if resume else space.new_run_dir(name)
     explicit: dict[str, Any] = {
-        "epochs": epochs, "iterations": iterations, "patch": patch,
+        "epochs": epochs, "iterations": iterations, "patch": xyz_to_canonical(patch) if patch else None,
         "features": parse_features(features) if features else None, "output_mode": output_mode,
         "batch_size": batch_size, "foreground_fraction": foreground_fraction, "accumulate": accumulate,
         "lr": lr, "val_every": val_every, "fold": fold, "val_fraction": val_fraction, "split_file": split,
@@ -181,26 +172,32 @@ def train(
         "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None,
     }
     if not resume and gpus is None:
-        explicit["gpus"] = 1 if torch.cuda.is_available() else 0
-    config = _resolve_config(data_dir, out, resume, explicit)
+        explicit["gpus"] = 1 if torch_device() == "cuda" else 0
+    config = TrainConfig.resolve(data_dir, out, resume, explicit)
+    distributed = context_from_environment()
+    if distributed is None or distributed.rank == 0:
+        space.set_latest_run(out)
 
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console) as progress:
-        result = run_training(config, on_event=_Display(progress), distributed=context_from_environment())
+        result = run_training(config, on_event=_Display(progress), distributed=distributed)
 
-    table = Table(title=f"run {result.run_dir} ({result.stopped})", show_header=False)
+    table = Table(title=f"run {escape(str(result.run_dir))} ({result.stopped})", show_header=False)
     table.add_row("steps", f"{result.steps} ({result.epochs} epoch(s)) in {result.seconds / 60:.1f} min")
     if result.best_dice:
         table.add_row("best validation Dice", "  ".join(f"{k} {v:.3f}" for k, v in result.best_dice.items()))
-        table.add_row("best checkpoint", str(result.best_checkpoint))
-    table.add_row("last checkpoint", str(result.last_checkpoint))
-    table.add_row("metrics / curves", f"{result.run_dir / 'metrics.jsonl'}, {result.run_dir / 'training_curves.png'}")
+        table.add_row("best checkpoint", escape(str(result.best_checkpoint)))
+    table.add_row("last checkpoint", escape(str(result.last_checkpoint)))
+    table.add_row("metrics / curves", escape(f"{result.run_dir / 'metrics.jsonl'}, "
+                                             f"{result.run_dir / 'training_curves.png'}"))
+    table.add_row("next", "bratsx export --fp16   (exports this run into the workspace's models/)")
     console.print(table)
     if result.stopped == "interrupted":
         err_console.print(
             f"[yellow]interrupted{f' by {result.signal_name}' if result.signal_name else ''} after step "
-            f"{result.steps}; last.pt is saved. Resume with:[/]\n  bratsx train {data_dir} --out {out} --resume"
+            f"{result.steps}; last.pt is saved. Resume with:[/]\n  "
+            f"{escape(f'bratsx train {data_dir} --out {out} --resume')}"
         )
         raise typer.Exit(130)

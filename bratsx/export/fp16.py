@@ -12,32 +12,41 @@ them is at least :data:`GATE_DICE` for every region of every case.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 
-from ..cases import discover_cases
+from ..cases import Case, discover_cases
 from ..contract import ModelContract
 from ..errors import BratsxError
-from ..imageio import load_case
-from ..labels import REGION_ORDER, regions_from_probabilities
+from ..labels import REGION_ORDER
 from ..metrics import dice
-from ..runtime.predictor import predict_probabilities
-from ..synth import synthesize_case
+from ..runtime.backends import Backend
+from ..runtime.segment import prepare_case, segment_case
+from ..synth import write_synthetic_dataset
 from .onnx_export import save_onnx_atomic, set_precision
 
-__all__ = ["FP32_OPS", "GATE_DICE", "GateResult", "accuracy_gate", "calibration_images", "fp16_from_onnx"]
+__all__ = [
+    "FP16_GATE_ARITHMETIC",
+    "FP32_OPS",
+    "GATE_DICE",
+    "GateResult",
+    "accuracy_gate",
+    "calibration_cases",
+    "fp16_from_onnx",
+]
 
 #: Per-region Dice between reduced-precision and fp32 predictions an export must reach.
 GATE_DICE = 0.999
+#: What the fp16 gate's arithmetic is. ONNX Runtime's CPU provider runs the fp16 model's convolutions
+#: through fp32 kernels on x86, so on a CPU the gate measures the rounding of weights and activations to
+#: fp16, not fp16 accumulation; on CUDA the fp16 model computes in fp16 and may differ a little more.
+FP16_GATE_ARITHMETIC = "ONNX Runtime CPU: fp16 weights and activations, fp32 accumulation"
 #: Operators kept in fp32 in fp16 models: the normalisations (exported as staged ReduceMean,
 #: Sub, Mul, Add, Sqrt, Div, the only element-wise arithmetic in the graph) and the activation.
 FP32_OPS = ("InstanceNormalization", "ReduceMean", "Sub", "Mul", "Add", "Sqrt", "Div", "Sigmoid", "Softmax")
-
-Run = Callable[[np.ndarray], np.ndarray]
 
 
 def fp16_from_onnx(source: Path, out: Path) -> Path:
@@ -95,39 +104,37 @@ class GateResult:
         return f"Dice against fp32 on {self.cases} case(s): {scores} (gate {self.threshold})"
 
 
-def calibration_images(
-    contract: ModelContract, calibration_dir: Path | None = None, count: int = 2, seed: int = 0
-) -> list[np.ndarray]:
-    """Canonical images to gate on: the first ``count`` cases of ``calibration_dir``, or synthetic ones.
+def calibration_cases(
+    contract: ModelContract, scratch: Path, calibration_dir: Path | None = None, count: int = 2, seed: int = 0
+) -> list[Case]:
+    """Cases to gate on: the first ``count`` readable cases of ``calibration_dir``, or synthetic ones.
 
-    Synthetic cases are sized at 1.5 patches (and at least 96 voxels) per axis, so the sliding window
-    blends several tiles and tumours are large enough that a few boundary voxels do not decide the
-    Dice.
+    Synthetic cases are written to ``scratch`` in the BraTS layout, sized at 1.5 patches (and at
+    least 96 voxels) per axis, so the sliding window blends several tiles and tumours are large
+    enough that a few boundary voxels do not decide the Dice; the gate then reads them as any case.
     """
     if calibration_dir is not None:
         cases = [c for c in discover_cases(calibration_dir) if not c.problems][:count]
         if not cases:
             raise BratsxError(f"{calibration_dir}: no readable case to calibrate on")
-        return [load_case(c, with_label=False).image for c in cases]
+        return cases
     shape = tuple(max(int(p * 1.5), 96) for p in reversed(contract.patch_size))  # synth takes (x, y, z)
-    images = []
-    for index in range(1, count + 1):
-        case = synthesize_case(shape, seed=seed, index=index)
-        images.append(np.ascontiguousarray(case.image.transpose(0, 3, 2, 1), dtype=np.float32))
-    return images
+    write_synthetic_dataset(scratch, count, shape, seed=seed)
+    return discover_cases(scratch)
 
 
 def accuracy_gate(
-    reference: Run, candidate: Run, contract: ModelContract, images: Sequence[np.ndarray], batch_size: int = 2
+    reference: Backend, candidate: Backend, contract: ModelContract, cases: Sequence[Case]
 ) -> GateResult:
-    """Compare the WT/TC/ET masks of two backends on whole cases (the worst case per region)."""
+    """Compare the WT/TC/ET masks of two backends on whole cases (the worst case per region).
+
+    Both segment each case through :func:`~bratsx.runtime.segment.segment_case`, the path every
+    user's case takes, from the same prepared (loaded and preprocessed) input.
+    """
     worst = {region.value: 1.0 for region in REGION_ORDER}
-    for image in images:
-        masks = [
-            regions_from_probabilities(predict_probabilities(image, contract, run, batch_size=batch_size),
-                                       contract.output_mode)
-            for run in (reference, candidate)
-        ]
+    for case in cases:
+        prepared = prepare_case(case, contract)
+        masks = [segment_case(prepared, [backend], contract).regions for backend in (reference, candidate)]
         for channel, region in enumerate(REGION_ORDER):
             worst[region.value] = min(worst[region.value], dice(masks[1][channel], masks[0][channel]))
-    return GateResult(worst, len(images))
+    return GateResult(worst, len(cases))

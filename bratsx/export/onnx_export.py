@@ -9,13 +9,11 @@ model's ``metadata_props`` as JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -24,19 +22,15 @@ from torch import nn
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..contract import CONTRACT_METADATA_KEY, ModelContract
-from ..errors import BratsxError
-from ..runtime.backends import PRECISION_METADATA_KEY
-from ..trainer.checkpoint import load_checkpoint
-from ..trainer.network import NetworkConfig, UNet3D, probabilities
+from ..contract import CONTRACT_METADATA_KEY, PRECISION_METADATA_KEY
+from ..trainer.checkpoint import TrainedModel
+from ..trainer.network import UNet3D, probabilities
+from .options import DEFAULT_OPSET
 
 __all__ = [
     "DEFAULT_OPSET",
     "INPUT_NAME",
     "OUTPUT_NAME",
-    "TrainedModel",
-    "file_sha256",
-    "model_from_checkpoint",
     "onnx_from_checkpoint",
     "save_onnx_atomic",
     "set_precision",
@@ -44,28 +38,8 @@ __all__ = [
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
-#: ONNX opset of exported models (TensorRT 10 parses up to opset 20).
-DEFAULT_OPSET = 20
 
 logger = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """A network in eval mode with its contract, as read from a checkpoint."""
-
-    network: UNet3D
-    contract: ModelContract
-    checkpoint: Path
 
 
 class StagedInstanceNorm3d(nn.Module):
@@ -117,35 +91,6 @@ class _WithActivation(nn.Module):
         return probabilities(self.network(image), self.network.config.output_mode)
 
 
-def _checkpoint_path(source: Path) -> Path:
-    """A run directory means its best checkpoint (or its last one if it never validated)."""
-    if source.is_dir():
-        for name in ("best.pt", "last.pt"):
-            candidate = source / "checkpoints" / name
-            if candidate.is_file():
-                return candidate
-        raise BratsxError(f"{source}: no checkpoints/best.pt or last.pt; is it a bratsx run directory?")
-    return source
-
-
-def model_from_checkpoint(source: Path | str) -> TrainedModel:
-    """Load the network and contract of a checkpoint file or run directory.
-
-    Raises:
-        BratsxError: when ``source`` is not a bratsx checkpoint or run directory.
-    """
-    path = _checkpoint_path(Path(source))
-    state = load_checkpoint(path)
-    try:
-        contract = ModelContract.from_dict(state["contract"]).with_checkpoint(file_sha256(path))
-        network = UNet3D(NetworkConfig.from_dict(contract.network))
-        network.load_state_dict(state["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise BratsxError(
-            f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
-    return TrainedModel(network.eval(), contract, path)
-
-
 def set_precision(model: onnx.ModelProto, precision: str) -> None:
     """Record the compute precision (``fp32``/``fp16``) in the model's metadata, for the runtime."""
     for entry in model.metadata_props:
@@ -188,8 +133,10 @@ def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_
         ``out``.
     """
     wrapper = _WithActivation(trained.network).eval()
-    example = torch.zeros(min(2, max_batch), len(trained.contract.modality_order), *trained.contract.patch_size)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    # A batch of two keeps the exporter from specialising the batch to a constant (it does for a batch
+    # of one, and then rejects max_batch 1); the batch stays symbolic in the graph either way.
+    example = torch.zeros(2, len(trained.contract.modality_order), *trained.contract.patch_size)
+    batch = torch.export.Dim("batch", min=1, max=max(2, max_batch))
     scratch = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.export.onnx")
     try:
         with warnings.catch_warnings(), _quiet_exporter():

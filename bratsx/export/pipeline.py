@@ -6,40 +6,22 @@ what it was checking, so the output folder never holds a model that did not pass
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..atomic import atomic_folder
 from ..errors import BratsxError
+from ..modelfolder import MODEL_FILES, MODEL_JSON, write_model_json
 from ..runtime.backends import OrtBackend
-from .fp16 import GateResult, accuracy_gate, calibration_images, fp16_from_onnx
-from .onnx_export import DEFAULT_OPSET, model_from_checkpoint, onnx_from_checkpoint
+from ..trainer.checkpoint import TrainedModel, model_from_checkpoint
+from .fp16 import FP16_GATE_ARITHMETIC, GateResult, accuracy_gate, calibration_cases, fp16_from_onnx
+from .onnx_export import onnx_from_checkpoint
+from .options import ExportOptions
 from .verify import FP32_TOLERANCE, Agreement, check_graph, compare_with_torch, verification_inputs
 
 __all__ = ["ExportOptions", "ExportReport", "export_model"]
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What ``bratsx export`` should write.
-
-    Attributes:
-        fp16: also write ``model.fp16.onnx`` (gated on accuracy).
-        trt: also build ``model.engine`` from the fp16 ONNX (gated on accuracy); implies ``fp16``.
-        opset: ONNX opset.
-        max_batch: largest batch of tiles the graph and the engine accept.
-        calibration_dir: cases to gate on (default: synthetic cases).
-        calibration_cases: how many cases to gate on.
-        trt_optimization_level: TensorRT builder optimisation level (0-5).
-    """
-
-    fp16: bool = False
-    trt: bool = False
-    opset: int = DEFAULT_OPSET
-    max_batch: int = 8
-    calibration_dir: Path | None = None
-    calibration_cases: int = 2
-    trt_optimization_level: int = 3
 
 
 @dataclass(frozen=True)
@@ -53,63 +35,97 @@ class ExportReport:
     engine: Path | None = None
     engine_gate: GateResult | None = None
     engine_build_seconds: float | None = None
+    gates: dict = field(default_factory=dict)
+
+    def moved_to(self, folder: Path) -> ExportReport:
+        """The same report with its paths in ``folder`` (where the staging folder was moved)."""
+        def moved(path: Path | None) -> Path | None:
+            return folder / path.name if path is not None else None
+
+        return replace(self, onnx=moved(self.onnx), fp16_onnx=moved(self.fp16_onnx), engine=moved(self.engine))
 
 
 def _refuse(path: Path, gate: GateResult, what: str) -> BratsxError:
     path.unlink(missing_ok=True)
     return BratsxError(
-        f"{what} refused: {gate.describe()}. The reduced-precision model disagrees with fp32; use the fp32 model, "
-        "or check the calibration cases (--calib-dir)"
+        f"{what} refused: {gate.describe()}. The reduced-precision model disagrees with fp32; export without it "
+        "to keep the fp32 model, or check the calibration cases (--calib-dir)"
     )
+
+
+def _gate_record(gate: GateResult, calibration: str, arithmetic: str) -> dict:
+    return {"dice": gate.dice, "threshold": gate.threshold, "passed": gate.passed, "cases": gate.cases,
+            "calibration": calibration, "arithmetic": arithmetic}
 
 
 def export_model(
     source: Path, out_dir: Path, options: ExportOptions | None = None, on_step: Callable[[str], None] | None = None
 ) -> ExportReport:
-    """Export a checkpoint (or run directory) into ``out_dir``.
+    """Export a checkpoint (or run directory) into the model folder ``out_dir``.
+
+    The folder is filled in a hidden staging folder and moved into place only once every check has
+    passed, replacing an earlier folder of that name: ``out_dir`` never holds a model that did not
+    pass, nor a mix of two exports.
 
     Args:
         source: a bratsx checkpoint file, or a run directory (its best checkpoint is used).
-        out_dir: the output folder (created if needed).
+        out_dir: the model folder (see :mod:`bratsx.modelfolder`).
         options: what to write.
         on_step: told the name of each step as it starts (for progress display).
 
     Returns:
-        Paths and measurements.
+        Paths (in ``out_dir``) and measurements.
 
     Raises:
         BratsxError: not a bratsx checkpoint, a failed verification or gate, TensorRT or GPU missing.
     """
     options = options or ExportOptions()
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MODEL_JSON).is_file())):
+        raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
+                          "earlier model folder is replaced)")
     step = on_step or (lambda name: None)
     step("loading the checkpoint")
     trained = model_from_checkpoint(source)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(out_dir) as staging, tempfile.TemporaryDirectory(prefix="bratsx-calibration-") as scratch:
+        report = _export_into(trained, staging, Path(scratch), options, step)
+        step("describing the model folder")
+        checkpoint = trained.checkpoint.resolve()
+        source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
+                       "run": str(checkpoint.parent.parent)}
+        write_model_json(staging, trained.contract, source_info, report.gates)
+    return report.moved_to(out_dir)
 
+
+def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: ExportOptions,
+                 step: Callable[[str], None]) -> ExportReport:
     step("exporting to ONNX")
-    onnx_path = onnx_from_checkpoint(trained, out_dir / "model.onnx", options.opset, options.max_batch)
+    onnx_path = onnx_from_checkpoint(trained, out_dir / MODEL_FILES["fp32"], options.opset, options.max_batch)
     step("checking the graph and comparing ONNX Runtime with PyTorch")
     check_graph(onnx_path)
     reference = OrtBackend(onnx_path)
     agreement = compare_with_torch(reference.run, trained, verification_inputs(trained))
     if agreement.max_rel > FP32_TOLERANCE:
-        onnx_path.unlink(missing_ok=True)
         raise BratsxError(
             f"export refused: ONNX Runtime differs from PyTorch by {agreement.max_rel:.2e} (relative), "
             f"more than {FP32_TOLERANCE:.0e}"
         )
-    report = ExportReport(onnx_path, agreement)
+    gates = {"fp32": {"max_abs": agreement.max_abs, "max_rel": agreement.max_rel, "tolerance": FP32_TOLERANCE,
+                      "passed": True, "inputs": list(agreement.inputs)}}
+    report = ExportReport(onnx_path, agreement, gates=gates)
     if not (options.fp16 or options.trt):
         return report
 
     step("converting to fp16 (InstanceNorm and activation kept in fp32)")
-    fp16_path = fp16_from_onnx(onnx_path, out_dir / "model.fp16.onnx")
+    fp16_path = fp16_from_onnx(onnx_path, out_dir / MODEL_FILES["fp16"])
     step("fp16 accuracy gate")
-    images = calibration_images(trained.contract, options.calibration_dir, options.calibration_cases)
-    fp16_gate = accuracy_gate(reference.run, OrtBackend(fp16_path).run, trained.contract, images)
+    cases = calibration_cases(trained.contract, scratch, options.calibration_dir, options.calibration_cases)
+    calibration = str(options.calibration_dir) if options.calibration_dir else "synthetic"
+    fp16_gate = accuracy_gate(reference, OrtBackend(fp16_path), trained.contract, cases)
+    gates["fp16"] = _gate_record(fp16_gate, calibration, FP16_GATE_ARITHMETIC)
     if not fp16_gate.passed:
         raise _refuse(fp16_path, fp16_gate, "fp16 export")
-    report = ExportReport(onnx_path, agreement, fp16_path, fp16_gate)
+    report = ExportReport(onnx_path, agreement, fp16_path, fp16_gate, gates=gates)
     if not options.trt:
         return report
 
@@ -117,15 +133,14 @@ def export_model(
     from .tensorrt_build import engine_from_onnx
 
     step("building the TensorRT engine")
-    engine_path = out_dir / "model.engine"
+    engine_path = out_dir / MODEL_FILES["engine"]
     info = engine_from_onnx(fp16_path, engine_path, trained.contract, options.max_batch,
-                            options.trt_optimization_level, timing_cache=out_dir / "timing.cache")
+                            options.trt_optimization_level, timing_cache=out_dir.parent / "timing.cache")
     step("TensorRT accuracy gate")
-    engine = TrtBackend(engine_path)
-    try:
-        engine_gate = accuracy_gate(reference.run, engine.run, trained.contract, images)
-    finally:
-        engine.close()
+    with TrtBackend(engine_path) as engine:
+        engine_gate = accuracy_gate(reference, engine, trained.contract, cases)
+    gates["engine"] = _gate_record(engine_gate, calibration, "TensorRT fp16 (strongly typed) on the GPU")
     if not engine_gate.passed:
         raise _refuse(engine_path, engine_gate, "TensorRT engine")
-    return ExportReport(onnx_path, agreement, fp16_path, fp16_gate, engine_path, engine_gate, info.build_seconds)
+    return ExportReport(onnx_path, agreement, fp16_path, fp16_gate, engine_path, engine_gate, info.build_seconds,
+                        gates=gates)

@@ -1,79 +1,55 @@
-"""Batch inference over a directory of cases: load -> preprocess -> tiles -> labels -> write, per case.
+"""Batch inference over a directory of cases: scheduling around :func:`~bratsx.runtime.segment.segment_case`.
 
 While one case runs through the network, the next one is loaded and preprocessed and the previous
-one written, each on a background thread, so disk and gzip never leave the backend idle. Outputs
-are written atomically and existing ones skipped (a rerun resumes); a case that fails is reported in
-its result and the others go on.
+one written, each on a background thread, so disk and gzip never leave the backend idle. Before any
+work the output folder is checked (writable, and no output may land on an input). Each case ends in
+an atomically written output and a record (:mod:`bratsx.runtime.records`); a rerun reuses the cases
+whose record matches their inputs, model and settings, and redoes stale ones. A case that fails is
+recorded with its one-line error and the others go on.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-from ..atomic import atomic_path
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import BratsxError, CaseError
-from ..imageio import LoadedCase, load_case, write_label_map
-from ..labels import LabelConvention, labels_from_regions, regions_from_labels, regions_from_probabilities
-from ..metrics import case_metrics
-from ..preprocessing import paste, preprocess
-from ..sliding_window import sliding_window_predict
+from ..imageio import save_nifti_atomic, write_label_map
+from ..labels import REGION_ORDER
+from ..metrics import volume_ml
 from .backends import Backend
+from .records import CaseRecord, input_fingerprint, read_records, write_record
+from .segment import PreparedCase, Segmentation, SegmentOptions, prepare_case, segment_case
 
-__all__ = ["CaseResult", "InferOptions", "infer_cases", "output_path", "tta_predictor"]
+__all__ = ["InferOptions", "check_output_folder", "infer_cases", "output_path", "probabilities_path"]
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("load", "preprocess", "inference", "postprocess", "write")
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InferOptions:
     """How to run a directory.
 
     Attributes:
-        overlap: sliding-window overlap.
-        sw_batch: tiles per backend call.
-        tta: average the 8 mirrorings of every tile (batched with the tiles).
-        convention: label convention of the outputs (default: each input's own; plain folders
-            without labels get BraTS 2018-2021's 0/1/2/4).
+        segment: how each case is segmented.
         save_probabilities: also write float16 probabilities ``<id>_probabilities.nii.gz``.
-        min_component_voxels: remove tumour components smaller than this.
-        et_to_ncr_below: relabel ET as necrotic core when fewer ET voxels than this are predicted.
-        overwrite: predict cases whose output exists.
+        overwrite: redo cases whose output exists and is up to date.
     """
 
-    overlap: float = 0.5
-    sw_batch: int = 2
-    tta: bool = False
-    convention: LabelConvention | None = None
+    segment: SegmentOptions = field(default_factory=SegmentOptions)
     save_probabilities: bool = False
-    min_component_voxels: int = 0
-    et_to_ncr_below: int = 0
     overwrite: bool = False
-
-
-@dataclass
-class CaseResult:
-    """One case's outcome: the output written (or why not), seconds per stage, metrics."""
-
-    case_id: str
-    output: Path | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] | None = None
-    error: str | None = None
-    skipped: bool = False
 
 
 def output_path(out_dir: Path, case_id: str) -> Path:
@@ -81,53 +57,63 @@ def output_path(out_dir: Path, case_id: str) -> Path:
     return out_dir / f"{case_id}.nii.gz"
 
 
-def tta_predictor(runs: Sequence[Callable[[np.ndarray], np.ndarray]], tta: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """One tile predictor averaging several models and, with ``tta``, the 8 mirrorings of each tile.
+def probabilities_path(out_dir: Path, case_id: str) -> Path:
+    """``OUT/<case_id>_probabilities.nii.gz``."""
+    return out_dir / f"{case_id}_probabilities.nii.gz"
 
-    The mirrored copies travel in one batch with the tiles, so a backend sees ``8 x`` larger batches
-    rather than 8 times as many calls.
+
+def check_output_folder(cases: Sequence[Case], out_dir: Path, references: dict[str, Path] | None = None) -> None:
+    """Refuse, before any work, an output folder that cannot be written or whose outputs would land on inputs.
+
+    Every output file of the batch is resolved (through links) and compared with every input image
+    and reference of the batch; so is the folder itself.
+
+    Raises:
+        BratsxError: naming the output and the input it would replace, or why the folder is not writable.
     """
-    flips = [axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n)] if tta else [()]
-
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        stacked = np.concatenate([np.flip(tiles, axes) if axes else tiles for axes in flips])
-        total = None
-        for run in runs:
-            out = np.asarray(run(stacked), dtype=np.float32)
-            for i, axes in enumerate(flips):
-                part = out[i * len(tiles) : (i + 1) * len(tiles)]
-                part = np.flip(part, axes) if axes else part
-                total = part.copy() if total is None else total + part
-        return total / (len(runs) * len(flips))
-
-    return predict
-
-
-def _postprocess(regions: np.ndarray, options: InferOptions) -> np.ndarray:
-    """Small-component removal and the ET-to-necrosis rule on WT/TC/ET masks."""
-    if options.min_component_voxels > 0 and regions[0].any():
-        components, count = ndimage.label(regions[0])
-        sizes = np.bincount(components.ravel(), minlength=count + 1)
-        small = np.flatnonzero(sizes < options.min_component_voxels)
-        small = small[small > 0]
-        if small.size:
-            regions[:, np.isin(components, small)] = False
-    if options.et_to_ncr_below > 0 and 0 < np.count_nonzero(regions[2]) < options.et_to_ncr_below:
-        regions[2] = False  # the voxels stay in TC: they become necrotic core
-    return regions
+    inputs: dict[Path, str] = {}
+    for case in cases:
+        for path in (*case.images.values(), case.label, (references or {}).get(case.case_id)):
+            if path is not None:
+                inputs[Path(path).resolve()] = case.case_id
+    if out_dir.resolve() in inputs:
+        raise BratsxError(f"--out {out_dir} is an input file of case {inputs[out_dir.resolve()]}; choose a new folder")
+    for case in cases:
+        for output in (output_path(out_dir, case.case_id), probabilities_path(out_dir, case.case_id)):
+            owner = inputs.get(output.resolve())
+            if owner is not None:
+                raise BratsxError(f"--out {out_dir}: the output {output.name} would replace an input of case "
+                                  f"{owner} ({output.resolve()}); choose an output folder outside the inputs")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".bratsx-probe-{time.time_ns()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise BratsxError(f"--out {out_dir}: cannot write there ({error.strerror or error})") from None
 
 
-def _convention(loaded: LoadedCase, options: InferOptions) -> LabelConvention:
-    return options.convention or loaded.convention or loaded.case.convention or LabelConvention.BRATS2020
-
-
-def _write_probabilities(probabilities: np.ndarray, loaded: LoadedCase, path: Path) -> None:
-    stored = np.stack([loaded.geometry.from_canonical(channel) for channel in probabilities], axis=-1)
-    header = loaded.geometry.header.copy()
+def _write_probabilities(segmentation: Segmentation, path: Path) -> None:
+    geometry = segmentation.loaded.geometry
+    stored = np.stack([geometry.from_canonical(channel) for channel in segmentation.probabilities], axis=-1)
+    header = geometry.header.copy()
     header.set_data_dtype(np.float16)
-    image = nib.Nifti1Image(stored.astype(np.float16), loaded.geometry.affine, header)
-    with atomic_path(path, suffix=".nii.gz") as temporary:
-        nib.save(image, temporary)
+    save_nifti_atomic(nib.Nifti1Image(stored.astype(np.float16), geometry.affine, header), path)
+
+
+def _reusable(record: CaseRecord | None, case: Case, identity: dict[str, Any], out_dir: Path) -> str | None:
+    """Why an existing output must be redone (``None``: it is up to date and can be reused)."""
+    if record is None or record.status != "ok":
+        return "no record of a finished run"
+    if not output_path(out_dir, case.case_id).is_file():
+        return "output missing"
+    if record.inputs != input_fingerprint(case):
+        return "input changed"
+    if record.model.get("sha256") != identity["model"].get("sha256"):
+        return "model changed"
+    if record.settings != identity["settings"]:
+        return "settings changed"
+    return None
 
 
 def infer_cases(
@@ -136,11 +122,13 @@ def infer_cases(
     contract: ModelContract,
     out_dir: Path,
     options: InferOptions | None = None,
+    *,
+    model_identity: dict[str, Any] | None = None,
     references: dict[str, Path] | None = None,
-    on_case: Callable[[CaseResult], None] | None = None,
+    on_case: Callable[[CaseRecord], None] | None = None,
     on_tiles: Callable[[str, int, int], None] | None = None,
-) -> list[CaseResult]:
-    """Segment every case into ``out_dir``.
+) -> list[CaseRecord]:
+    """Segment every case into ``out_dir`` and record each.
 
     Args:
         cases: from :func:`bratsx.cases.discover_cases`.
@@ -148,97 +136,92 @@ def infer_cases(
         contract: the models' contract.
         out_dir: output folder (created).
         options: how to run.
+        model_identity: what the records say about the model (file, sha256, backend, device,
+            precision); a change of ``sha256`` makes earlier outputs stale.
         references: reference label files by case id, overriding the cases' own.
-        on_case: called with each result as soon as the case is done.
+        on_case: called with each record as soon as the case is done.
         on_tiles: called with ``(case_id, tiles done, tiles in all)`` while a case runs.
 
     Returns:
-        One result per case, in order.
+        One record per case, in order: reused, redone or new.
+
+    Raises:
+        BratsxError: the output folder cannot be used (see :func:`check_output_folder`).
     """
     options = options or InferOptions()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    predict = tta_predictor([b.run for b in backends], options.tta)
-    results: list[CaseResult] = []
-
-    def prepare(case: Case):
-        started = time.perf_counter()
-        loaded = load_case(case, with_label=case.label is not None)
-        loaded_at = time.perf_counter()
-        ready = preprocess(loaded.image, contract.crop_margin)
-        return loaded, ready, {"load": loaded_at - started, "preprocess": time.perf_counter() - loaded_at}
-
-    def write(loaded: LoadedCase, labels: np.ndarray, probabilities: np.ndarray | None, path: Path) -> float:
-        started = time.perf_counter()
-        write_label_map(labels, loaded.geometry, path)
-        if probabilities is not None:
-            _write_probabilities(probabilities, loaded, out_dir / f"{loaded.case.case_id}_probabilities.nii.gz")
-        return time.perf_counter() - started
-
-    todo = []
+    if references:
+        cases = [dataclasses.replace(c, label=references.get(c.case_id, c.label)) for c in cases]
+    check_output_folder(cases, out_dir)
+    identity = {"model": model_identity or {}, "settings": _settings(options)}
+    earlier = read_records(out_dir)
+    records: dict[str, CaseRecord] = {}
+    todo: list[tuple[Case, str | None]] = []
     for case in cases:
-        path = output_path(out_dir, case.case_id)
-        if path.exists() and not options.overwrite:
-            result = CaseResult(case.case_id, path, skipped=True)
-            results.append(result)
-            if on_case:
-                on_case(result)
+        exists = output_path(out_dir, case.case_id).is_file()
+        reason = _reusable(earlier.get(case.case_id), case, identity, out_dir) if exists else None
+        if exists and not options.overwrite and reason is None:
+            records[case.case_id] = dataclasses.replace(earlier[case.case_id], note="reused")
+        elif exists and not options.overwrite and earlier.get(case.case_id) is None:
+            records[case.case_id] = CaseRecord(case.case_id, "skipped", output=output_path(out_dir, case.case_id).name,
+                                               note="output exists but no record describes it; --overwrite redoes it")
         else:
-            if references and case.case_id in references:
-                case = Case(case.case_id, case.layout, case.folder, case.images, references[case.case_id],
-                            case.problems)
-            todo.append(case)
+            todo.append((case, f"stale: {reason}" if exists and reason else "overwritten" if exists else None))
+    for record in records.values():
+        if on_case:
+            on_case(record)
+
+    def finished(record: CaseRecord) -> None:
+        write_record(out_dir, record.stamped())
+        records[record.case_id] = record
+        if on_case:
+            on_case(record)
+
+    def write(segmentation: Segmentation, record: CaseRecord) -> None:
+        started = time.perf_counter()
+        try:
+            write_label_map(segmentation.labels, segmentation.loaded.geometry, output_path(out_dir, record.case_id))
+            if options.save_probabilities:
+                _write_probabilities(segmentation, probabilities_path(out_dir, record.case_id))
+            record.seconds["write"] = time.perf_counter() - started
+        except OSError as error:
+            record.status, record.output = "failed", None
+            record.error = f"case {record.case_id}: writing failed ({error.strerror or error})"
+        finished(record)
 
     with ThreadPoolExecutor(1) as loader, ThreadPoolExecutor(1) as writer:
-        upcoming: Future | None = loader.submit(prepare, todo[0]) if todo else None
-        pending: list[tuple[CaseResult, Future]] = []
-        for index, case in enumerate(todo):
-            result = CaseResult(case.case_id)
-            current, upcoming = upcoming, (loader.submit(prepare, todo[index + 1]) if index + 1 < len(todo) else None)
+        upcoming: Future | None = loader.submit(prepare_case, todo[0][0], contract) if todo else None
+        writes: list[Future] = []
+        for index, (case, note) in enumerate(todo):
+            current = upcoming
+            upcoming = loader.submit(prepare_case, todo[index + 1][0], contract) if index + 1 < len(todo) else None
+            record = CaseRecord(case.case_id, "ok", inputs=input_fingerprint(case), note=note, **identity)
             try:
-                loaded, ready, seconds = current.result()
-                result.seconds.update(seconds)
-                started = time.perf_counter()
-                tile_progress = (lambda done, total, c=case.case_id: on_tiles(c, done, total)) if on_tiles else None
-                cropped = sliding_window_predict(ready.image, contract.patch_size, predict, options.overlap,
-                                                 options.sw_batch, ready.mask, tile_progress)
-                result.seconds["inference"] = time.perf_counter() - started
-                started = time.perf_counter()
-                probabilities = paste(cropped, ready.box, ready.full_shape)
-                regions = _postprocess(regions_from_probabilities(probabilities, contract.output_mode), options)
-                labels = labels_from_regions(regions, _convention(loaded, options))
-                if loaded.label is not None:
-                    reference = regions_from_labels(loaded.label, loaded.convention)
-                    result.metrics = case_metrics(regions, reference, loaded.geometry.canonical_spacing)
-                result.seconds["postprocess"] = time.perf_counter() - started
-                path = output_path(out_dir, case.case_id)
-                kept = probabilities if options.save_probabilities else None
-                pending.append((result, writer.submit(write, loaded, labels, kept, path)))
-                result.output = path
+                prepared: PreparedCase = current.result()
+                progress = (lambda done, total, c=case.case_id: on_tiles(c, done, total)) if on_tiles else None
+                segmentation = segment_case(prepared, backends, contract, options.segment, progress)
             except Exception as error:  # one case's failure, whatever raised it, must not stop the batch
                 expected = isinstance(error, (CaseError, BratsxError))
-                result.error = str(error) if expected else f"case {case.case_id}: {type(error).__name__}: {error}"
+                record.status = "failed"
+                record.error = str(error) if expected else f"case {case.case_id}: {type(error).__name__}: {error}"
                 logger.info("case %s failed: %s", case.case_id, error, exc_info=not expected)
-                if on_case:
-                    on_case(result)
-            results.append(result)
-            still_writing = []
-            for done, future in pending:
-                if future.done():
-                    _finish(done, future, on_case)
-                else:
-                    still_writing.append((done, future))
-            pending = still_writing
-        for done, future in pending:
-            _finish(done, future, on_case)
-    order = {case.case_id: i for i, case in enumerate(cases)}
-    return sorted(results, key=lambda r: order[r.case_id])
+                finished(record)
+                continue
+            record.output = output_path(out_dir, case.case_id).name
+            record.seconds = segmentation.seconds
+            record.metrics, record.metrics_error = segmentation.metrics, segmentation.metrics_error
+            spacing = segmentation.loaded.geometry.canonical_spacing
+            record.volumes_ml = {region.value: volume_ml(segmentation.regions[i], spacing)
+                                 for i, region in enumerate(REGION_ORDER)}
+            writes.append(writer.submit(write, segmentation, record))
+        for future in writes:
+            future.result()
+    return [records[case.case_id] for case in cases]
 
 
-def _finish(result: CaseResult, future: Future, on_case) -> None:
-    """Collect a background write: its seconds, or its error (the output is then absent)."""
-    try:
-        result.seconds["write"] = future.result()
-    except (OSError, ValueError) as error:
-        result.error, result.output = f"writing failed: {error}", None
-    if on_case:
-        on_case(result)
+def _settings(options: InferOptions) -> dict[str, Any]:
+    """The options that change an output, as recorded (and compared on a rerun)."""
+    segment = dataclasses.asdict(options.segment)
+    segment.pop("sw_batch")  # the batch size changes speed, not the result
+    if segment["convention"] is not None:
+        segment["convention"] = options.segment.convention.value
+    return {**segment, "save_probabilities": options.save_probabilities}

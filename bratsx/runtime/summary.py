@@ -1,4 +1,8 @@
-"""``metrics.csv`` and ``summary.json``: what a directory run measured, for people and for scripts."""
+"""``metrics.csv`` and ``summary.json``: what a directory run measured, for people and for scripts.
+
+Both are derived from the per-case records only (:mod:`bratsx.runtime.records`), so they say the
+same after a resume, a sharded run or a merge as after one uninterrupted run.
+"""
 
 from __future__ import annotations
 
@@ -12,52 +16,62 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_bytes_atomic
-from .infer import STAGES, CaseResult
+from .records import CaseRecord
+from .segment import STAGES
 
 __all__ = ["aggregate", "write_summary"]
 
 
-def aggregate(results: Sequence[CaseResult]) -> dict[str, dict[str, float]]:
+def aggregate(records: Sequence[CaseRecord]) -> dict[str, dict[str, float]]:
     """Mean, std and median of every metric over the cases that have metrics."""
-    rows = [r.metrics for r in results if r.metrics]
+    rows = [r.metrics for r in records if r.metrics]
     if not rows:
         return {}
-    return {
-        key: {
-            "mean": float(np.mean([row[key] for row in rows])),
-            "std": float(np.std([row[key] for row in rows])),
-            "median": float(np.median([row[key] for row in rows])),
-        }
-        for key in rows[0]
-    }
+    keys = sorted({key for row in rows for key in row})
+    stats = {}
+    for key in keys:
+        values = [row[key] for row in rows if key in row]
+        stats[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                      "median": float(np.median(values)), "cases": len(values)}
+    return stats
 
 
-def write_summary(results: Sequence[CaseResult], out_dir: Path, run: dict[str, Any], wall_seconds: float) -> Path:
-    """Write ``metrics.csv`` (one row per case) and ``summary.json``; returns the JSON's path."""
-    predicted = [r for r in results if not r.skipped and r.error is None]
-    metric_keys = sorted({k for r in results if r.metrics for k in r.metrics})
+def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, Any], wall_seconds: float) -> Path:
+    """Write ``metrics.csv`` (one row per case) and ``summary.json``; returns the JSON's path.
+
+    Args:
+        records: one per case of the batch (reused, redone and new alike).
+        out_dir: where both files go.
+        run: what describes the run (backend, model, options), copied into the summary.
+        wall_seconds: wall time of this invocation (throughput counts the cases it segmented).
+    """
+    metric_keys = sorted({k for r in records if r.metrics for k in r.metrics})
     buffer = io.StringIO()
     table = csv.writer(buffer)
-    table.writerow(["case_id", "status", *metric_keys, *(f"{stage}_s" for stage in STAGES)])
-    for r in results:
-        status = "skipped" if r.skipped else "failed" if r.error else "ok"
-        table.writerow([r.case_id, status, *((r.metrics or {}).get(k, "") for k in metric_keys),
-                        *(round(r.seconds[s], 4) if s in r.seconds else "" for s in STAGES)])
+    table.writerow(["case_id", "status", *metric_keys, *(f"{stage}_s" for stage in STAGES), "error"])
+    for r in records:
+        table.writerow([r.case_id, r.status, *((r.metrics or {}).get(k, "") for k in metric_keys),
+                        *(round(r.seconds[s], 4) if s in r.seconds else "" for s in STAGES),
+                        r.error or r.metrics_error or ""])
     write_bytes_atomic(out_dir / "metrics.csv", buffer.getvalue().encode())
 
-    latency = {stage: float(np.mean([r.seconds.get(stage, 0.0) for r in predicted])) if predicted else 0.0
-               for stage in STAGES}
+    ok = [r for r in records if r.status == "ok"]
+    segmented_now = [r for r in ok if r.note != "reused"]
+    latency = {stage: float(np.mean([r.seconds.get(stage, 0.0) for r in ok])) if ok else 0.0 for stage in STAGES}
+    statuses = sorted({r.status for r in records})
     summary = {
         **run,
-        "cases": len(results),
-        "predicted": len(predicted),
-        "skipped": sum(r.skipped for r in results),
-        "failed": [{"case_id": r.case_id, "error": r.error} for r in results if r.error],
+        "cases": len(records),
+        "by_status": {status: sum(r.status == status for r in records) for status in statuses},
+        "failed": [{"case_id": r.case_id, "error": r.error} for r in records if r.status == "failed"],
+        "not_scored": [{"case_id": r.case_id, "status": r.status, "error": r.error or r.metrics_error}
+                       for r in records if r.status not in ("ok", "failed") or r.metrics_error],
         "wall_seconds": wall_seconds,
-        "cases_per_minute": 60.0 * len(predicted) / wall_seconds if wall_seconds and predicted else 0.0,
+        "segmented_this_run": len(segmented_now),
+        "cases_per_minute": 60.0 * len(segmented_now) / wall_seconds if wall_seconds and segmented_now else None,
         "mean_seconds_per_stage": latency,
-        "per_case_seconds": {r.case_id: r.seconds for r in predicted},
-        "metrics": aggregate(results),
+        "per_case_seconds": {r.case_id: r.seconds for r in ok},
+        "metrics": aggregate(records),
     }
     path = out_dir / "summary.json"
     write_bytes_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())

@@ -8,34 +8,13 @@ an uninterrupted one would. Probabilities and ranges follow nnU-Net's defaults.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "augment_batch"]
+from .config import AugmentConfig
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations run, with their probability per sample.
-
-    Attributes:
-        flip: probability of mirroring, per sample and axis.
-        scale_intensity: probability of multiplying a channel by U(0.75, 1.25).
-        shift_intensity: probability of adding N(0, 0.1) to a channel.
-        gamma: probability of a gamma curve with gamma in U(0.7, 1.5) on a channel.
-        noise: probability of adding Gaussian noise with sigma in U(0, 0.1).
-        spatial: probability of a random rotation (up to 15 degrees per axis) and zoom (0.85-1.25);
-            0 turns it off (the default: it costs a resampling of every patch).
-    """
-
-    flip: float = 0.5
-    scale_intensity: float = 0.15
-    shift_intensity: float = 0.15
-    gamma: float = 0.3
-    noise: float = 0.1
-    spatial: float = 0.0
+__all__ = ["augment_batch"]
 
 
 def _generator(seed: int, step: int) -> torch.Generator:

@@ -14,15 +14,25 @@ one never runs pickled code. Layout::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import atomic_path
+from ..contract import ModelContract, file_sha256
 from ..errors import BratsxError
+from .network import NetworkConfig, UNet3D
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainedModel",
+    "checkpoint_path",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "bratsx-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -31,8 +41,9 @@ CHECKPOINT_VERSION = 1
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}, temporary)
+    # Saved through a handle: given a path, torch names the archive inside after the (temporary) file name.
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}, handle)
     return path
 
 
@@ -54,3 +65,47 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     if state.get("format_version", 0) > CHECKPOINT_VERSION:
         raise BratsxError(f"{path}: written by a newer bratsx (format {state['format_version']}); upgrade bratsx")
     return state
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A network in eval mode with its contract, as read from a checkpoint."""
+
+    network: UNet3D
+    contract: ModelContract
+    checkpoint: Path
+
+
+def checkpoint_path(source: Path | str) -> Path:
+    """The checkpoint a path names: a file as it is; a run directory means its best checkpoint (or its last
+    one if it never validated).
+
+    Raises:
+        BratsxError: a directory that holds neither checkpoint.
+    """
+    source = Path(source)
+    if source.is_dir():
+        for name in ("best.pt", "last.pt"):
+            candidate = source / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise BratsxError(f"{source}: no checkpoints/best.pt or last.pt; is it a bratsx run directory?")
+    return source
+
+
+def model_from_checkpoint(source: Path | str) -> TrainedModel:
+    """Load the network and contract of a checkpoint file or run directory.
+
+    Raises:
+        BratsxError: when ``source`` is not a bratsx checkpoint or run directory.
+    """
+    path = checkpoint_path(source)
+    state = load_checkpoint(path)
+    try:
+        contract = ModelContract.from_dict(state["contract"]).with_checkpoint(file_sha256(path))
+        network = UNet3D(NetworkConfig.from_dict(contract.network))
+        network.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise BratsxError(
+            f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
+    return TrainedModel(network.eval(), contract, path)

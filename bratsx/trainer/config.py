@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BratsxError
 from ..labels import OutputMode
-from .augment import AugmentConfig
 
-__all__ = ["RESUMABLE_OVERRIDES", "TrainConfig"]
+__all__ = ["RESUMABLE_OVERRIDES", "AugmentConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations run, with their probability per sample.
+
+    Attributes:
+        flip: probability of mirroring, per sample and axis.
+        scale_intensity: probability of multiplying a channel by U(0.75, 1.25).
+        shift_intensity: probability of adding N(0, 0.1) to a channel.
+        gamma: probability of a gamma curve with gamma in U(0.7, 1.5) on a channel.
+        noise: probability of adding Gaussian noise with sigma in U(0, 0.1).
+        spatial: probability of a random rotation (up to 15 degrees per axis) and zoom (0.85-1.25);
+            0 turns it off (the default: it costs a resampling of every patch).
+    """
+
+    flip: float = 0.5
+    scale_intensity: float = 0.15
+    shift_intensity: float = 0.15
+    gamma: float = 0.3
+    noise: float = 0.1
+    spatial: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,24 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def resolve(cls, data_dir: Path, run_dir: Path, resume: bool, given: dict[str, Any]) -> TrainConfig:
+        """The run's configuration: the options given (``None`` = default) for a new run; on ``resume`` the
+        saved ``config.json``, overridden by the options given now (the training loop refuses those a
+        resumed run cannot change, :data:`RESUMABLE_OVERRIDES`).
+
+        Raises:
+            BratsxError: no saved configuration to resume.
+        """
+        given = {k: v for k, v in given.items() if v is not None}
+        if not resume:
+            return cls(data_dir=data_dir, run_dir=run_dir, **given)
+        saved_path = Path(run_dir) / "config.json"
+        if not saved_path.is_file():
+            raise BratsxError(f"--resume: {saved_path} not found; is {run_dir} a bratsx run directory?")
+        saved = cls.from_dict(json.loads(saved_path.read_text()))
+        return replace(saved, data_dir=Path(data_dir), run_dir=Path(run_dir), resume=True, **given)
 
 
 #: Options a resumed run may change; the others must stay as the run was started.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -150,3 +151,29 @@ def probabilities(logits: torch.Tensor, output_mode: OutputMode) -> torch.Tensor
     if OutputMode(output_mode) is OutputMode.REGIONS:
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=1)
+
+
+def predict_tiles(
+    network: nn.Module,
+    tiles: np.ndarray,
+    output_mode: OutputMode,
+    device: torch.device | str,
+    autocast_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Probabilities of a batch of tiles: what validation and the torch backend both run.
+
+    Args:
+        network: the U-Net, in eval mode.
+        tiles: float32 ``(N, 4, *patch)``.
+        output_mode: how logits become probabilities.
+        device: where ``network`` lives.
+        autocast_dtype: autocast to this dtype (bf16 on CPU, fp16 on CUDA), or ``None`` for fp32.
+
+    Returns:
+        float32 ``(N, C, *patch)`` on the CPU.
+    """
+    device = torch.device(device)
+    inputs = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype,
+                                                enabled=autocast_dtype is not None):
+        return probabilities(network(inputs).float(), output_mode).cpu().numpy()

@@ -7,7 +7,6 @@ on the cached, preprocessed cases, so a validation Dice is what inference would 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from ..labels import REGION_ORDER, OutputMode, regions_from_labels, regions_from
 from ..metrics import region_dice
 from ..sliding_window import sliding_window_predict
 from .cache import CACHE_CONVENTION, CachedCase
-from .network import probabilities
+from .network import predict_tiles
 
 __all__ = ["validate"]
 
@@ -35,10 +34,7 @@ def validate(
     """Mean Dice per region (``WT``, ``TC``, ``ET``) over ``cases``, and ``mean`` of the three."""
 
     def predict(tiles: np.ndarray) -> np.ndarray:
-        inputs = torch.from_numpy(tiles).to(device)
-        context = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
-        with torch.no_grad(), context:
-            return probabilities(model(inputs).float(), output_mode).cpu().numpy()
+        return predict_tiles(model, tiles, output_mode, device, autocast_dtype)
 
     was_training = model.training
     model.eval()

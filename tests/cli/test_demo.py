@@ -13,9 +13,9 @@ def test_demo_runs_the_whole_pipeline_in_fast_mode(tmp_path):
     assert result.exit_code == 0, result.output
     demo = tmp_path / "demo"
     assert len(list((demo / "cases").iterdir())) == 4
-    assert (demo / "run" / "checkpoints" / "best.pt").exists()
-    assert (demo / "model" / "model.onnx").exists()
-    held_out = json.loads((demo / "run" / "splits.json").read_text())[0]["val"]
+    assert (demo / "runs" / "demo" / "checkpoints" / "best.pt").exists()
+    assert (demo / "models" / "demo" / "model.onnx").exists() and (demo / "models" / "demo" / "model.json").exists()
+    held_out = json.loads((demo / "runs" / "demo" / "splits.json").read_text())[0]["val"]
     assert sorted(p.name for p in (demo / "predictions").glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c in held_out)
     assert "demo done" in result.output and "bratsx infer YOUR_CASES" in result.output
 

@@ -9,12 +9,12 @@ pytest.importorskip("onnxscript")
 
 from bratsx.contract import ModelContract, read_onnx_contract
 from bratsx.errors import BratsxError
-from bratsx.export.fp16 import accuracy_gate, calibration_images, fp16_from_onnx
-from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME, model_from_checkpoint
+from bratsx.export.fp16 import accuracy_gate, calibration_cases, fp16_from_onnx
+from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from bratsx.export.pipeline import ExportOptions, export_model
 from bratsx.export.verify import FP32_TOLERANCE, compare_with_torch, verification_inputs
 from bratsx.runtime.backends import OrtBackend
-from bratsx.trainer.checkpoint import load_checkpoint, save_checkpoint
+from bratsx.trainer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -122,18 +122,22 @@ def test_fp16_gate_refuses_a_model_that_overflows_in_fp16(tiny_run, tmp_path):
     broken = decisive_checkpoint(tiny_run, tmp_path, first_conv_scale=1e6)
     with pytest.raises(BratsxError, match=r"fp16 export refused: Dice against fp32 .* \(gate 0.999\)"):
         export_model(broken, tmp_path / "out", ExportOptions(fp16=True))
-    assert not (tmp_path / "out" / "model.fp16.onnx").exists()
-    assert (tmp_path / "out" / "model.onnx").exists()  # the fp32 model itself was fine
+    assert not (tmp_path / "out").exists()  # nothing half-exported
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # nor a staging folder left
 
 
-def test_gate_compares_whole_cases_region_by_region(exported):
+def test_gate_compares_whole_cases_region_by_region(exported, tmp_path):
     report, trained = exported
-    images = calibration_images(trained.contract, count=1)
-    assert images[0].shape[0] == 4 and min(images[0].shape[1:]) >= 24
-    same = accuracy_gate(OrtBackend(report.onnx).run, OrtBackend(report.onnx).run, trained.contract, images)
+    cases = calibration_cases(trained.contract, tmp_path / "calibration", count=1)
+    assert len(cases) == 1 and cases[0].label is not None
+    same = accuracy_gate(OrtBackend(report.onnx), OrtBackend(report.onnx), trained.contract, cases)
     assert same.passed and same.dice == {"WT": 1.0, "TC": 1.0, "ET": 1.0}
-    inverted = accuracy_gate(OrtBackend(report.onnx).run, lambda t: 1 - OrtBackend(report.onnx).run(t),
-                             trained.contract, images)
+
+    class Inverted(OrtBackend):
+        def run(self, batch):
+            return 1 - super().run(batch)
+
+    inverted = accuracy_gate(OrtBackend(report.onnx), Inverted(report.onnx), trained.contract, cases)
     assert not inverted.passed
 
 
@@ -162,3 +166,28 @@ def test_export_through_the_cli(tiny_run, tmp_path):
     assert "ORT vs PyTorch" in result.output and "relative" in result.output
     refused = CliRunner().invoke(app, ["export", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "not a readable bratsx checkpoint" in refused.output
+
+
+def test_export_writes_a_model_folder_that_describes_itself(exported):
+    from bratsx.contract import file_sha256
+    from bratsx.modelfolder import ModelFolder
+
+    report, trained = exported
+    folder = ModelFolder.read(report.onnx.parent)
+    assert folder.contract == read_onnx_contract(report.onnx)
+    assert folder.info["files"]["model.onnx"]["sha256"] == file_sha256(report.onnx)
+    assert folder.info["gates"]["fp32"]["passed"] and folder.info["gates"]["fp32"]["max_rel"] < FP32_TOLERANCE
+    assert folder.checkpoint == trained.checkpoint.resolve()
+    assert folder.precisions == ["fp32"]
+
+
+def test_export_refuses_to_replace_a_folder_that_is_not_a_model_folder(tiny_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(BratsxError, match="is not a model folder"):
+        export_model(tiny_run, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_max_batch_one_exports(tiny_run, tmp_path):
+    report = export_model(tiny_run, tmp_path / "m", ExportOptions(max_batch=1))
+    assert OrtBackend(report.onnx).run(np.zeros((1, 4, 16, 16, 16), np.float32)).shape == (1, 3, 16, 16, 16)

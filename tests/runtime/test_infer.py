@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -5,17 +7,20 @@ from casefiles import real_data
 
 from bratsx.cases import discover_cases
 from bratsx.contract import ModelContract
-from bratsx.runtime.infer import InferOptions, infer_cases, output_path, tta_predictor
+from bratsx.runtime.backends import BackendBase
+from bratsx.runtime.infer import InferOptions, infer_cases, output_path
+from bratsx.runtime.records import read_records
+from bratsx.runtime.segment import SegmentOptions, tile_predictor
 from bratsx.synth import write_synthetic_dataset
 
 PATCH = (16, 16, 16)
 CONTRACT = ModelContract(PATCH, "regions", {"features": [4, 8]})
 
 
-class ThresholdModel:
+class ThresholdModel(BackendBase):
     """A stand-in network: 'tumour' where FLAIR is bright, flip-equivariant by construction."""
 
-    name, device, precision = "toy", "cpu", "fp32"
+    name = "toy"
 
     def __init__(self):
         self.calls = 0
@@ -35,28 +40,42 @@ def cases_dir(tmp_path):
 
 def test_outputs_are_written_per_case_with_metrics(cases_dir, tmp_path):
     results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
-    assert [r.error for r in results] == [None] * 3
+    assert [r.status for r in results] == ["ok"] * 3
     for r in results:
-        assert r.output == output_path(tmp_path / "out", r.case_id) and r.output.exists()
+        assert (tmp_path / "out" / r.output) == output_path(tmp_path / "out", r.case_id)
+        assert output_path(tmp_path / "out", r.case_id).exists()
         assert set(r.seconds) == {"load", "preprocess", "inference", "postprocess", "write"}
         assert 0.0 <= r.metrics["dice_WT"] <= 1.0 and "hd95_ET" in r.metrics
+    assert set(read_records(tmp_path / "out")) == {r.case_id for r in results}
 
 
-def test_a_rerun_skips_finished_cases(cases_dir, tmp_path):
+def test_a_resumed_run_reports_what_an_uninterrupted_run_does(cases_dir, tmp_path):
     cases = discover_cases(cases_dir)
+    whole = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "whole")
     infer_cases(cases[:2], [ThresholdModel()], CONTRACT, tmp_path / "out")
-    model = ThresholdModel()
-    results = infer_cases(cases, [model], CONTRACT, tmp_path / "out")
-    assert [r.skipped for r in results] == [True, True, False]
+    resumed = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out")
+    assert [r.note for r in resumed] == ["reused", "reused", None]
+    assert [r.metrics for r in resumed] == [r.metrics for r in whole]
     again = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", InferOptions(overwrite=True))
-    assert not any(r.skipped for r in again)
+    assert [r.note for r in again] == ["overwritten"] * 3
+
+
+def test_a_changed_input_or_model_makes_a_case_stale(cases_dir, tmp_path):
+    cases = discover_cases(cases_dir)
+    infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
+    flair = next(Path(cases_dir, cases[0].case_id).glob("*_flair.nii.gz"))
+    flair.write_bytes(flair.read_bytes())  # same bytes, new modification time
+    redone = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
+    assert [r.note for r in redone] == ["stale: input changed", "reused", "reused"]
+    other_model = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "b"})
+    assert {r.note for r in other_model} == {"stale: model changed"}
 
 
 def test_a_bad_case_does_not_stop_the_batch(cases_dir, tmp_path):
     broken = sorted(cases_dir.iterdir())[1]
     next(broken.glob("*_t2.nii.gz")).write_bytes(b"\x1f\x8b broken")
     results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
-    assert [r.error is None for r in results] == [True, False, True]
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "corrupt or truncated gzip" in results[1].error and broken.name in results[1].error
     assert not output_path(tmp_path / "out", broken.name).exists()
 
@@ -71,23 +90,28 @@ def test_a_backend_error_on_one_case_does_not_stop_the_batch(cases_dir, tmp_path
 
     results = infer_cases(discover_cases(cases_dir), [FailsOnce()], CONTRACT, tmp_path / "out")
     assert "RuntimeError: out of device memory" in results[0].error
-    assert [r.error is None for r in results[1:]] == [True, True]
+    assert [r.status for r in results[1:]] == ["ok", "ok"]
 
 
 def test_tta_with_a_flip_equivariant_model_equals_no_tta():
     tiles = np.random.default_rng(0).normal(1.5, 1.0, (2, 4, *PATCH)).astype(np.float32)
     model = ThresholdModel()
-    plain = tta_predictor([model.run], tta=False)(tiles)
-    mirrored = tta_predictor([model.run], tta=True)(tiles)
+    plain = tile_predictor([model], tta=False)(tiles)
+    mirrored = tile_predictor([model], tta=True)(tiles)
     np.testing.assert_allclose(mirrored, plain, atol=1e-6)
     assert model.calls == 2  # the 8 mirrorings travel in one batch
 
 
 def test_an_ensemble_averages_its_models():
+    class Constant(BackendBase):
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def run(self, tiles):
+            return np.full((len(tiles), 3, *PATCH), self.value, np.float32)
+
     tiles = np.zeros((1, 4, *PATCH), np.float32)
-    one = lambda t: np.ones((len(t), 3, *PATCH), np.float32)  # noqa: E731
-    zero = lambda t: np.zeros((len(t), 3, *PATCH), np.float32)  # noqa: E731
-    np.testing.assert_allclose(tta_predictor([one, zero], tta=False)(tiles), 0.5)
+    np.testing.assert_allclose(tile_predictor([Constant(1.0), Constant(0.0)], tta=False)(tiles), 0.5)
 
 
 @pytest.mark.real_data
@@ -95,9 +119,45 @@ def test_an_ensemble_averages_its_models():
 def test_real_cases_come_back_in_their_own_geometry(case_id, tmp_path):
     case = next(c for c in discover_cases(real_data("real")) if c.case_id == case_id)
     contract = ModelContract((64, 64, 64), "regions", {})
-    [result] = infer_cases([case], [ThresholdModel()], contract, tmp_path, InferOptions(overlap=0.0, sw_batch=4))
-    written, source = nib.load(result.output), nib.load(case.images[next(iter(case.images))])
+    options = InferOptions(segment=SegmentOptions(overlap=0.0, sw_batch=4))
+    [result] = infer_cases([case], [ThresholdModel()], contract, tmp_path, options)
+    written, source = nib.load(tmp_path / result.output), nib.load(case.images[next(iter(case.images))])
     assert written.shape == source.shape
     assert np.array_equal(written.affine, source.affine)
     assert nib.aff2axcodes(written.affine) == nib.aff2axcodes(source.affine)
     assert written.header.get_zooms() == source.header.get_zooms()
+
+
+def test_an_output_folder_that_would_replace_inputs_is_refused_before_any_work(tmp_path):
+    from bratsx.errors import BratsxError
+
+    write_synthetic_dataset(tmp_path / "msd", cases=2, shape=(40, 40, 32), layout="msd", seed=1)
+    cases = discover_cases(tmp_path / "msd")
+    before = {p: p.read_bytes() for p in (tmp_path / "msd").rglob("*.nii.gz")}
+    model = ThresholdModel()
+    for target in ("labelsTr", "imagesTr"):
+        with pytest.raises(BratsxError, match="would replace an input"):
+            infer_cases(cases, [model], CONTRACT, tmp_path / "msd" / target, InferOptions(overwrite=True))
+    assert model.calls == 0
+    assert {p: p.read_bytes() for p in (tmp_path / "msd").rglob("*.nii.gz")} == before
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(cases_dir, tmp_path):
+    from bratsx.errors import BratsxError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    model = ThresholdModel()
+    with pytest.raises(BratsxError, match="cannot write there"):
+        infer_cases(discover_cases(cases_dir), [model], CONTRACT, blocker / "out")
+    assert model.calls == 0
+
+
+def test_a_bad_reference_does_not_stop_the_segmentation(cases_dir, tmp_path):
+    case = discover_cases(cases_dir)[0]
+    seg = next(Path(cases_dir, case.case_id).glob("*_seg.nii.gz"))
+    image = nib.load(seg)
+    nib.save(nib.Nifti1Image(np.full(image.shape, 7, np.uint8), image.affine), seg)
+    [result] = infer_cases([case], [ThresholdModel()], CONTRACT, tmp_path / "out")
+    assert result.status == "ok" and output_path(tmp_path / "out", case.case_id).exists()
+    assert result.metrics is None and "label values [7" in result.metrics_error

@@ -1,6 +1,7 @@
 import torch
 
-from bratsx.trainer.augment import AugmentConfig, augment_batch
+from bratsx.trainer.augment import augment_batch
+from bratsx.trainer.config import AugmentConfig
 
 
 def batch():

@@ -1,0 +1,123 @@
+"""Model folders: what ``bratsx export`` writes and every runtime reads.
+
+A model folder describes itself, as nnU-Net's trained-model folders do::
+
+    models/<name>/
+      model.json          contract, source run and checkpoint, validation Dice, gates passed, file hashes
+      model.onnx          fp32, verified against PyTorch
+      model.fp16.onnx     fp16 compute (only when it passed its accuracy gate)
+      model.engine(+.json) TensorRT engine and its build sidecar (only when built and gated)
+
+:func:`file_for` picks the file each backend runs, so users name a folder and a backend and never
+a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .atomic import write_bytes_atomic
+from .contract import ModelContract, file_sha256
+from .errors import BratsxError
+
+__all__ = ["MODEL_FILES", "MODEL_JSON", "ModelFolder", "find_model_folder", "write_model_json"]
+
+MODEL_JSON = "model.json"
+#: The files a model folder may hold, by what they are.
+MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "engine": "model.engine"}
+_FORMAT = "bratsx-model"
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder and its ``model.json``."""
+
+    path: Path
+    info: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path | str) -> ModelFolder:
+        """Read ``path/model.json``.
+
+        Raises:
+            BratsxError: no ``model.json``, or one that is not a bratsx model description.
+        """
+        path = Path(path)
+        description = path / MODEL_JSON
+        try:
+            info = json.loads(description.read_text())
+        except FileNotFoundError:
+            raise BratsxError(f"{path}: no {MODEL_JSON}; is it a model folder written by bratsx export?") from None
+        except (OSError, ValueError) as error:
+            raise BratsxError(f"{description}: not a readable model description ({error})") from error
+        if not isinstance(info, dict) or info.get("format") != _FORMAT:
+            raise BratsxError(f"{description}: not a bratsx model description (no '{_FORMAT}' marker)")
+        return cls(path, info)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def contract(self) -> ModelContract:
+        return ModelContract.from_dict(self.info["contract"])
+
+    def file(self, kind: str) -> Path | None:
+        """The folder's ``fp32``, ``fp16`` or ``engine`` file, when present (fp16 only when gated)."""
+        path = self.path / MODEL_FILES[kind]
+        if not path.is_file():
+            return None
+        if kind == "fp16" and not self.info.get("gates", {}).get("fp16", {}).get("passed", False):
+            return None
+        return path
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint it was exported from, when that file still exists (for the torch backend)."""
+        recorded = self.info.get("source", {}).get("checkpoint")
+        return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+    @property
+    def precisions(self) -> list[str]:
+        """Which of fp32, fp16 and a TensorRT engine the folder holds."""
+        return [kind for kind in MODEL_FILES if self.file(kind) is not None]
+
+
+def find_model_folder(path: Path | str) -> ModelFolder | None:
+    """The model folder ``path`` is, or lies in (``path`` a file inside one); ``None`` otherwise."""
+    path = Path(path)
+    for candidate in (path, path.parent) if path.is_file() else (path,):
+        if (candidate / MODEL_JSON).is_file():
+            return ModelFolder.read(candidate)
+    return None
+
+
+def write_model_json(
+    folder: Path,
+    contract: ModelContract,
+    source: dict[str, Any],
+    gates: dict[str, Any],
+) -> Path:
+    """Describe ``folder`` (atomically): the contract, the source, the gates and a hash of every model file."""
+    files = {name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
+             for name in MODEL_FILES.values() if (folder / name).is_file()}
+    info = {
+        "format": _FORMAT,
+        "format_version": 1,
+        "name": folder.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "bratsx_version": __version__,
+        "source": source,
+        "contract": contract.to_dict(),
+        "validation_dice": contract.validation_dice,
+        "gates": gates,
+        "files": files,
+    }
+    path = folder / MODEL_JSON
+    write_bytes_atomic(path, (json.dumps(info, indent=2) + "\n").encode())
+    return path

@@ -1,0 +1,114 @@
+"""Per-case records: the truth about a run, one JSON file per case beside the outputs.
+
+``OUT/records/<case_id>.json`` says what went in (input files and their fingerprints, the model and its
+hash, the settings), what came out (status, error, output file, seconds per stage, metrics, volumes)
+and when. ``metrics.csv`` and ``summary.json`` are rebuilt from the records, so a resumed, sharded or
+distributed run reports exactly what an uninterrupted one does, and a changed input or model makes
+a case stale instead of silently skipped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_bytes_atomic
+from ..cases import Case
+
+__all__ = ["RECORDS_DIR", "CaseRecord", "input_fingerprint", "read_records", "record_path", "write_record"]
+
+RECORDS_DIR = "records"
+
+
+@dataclass
+class CaseRecord:
+    """One case's outcome.
+
+    Attributes:
+        case_id: the case.
+        status: ``ok`` (segmented), ``failed`` (see ``error``), ``skipped`` (an output exists that no
+            record describes: it was left alone) or, in evaluation, ``missing``/``ambiguous``.
+        output: the output file, relative to the output folder.
+        error: one line: why the case failed.
+        inputs: fingerprint of each input file (see :func:`input_fingerprint`).
+        model: which model file, its hash, backend, device and precision.
+        settings: the segmentation options.
+        seconds: per stage.
+        metrics: BraTS metrics against the reference, when there is one.
+        metrics_error: why there are no metrics although a reference was given.
+        volumes_ml: predicted WT/TC/ET volumes.
+        note: what the scheduler did and why (``reused``, ``stale: input changed``, ...).
+        finished: when (UTC, ISO 8601).
+    """
+
+    case_id: str
+    status: str
+    output: str | None = None
+    error: str | None = None
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] | None = None
+    metrics_error: str | None = None
+    volumes_ml: dict[str, float] | None = None
+    note: str | None = None
+    finished: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, allow_nan=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseRecord:
+        values = json.loads(text)
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def stamped(self) -> CaseRecord:
+        """This record with ``finished`` set to now."""
+        self.finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return self
+
+
+def record_path(out_dir: Path, case_id: str) -> Path:
+    """``OUT/records/<case_id>.json``."""
+    return out_dir / RECORDS_DIR / f"{case_id}.json"
+
+
+def write_record(out_dir: Path, record: CaseRecord) -> Path:
+    """Write one record atomically."""
+    path = record_path(out_dir, record.case_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes_atomic(path, (record.to_json() + "\n").encode())
+
+
+def read_records(out_dir: Path) -> dict[str, CaseRecord]:
+    """Every readable record of an output folder, by case id (an unreadable one is left out)."""
+    folder = out_dir / RECORDS_DIR
+    records = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = CaseRecord.from_json(path.read_text())
+            except (OSError, ValueError, TypeError):
+                continue
+            records[record.case_id] = record
+    return records
+
+
+def input_fingerprint(case: Case) -> dict[str, dict[str, Any]]:
+    """Size and modification time of every file of a case: cheap, and changes whenever a file does."""
+    named = {modality.value: path for modality, path in case.images.items()}
+    if case.label is not None:
+        named["label"] = case.label
+    fingerprint = {}
+    for name, path in sorted(named.items()):
+        try:
+            stat = Path(path).stat()
+            fingerprint[name] = {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        except OSError:
+            fingerprint[name] = {"path": str(path)}
+    return fingerprint

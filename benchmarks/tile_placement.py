@@ -7,7 +7,7 @@ normalisation, any difference left is the model's own sensitivity to tile placem
 instance-normalised on its own content). This script measures that sensitivity directly, with one
 network (PyTorch eager, fp32) and four placements:
 
-- ``bratsx_box``: bratsx's planner over the brain box (what ``bratsx infer`` does);
+- ``bratsx_box``: ``segment_case`` over the brain box (exactly what ``bratsx infer`` does);
 - ``bratsx_full``: bratsx's planner over the full volume;
 - ``monai_full``: MONAI's ``sliding_window_inference`` over the full volume (the bench's peer);
 - ``monai_box``: MONAI's ``sliding_window_inference`` over the brain box;
@@ -33,20 +33,20 @@ from monai.inferers import sliding_window_inference
 
 from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
-from bratsx.imageio import load_case
 from bratsx.labels import regions_from_labels, regions_from_probabilities
 from bratsx.metrics import region_dice
-from bratsx.preprocessing import brain_mask, paste, preprocess, zscore_in_mask
+from bratsx.preprocessing import brain_mask, paste, zscore_in_mask
 from bratsx.runtime.backends import TorchBackend
+from bratsx.runtime.segment import PreparedCase, SegmentOptions, prepare_case, segment_case
 from bratsx.sliding_window import sliding_window_predict
 
 OVERLAP = 0.5
 
 
-def placements(image: np.ndarray, backend: TorchBackend) -> dict[str, np.ndarray]:
-    """Probabilities of one canonical case under the four tile placements."""
-    patch = backend.contract.patch_size
-    box = preprocess(image, backend.contract.crop_margin)
+def placements(prepared: PreparedCase, backend: TorchBackend) -> dict[str, np.ndarray]:
+    """Probabilities of one prepared case under the four tile placements."""
+    patch, image = backend.contract.patch_size, prepared.loaded.image
+    box = prepared.ready
     full = zscore_in_mask(image.copy(), brain_mask(image))
 
     def monai(volume: np.ndarray) -> np.ndarray:
@@ -56,8 +56,8 @@ def placements(image: np.ndarray, backend: TorchBackend) -> dict[str, np.ndarray
                                             mode="gaussian", sigma_scale=0.125)[0].numpy()
 
     return {
-        "bratsx_box": paste(sliding_window_predict(box.image, patch, backend.run, OVERLAP, 1, box.mask), box.box,
-                            box.full_shape),
+        "bratsx_box": segment_case(prepared, [backend], backend.contract, SegmentOptions(overlap=OVERLAP, sw_batch=1))
+        .probabilities,
         "bratsx_full": sliding_window_predict(full, patch, backend.run, OVERLAP, 1, None),
         "monai_full": monai(full),
         "monai_box": paste(monai(box.image), box.box, box.full_shape),
@@ -78,10 +78,11 @@ def main() -> None:
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
               "model": str(args.model), "patch": list(backend.contract.patch_size), "overlap": OVERLAP, "cases": {}}
     for case in discover_cases(args.cases):
-        loaded = load_case(case)
+        prepared = prepare_case(case, backend.contract)
+        loaded = prepared.loaded
         start = time.perf_counter()
         regions = {name: regions_from_probabilities(p, backend.contract.output_mode)
-                   for name, p in placements(loaded.image, backend).items()}
+                   for name, p in placements(prepared, backend).items()}
         entry = {"seconds": time.perf_counter() - start,
                  "agreement": {f"{a} vs {b}": per_region(regions[a], regions[b])
                                for a, b in itertools.combinations(regions, 2)}}

@@ -1,24 +1,33 @@
 """Finding BraTS cases on disk, whatever layout they come in.
 
 A *case* is four co-registered MRI volumes (FLAIR, T1, T1ce, T2) and an optional label map.
-:func:`discover_cases` walks a directory and returns one :class:`Case` per case folder (or per MSD
-image), detecting the layout of each folder on its own, so one directory may mix layouts.
-Discovery only looks at file names; problems it can see there (a missing or doubled modality) are
-recorded on the case rather than raised, so one bad folder never hides the others.
+:func:`discover` walks a directory and returns one :class:`Case` per case folder (or per MSD
+image), detecting the layout of each folder on its own, so one directory may mix layouts, plus every
+folder it passed over and why. Discovery looks at names and at what kind of entry each one is; the
+problems it can see there (a missing or doubled modality, a dangling link, a folder it cannot list)
+are recorded on the case rather than raised, so one bad folder never hides the others. Only what
+would make two cases write one output (the same id twice) stops discovery.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import re
+import stat
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from .errors import BratsxError, CaseError
+from .errors import BratsxError, CaseError, LabelError
 from .labels import MODALITY_ORDER, LabelConvention, Modality
 
-__all__ = ["Case", "Layout", "discover_cases", "nifti_stem"]
+__all__ = ["Case", "Discovery", "Layout", "Skipped", "discover", "discover_cases", "match_file_name", "nifti_stem"]
+
+logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 MSD_IMAGE_FOLDERS = ("imagesTr", "imagesTs")
@@ -97,11 +106,14 @@ class Case:
 
     Attributes:
         case_id: folder name, or the file stem for MSD (``BRATS_001``).
-        layout: the layout its files follow.
+        layout: the layout its files follow (for a folder that cannot be listed: the forced layout,
+            else ``plain``).
         folder: the case folder (for MSD, the dataset folder holding ``imagesTr``).
         images: path of each modality; for MSD all four point to the same 4D file.
         label: path of the reference segmentation, if there is one.
-        problems: what discovery found wrong from the file names alone (missing or doubled files).
+        problems: what discovery found wrong (missing or doubled files, entries that are no readable
+            file, a folder it cannot list); problems of the reference alone are
+            :class:`~bratsx.errors.LabelError`, so the case can still be segmented.
     """
 
     case_id: str
@@ -125,6 +137,22 @@ class Case:
         return tuple(paths)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A folder that discovery passed over: where, and why (e.g. ``hidden folder``)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found: the cases, in natural order of their ids, and what it skipped."""
+
+    cases: tuple[Case, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
 def nifti_stem(path: Path) -> str | None:
     """The file name without ``.nii``/``.nii.gz``, or ``None`` when it is not a NIfTI file."""
     name = path.name
@@ -136,8 +164,45 @@ def nifti_stem(path: Path) -> str | None:
     return None
 
 
-def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and nifti_stem(p) is not None)
+def match_file_name(name: str) -> tuple[Layout, Modality | None] | None:
+    """The folder layout and modality a file name follows, as discovery reads it (for a web upload's names).
+
+    Returns:
+        ``(layout, modality)``, the modality ``None`` for the label file; ``None`` when the name is no
+        NIfTI file or follows no folder layout.
+    """
+    stem = nifti_stem(Path(name))
+    for layout, pattern in _FOLDER_PATTERNS.items():
+        for modality, names in (*pattern.modalities.items(), (None, pattern.label)):
+            if stem is not None and pattern.matches(stem, names):
+                return layout, modality
+    return None
+
+
+def _nifti_entries(folder: Path) -> list[Path]:
+    """Entries named like NIfTI files, whatever they are (file, link, folder), sorted.
+
+    Raises:
+        OSError: the folder cannot be listed.
+    """
+    return sorted(p for p in folder.iterdir() if nifti_stem(p) is not None)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why an entry named like a NIfTI file cannot be read as one, or ``None`` for a regular file."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if error.errno == errno.ENOENT and path.is_symlink():
+            return f"is a dangling symbolic link (its target {os.readlink(path)} does not exist)"
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a NIfTI file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file (a pipe, socket or device)"
+    return None
 
 
 def _is_msd_dataset(folder: Path) -> bool:
@@ -163,21 +228,36 @@ def _detect_folder_layout(files: list[Path]) -> Layout | None:
     return best
 
 
-def _case_from_folder(folder: Path, files: list[Path], layout: Layout) -> Case:
-    """Assign each file of a case folder to its modality, recording what is missing or doubled."""
-    case_id = folder.name
+def _folder_case_id(folder: Path) -> str:
+    """The id of a case folder: its name, or for ``.`` and ``..`` the name of the folder they resolve to.
+
+    Raises:
+        BratsxError: the name is empty (the file system root) or starts with ``.`` (outputs named after
+            it would be hidden files).
+    """
+    case_id = folder.name if folder.name not in ("", ".", "..") else folder.resolve().name
+    if not case_id or case_id.startswith("."):
+        raise BratsxError(f"{folder}: a case id is its folder's name, and {case_id or 'an empty name'!r} cannot "
+                          "name outputs (they would be hidden or nameless); rename the folder, or move the case "
+                          "files into a folder named after the case")
+    return case_id
+
+
+def _case_from_folder(folder: Path, files: list[Path], layout: Layout, case_id: str) -> Case:
+    """Assign each entry of a case folder to its modality, recording what is missing, doubled or unreadable."""
     pattern = _FOLDER_PATTERNS[layout]
     problems: list[CaseError] = []
 
     def pick(names: tuple[str, ...], what: str, modality: Modality | None) -> Path | None:
+        error = CaseError if modality is not None else LabelError
         found = [p for p in files if pattern.matches(nifti_stem(p) or "", names)]
         if len(found) > 1:
             listed = ", ".join(p.name for p in found)
-            problems.append(CaseError(case_id, f"two files for {what} ({listed}); keep one", folder))
+            problems.append(error(case_id, f"two files for {what} ({listed}); keep one", folder))
         elif not found and modality is not None:
-            problems.append(
-                CaseError(case_id, f"missing {what} image (expected {pattern.describe(modality)})", folder)
-            )
+            problems.append(error(case_id, f"missing {what} image (expected {pattern.describe(modality)})", folder))
+        elif found and (reason := _not_a_file(found[0])):
+            problems.append(error(case_id, f"{what} file {reason}", found[0]))
         return found[0] if found else None
 
     images = {}
@@ -191,74 +271,175 @@ def _case_from_folder(folder: Path, files: list[Path], layout: Layout) -> Case:
 
 def _msd_cases(dataset: Path) -> list[Case]:
     """One case per 4D image in ``imagesTr``/``imagesTs``, labels from ``labelsTr``."""
-    cases: list[Case] = []
     label_folder = dataset / MSD_LABEL_FOLDER
+    labels: dict[str, list[Path]] = {}
+    for path in _nifti_entries(label_folder) if label_folder.is_dir() else []:
+        labels.setdefault(nifti_stem(path) or "", []).append(path)
+    cases: list[Case] = []
     for image_folder_name in MSD_IMAGE_FOLDERS:
         image_folder = dataset / image_folder_name
         if not image_folder.is_dir():
             continue
         by_stem: dict[str, list[Path]] = {}
-        for path in _nifti_files(image_folder):
+        for path in _nifti_entries(image_folder):
             by_stem.setdefault(nifti_stem(path) or "", []).append(path)
         for stem, paths in by_stem.items():
-            problems = []
+            problems: list[CaseError] = []
             if len(paths) > 1:
                 listed = ", ".join(p.name for p in paths)
                 problems.append(CaseError(stem, f"two image files ({listed}); keep one", image_folder))
-            label = None
-            if image_folder_name == "imagesTr" and label_folder.is_dir():
-                candidates = [label_folder / f"{stem}{suffix}" for suffix in NIFTI_SUFFIXES]
-                label = next((c for c in candidates if c.is_file()), None)
+            elif reason := _not_a_file(paths[0]):
+                problems.append(CaseError(stem, f"the image file {reason}", paths[0]))
+            found = labels.get(stem, []) if image_folder_name == "imagesTr" else []
+            if len(found) > 1:
+                listed = ", ".join(p.name for p in found)
+                problems.append(LabelError(stem, f"two label files ({listed}); keep one", label_folder))
+            elif found and (reason := _not_a_file(found[0])):
+                problems.append(LabelError(stem, f"the label file {reason}", found[0]))
             images = dict.fromkeys(MODALITY_ORDER, paths[0])
-            cases.append(Case(stem, Layout.MSD, dataset, images, label, tuple(problems)))
+            cases.append(Case(stem, Layout.MSD, dataset, images, found[0] if found else None, tuple(problems)))
     return cases
 
 
-def _cases_in_folder(folder: Path, layout: Layout | None) -> list[Case]:
-    """The cases a folder holds: an MSD dataset, or one case folder, or nothing."""
+def _cases_in_folder(folder: Path, layout: Layout | None, case_id: str | None = None) -> list[Case] | str:
+    """The cases a folder holds (an MSD dataset, or one case folder), or why it holds none.
+
+    Raises:
+        OSError: the folder (or a folder inside it) cannot be listed.
+        BratsxError: a case folder's name cannot be its id (see :func:`_folder_case_id`).
+    """
     if _is_msd_dataset(folder) and layout in (None, Layout.MSD):
-        return _msd_cases(folder)
+        return _msd_cases(folder) or "MSD dataset without images"
     if layout is Layout.MSD:
-        return []
-    files = _nifti_files(folder)
+        return "not an MSD dataset (no imagesTr or imagesTs folder)"
+    files = _nifti_entries(folder)
     if not files:
-        return []
+        return "no NIfTI file"
     chosen = layout or _detect_folder_layout(files)
     if chosen is None:
-        return []
-    return [_case_from_folder(folder, files, chosen)]
+        return f"no file named like a FLAIR, T1, T1ce or T2 image ({len(files)} NIfTI file(s))"
+    return [_case_from_folder(folder, files, chosen, case_id or _folder_case_id(folder))]
 
 
-def discover_cases(root: Path | str, layout: Layout | str | None = None) -> list[Case]:
-    """Find every case under ``root``.
+def _unlistable_case(folder: Path, layout: Layout | None, error: OSError) -> Case:
+    """A case folder that cannot be listed: it fails alone, with its reason."""
+    problem = CaseError(folder.name, f"cannot list the folder ({error.strerror or error}); check its permissions",
+                        folder)
+    return Case(folder.name, layout or Layout.PLAIN, folder, {}, None, (problem,))
+
+
+def _subfolder_cases(root: Path, layout: Layout | None) -> tuple[list[Case], list[Skipped]]:
+    """The cases of every visible subfolder of ``root``, and the entries passed over with why."""
+    cases: list[Case] = []
+    skipped: list[Skipped] = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            skipped.append(Skipped(entry, _not_a_file(entry) or "dangling symbolic link"))
+        elif not entry.is_dir():
+            continue
+        elif entry.name.startswith("."):
+            skipped.append(Skipped(entry, "hidden folder (its name starts with '.')"))
+        else:
+            try:
+                found = _cases_in_folder(entry, layout, entry.name)
+            except OSError as error:
+                found = [_unlistable_case(entry, layout, error)]
+            if isinstance(found, str):
+                skipped.append(Skipped(entry, found))
+            else:
+                cases.extend(found)
+    return cases, skipped
+
+
+def _source(case: Case) -> Path:
+    """Where a case comes from, to tell two cases apart: its folder, or its MSD image file."""
+    return case.images[MODALITY_ORDER[0]] if case.layout is Layout.MSD and case.images else case.folder
+
+
+def _refuse_duplicate_ids(cases: list[Case]) -> None:
+    """Outputs are named after case ids: two cases with one id (or ids equal but for letter case,
+    which share a file on case-insensitive file systems) would overwrite each other's outputs.
+
+    Raises:
+        BratsxError: naming the first two sources of a repeated id.
+    """
+    first: dict[str, Case] = {}
+    clashes = []
+    for case in cases:
+        key = unicodedata.normalize("NFC", case.case_id).casefold()
+        if key in first:
+            clashes.append((first[key], case))
+        else:
+            first[key] = case
+    if not clashes:
+        return
+    a, b = clashes[0]
+    more = f" ({len(clashes) - 1} more repeated id(s))" if len(clashes) > 1 else ""
+    if a.case_id == b.case_id:
+        what = f"case id {a.case_id} found twice: in {_source(a)} and in {_source(b)}"
+    else:
+        what = (f"case ids {a.case_id} ({_source(a)}) and {b.case_id} ({_source(b)}) differ only in letter case, "
+                "which names one file on case-insensitive file systems")
+    raise BratsxError(f"{what}{more}; outputs are named after case ids, so rename or move one")
+
+
+def discover(root: Path | str, layout: Layout | str | None = None) -> Discovery:
+    """Find every case under ``root``, and every folder passed over with the reason.
 
     ``root`` may be a directory of case folders (layouts may differ between folders), a single
     case folder, an MSD dataset folder (holding ``imagesTr``/``imagesTs``), or a directory of MSD
-    datasets. Folders without NIfTI files are ignored.
+    datasets. Hidden folders (``.name``), folders without NIfTI files and folders whose files match
+    no layout are skipped, each with its reason. A folder that cannot be listed becomes a case with
+    that problem, so it fails alone. A case folder given as ``.`` or ``..`` is named after the folder
+    it resolves to.
 
     Args:
         root: where to look.
         layout: force one layout for every folder instead of detecting it per folder.
 
     Returns:
-        The cases in natural order of their ids. A case whose files are missing or doubled is
-        returned too, with its :attr:`Case.problems` filled in.
+        The cases in natural order of their ids (a case with missing, doubled or unreadable files
+        too, with its :attr:`Case.problems` filled in) and what was skipped.
 
     Raises:
-        BratsxError: if ``root`` is not a directory or holds no case at all.
+        BratsxError: ``root`` is not a directory, cannot be listed or holds no case; two cases share
+            an id (or ids differing only in letter case); a case folder's name cannot be an id.
     """
     root = Path(root)
     if not root.is_dir():
         raise BratsxError(f"{root}: not a directory")
     forced = Layout(layout) if layout is not None else None
-    cases = _cases_in_folder(root, forced)
-    if not cases:
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            cases.extend(_cases_in_folder(folder, forced))
+    try:
+        found = _cases_in_folder(root, forced)
+        cases, skipped = (found, []) if isinstance(found, list) else _subfolder_cases(root, forced)
+    except OSError as error:
+        raise BratsxError(f"{root}: cannot list the folder ({error.strerror or error}); check its permissions") \
+            from error
     if not cases:
         hint = f" in the {forced.value} layout" if forced else ""
+        passed = "".join(f"; skipped {s.path.name}: {s.reason}" for s in skipped[:3])
         raise BratsxError(
             f"{root}: no BraTS case found{hint} (expected case folders with FLAIR, T1, T1ce and T2 "
-            "NIfTI files, or an MSD dataset with imagesTr/)"
+            f"NIfTI files, or an MSD dataset with imagesTr/){passed}"
         )
-    return sorted(cases, key=lambda c: _natural_key(c.case_id))
+    _refuse_duplicate_ids(cases)
+    return Discovery(tuple(sorted(cases, key=lambda c: _natural_key(c.case_id))), tuple(skipped))
+
+
+def discover_cases(root: Path | str, layout: Layout | str | None = None) -> list[Case]:
+    """The cases of :func:`discover`, for callers that need no account of what was skipped (logged).
+
+    Args:
+        root: where to look.
+        layout: force one layout for every folder instead of detecting it per folder.
+
+    Returns:
+        The cases in natural order of their ids.
+
+    Raises:
+        BratsxError: as :func:`discover`.
+    """
+    found = discover(root, layout)
+    for skipped in found.skipped:
+        logger.info("skipped %s: %s", skipped.path, skipped.reason)
+    return list(found.cases)

@@ -7,6 +7,7 @@ message in a batch of hundreds of cases says exactly where to look.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = ["BratsxError", "CaseError", "LabelError"]
@@ -31,7 +32,7 @@ class CaseError(BratsxError):
         self.path = Path(path) if path is not None else None
         where = f"case {case_id}"
         if self.path is not None:
-            where += f", {'folder' if self.path.is_dir() else 'file'} {self.path.name}"
+            where += f", {'folder' if os.path.isdir(self.path) else 'file'} {self.path.name}"  # never raises
         super().__init__(f"{where}: {problem}")
 
     def __reduce__(self):  # keeps the error picklable across worker processes

@@ -19,10 +19,38 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
-__all__ = ["CANONICAL_ORIENTATION", "Geometry"]
+__all__ = ["CANONICAL_ORIENTATION", "Geometry", "affine_problem"]
 
 #: Voxel-axis orientation of every array the models see (nibabel axis codes): (z, y, x) of BraTS.
 CANONICAL_ORIENTATION = "SPL"
+
+#: Smallest ratio of the smallest to the largest voxel-axis length an affine may have: below it, the
+#: voxel axes cannot be told apart (an all-zero sform, a zero voxel size) and no orientation exists.
+MIN_AXIS_RATIO = 1e-6
+
+
+def affine_problem(affine: np.ndarray) -> str | None:
+    """Why ``affine`` cannot orient a volume, or ``None`` when it can.
+
+    A voxel-to-world affine must be finite and its 3x3 part far from singular; otherwise the
+    orientation of its axes is undefined (nibabel then fails deep inside with a ``LinAlgError`` or
+    returns no axis codes).
+
+    Args:
+        affine: a 4x4 voxel-to-world matrix.
+
+    Returns:
+        The problem in a few words, or ``None``.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        return f"shape {affine.shape}, not 4x4"
+    if not np.isfinite(affine).all():
+        return "NaN or infinite entries"
+    lengths = np.linalg.svd(affine[:3, :3], compute_uv=False)
+    if lengths[-1] <= MIN_AXIS_RATIO * lengths[0]:
+        return "singular (all zeros, or a zero voxel size)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,13 @@ problem, so a batch can report a bad case and carry on.
 
 from __future__ import annotations
 
-import gzip
+import io
+import logging
+import math
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +26,17 @@ import numpy as np
 
 from .atomic import atomic_path
 from .cases import NIFTI_SUFFIXES, Case, Layout
-from .errors import BratsxError, CaseError
-from .geometry import Geometry
+from .errors import BratsxError, CaseError, LabelError
+from .geometry import Geometry, affine_problem
 from .labels import MODALITY_ORDER, LabelConvention, Modality, detect_convention, unexpected_values
 
+#: What decoding damaged gzip data raises (ISA-L's IsalError derives from Exception alone).
+_GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, ValueError)
 try:  # ISA-L's gzip decoder; optional, plain zlib is used without it
     from isal import igzip as _isal_gzip
+    from isal.igzip_lib import IsalError
+
+    _GZIP_ERRORS += (IsalError,)
 except ImportError:  # pragma: no cover - depends on the install
     _isal_gzip = None
 _fast_gzip = _isal_gzip
@@ -45,9 +54,16 @@ __all__ = [
     "write_label_map",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: Largest difference allowed between the affine entries of a case's files (mm).
 AFFINE_TOLERANCE = 1e-3
 _MSD_CHANNELS = len(MODALITY_ORDER)
+_GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes read (and decompressed) to check a header alone: a NIfTI-2 header is 540.
+_HEADER_READ = 4096
+#: Header classes by the size a header states in its first four bytes.
+_HEADER_CLASSES = {348: nib.Nifti1Header, 540: nib.Nifti2Header}
 
 
 def use_gzip_decoder(name: str) -> None:
@@ -64,14 +80,32 @@ def use_gzip_decoder(name: str) -> None:
 
 
 @dataclass(frozen=True)
-class _Volume:
-    """One NIfTI file as read: header, voxel array as stored (unscaled), and the scaling to apply."""
+class _Header:
+    """What a NIfTI header says about its voxels, checked: shape, type, where they start, scaling, affine.
+
+    ``header`` is the header as kept with the data in memory (no data offset, no scaling: as nibabel
+    keeps it), which outputs copy.
+    """
 
     header: nib.Nifti1Header
-    affine: np.ndarray
-    data: np.ndarray
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
     slope: float
     inter: float
+    affine: np.ndarray
+
+    @property
+    def scaled(self) -> bool:
+        return self.slope != 1.0 or self.inter != 0.0
+
+
+@dataclass(frozen=True)
+class _Volume:
+    """One NIfTI file as read: its header and its voxels as stored (unscaled), viewed in the file's bytes."""
+
+    stored: _Header
+    data: np.ndarray
 
 
 @dataclass
@@ -104,49 +138,117 @@ class CaseReport:
     problems: tuple[CaseError, ...]
 
 
+class _NibabelReports:
+    """Takes the reports of nibabel's header checks (e.g. "negative pixdim made positive") as debug logs,
+    instead of the lines nibabel's own logger prints on stderr."""
+
+    @staticmethod
+    def log(level: int, message: str) -> None:
+        if level:
+            logger.debug("nibabel header check: %s", message)
+
+
+def _one_line(error: BaseException) -> str:
+    """A foreign exception's message on one line (some span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _decompress(raw: bytes) -> bytes:
     if _fast_gzip is not None:
         return _fast_gzip.decompress(raw)
     return zlib.decompress(raw, wbits=31)
 
 
-def _read_bytes(path: Path, case_id: str) -> bytes:
+def _read_bytes(path: Path, case_id: str, header_only: bool = False) -> bytes:
+    """The content of a NIfTI file, decompressed; with ``header_only``, just enough for its header.
+
+    The content decides, not the name: gzip data is decompressed whether or not the name ends in
+    ``.gz``, and uncompressed data is read as it is, so a check and a load of one file agree.
+    """
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(_HEADER_READ if header_only else -1)
     except OSError as error:
         raise CaseError(case_id, f"cannot read the file ({error.strerror or error})", path) from error
-    if raw[:2] == b"\x1f\x8b":
-        try:
+    if not raw:
+        raise CaseError(case_id, "empty file (0 bytes)", path)
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        if not header_only:
             return _decompress(raw)
-        except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as error:
-            raise CaseError(case_id, f"corrupt or truncated gzip data ({error})", path) from error
-    if path.name.lower().endswith(".gz"):
-        raise CaseError(case_id, "named .gz but not gzip-compressed", path)
-    return raw
+        decompressor = zlib.decompressobj(wbits=31)
+        start = decompressor.decompress(raw, _HEADER_READ)
+        if len(raw) < _HEADER_READ and len(start) < _HEADER_READ and not decompressor.eof:
+            raise EOFError("the whole file ends before the end of the gzip stream")
+        return start
+    except _GZIP_ERRORS as error:
+        raise CaseError(case_id, f"corrupt or truncated gzip data ({_one_line(error)})", path) from error
 
 
-def _image_from_bytes(raw: bytes) -> nib.Nifti1Image:
-    header_size = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
-    if header_size not in (348, 540):
-        header_size = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else 0
-    klass = nib.Nifti2Image if header_size == 540 else nib.Nifti1Image
-    return klass.from_bytes(raw)
+def _affine(header: nib.Nifti1Header, case_id: str, path: Path) -> np.ndarray:
+    """The voxel-to-world affine, chosen as nibabel does (sform, else qform, else the voxel sizes), except
+    that a coded sform that cannot orient a volume (NaN, all zeros) gives way to a usable qform."""
+    sources = {"sform": header.get_sform, "qform": header.get_qform}
+    chosen = [name for name in sources if header[f"{name}_code"] != 0] or ["pixdim"]
+    found = []
+    for name in chosen:
+        try:
+            with np.errstate(all="ignore"):
+                affine = sources.get(name, header.get_base_affine)()
+        except Exception as error:  # nibabel raises several types for an impossible quaternion or pixdim
+            found.append(f"{name}: {_one_line(error)}")
+            continue
+        problem = affine_problem(affine)
+        if problem is None:
+            return affine
+        found.append(f"{name}: {problem}")
+    raise CaseError(case_id, f"no usable voxel-to-world geometry ({'; '.join(found)}); fix the header's sform or "
+                    "qform", path)
+
+
+def _read_header(raw: bytes, case_id: str, path: Path, extensions: bool = True) -> _Header:
+    """Parse and check the NIfTI-1 or NIfTI-2 header at the start of ``raw`` (extensions too, if asked)."""
+    endian, size = next(((e, n) for e, order in (("<", "little"), (">", "big"))
+                         if (n := int.from_bytes(raw[:4], order)) in _HEADER_CLASSES), ("", 0))
+    if not size or len(raw) < size:
+        raise CaseError(case_id, f"not a NIfTI file (its {len(raw)} bytes do not start with a NIfTI-1 or NIfTI-2 "
+                        "header)", path)
+    try:
+        with np.errstate(all="ignore"):
+            header = _HEADER_CLASSES[size].from_fileobj(io.BytesIO(raw if extensions else raw[:size]), endian,
+                                                        check=False)
+            header.check_fix(logger=_NibabelReports, error_level=40)
+            dtype, (slope, inter) = header.get_data_dtype(), header.get_slope_inter()
+    except Exception as error:  # nibabel raises several types for a bad header
+        raise CaseError(case_id, f"not a readable NIfTI header ({_one_line(error)})", path) from error
+    dims = [int(d) for d in header["dim"]]
+    if not 1 <= dims[0] <= 7:
+        raise CaseError(case_id, f"header dim[0] is {dims[0]}, not a number of dimensions (1 to 7)", path)
+    shape = tuple(dims[1 : dims[0] + 1])
+    if min(shape) < 0:
+        raise CaseError(case_id, f"negative dimension in the header's shape {shape}", path)
+    if dtype.kind not in "iuf":
+        raise CaseError(case_id, f"unsupported voxel type {dtype} (complex or RGB); store intensities as integers "
+                        "or floats", path)
+    offset = float(header["vox_offset"])
+    if not (math.isfinite(offset) and offset >= size):
+        raise CaseError(case_id, f"vox_offset {offset:g} does not point past the {size}-byte header", path)
+    kept = header.copy()
+    kept["vox_offset"], kept["scl_slope"], kept["scl_inter"] = 0, np.nan, np.nan
+    return _Header(kept, shape, dtype, int(offset), 1.0 if slope is None else slope, 0.0 if inter is None else inter,
+                   _affine(header, case_id, path))
 
 
 def _read_volume(path: Path, case_id: str) -> _Volume:
     """Read one NIfTI file: voxels viewed in place in the decompressed buffer (no copy)."""
     raw = _read_bytes(path, case_id)
-    try:
-        image = _image_from_bytes(raw)
-    except Exception as error:  # nibabel raises several types for a bad header
-        raise CaseError(case_id, f"not a readable NIfTI file ({error})", path) from error
-    proxy = image.dataobj  # the on-disk layout: the in-memory header resets vox_offset
-    shape, dtype, offset = tuple(int(s) for s in proxy.shape), np.dtype(proxy.dtype), int(proxy.offset)
-    needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    stored = _read_header(raw, case_id, path)
+    needed = stored.offset + math.prod(stored.shape) * stored.dtype.itemsize
     if len(raw) < needed:
         raise CaseError(case_id, f"truncated: {len(raw)} bytes of voxel data where {needed} are needed", path)
-    data = np.ndarray(shape, dtype=dtype, buffer=raw, offset=offset, order="F")
-    return _Volume(image.header, image.affine, data, float(proxy.slope), float(proxy.inter))
+    data = np.ndarray(stored.shape, dtype=stored.dtype, buffer=raw, offset=stored.offset, order="F")
+    return _Volume(stored, data)
 
 
 def _spatial_shape(case_id: str, path: Path, shape: tuple[int, ...], four_d: bool) -> tuple[int, int, int]:
@@ -165,35 +267,40 @@ def _spatial_shape(case_id: str, path: Path, shape: tuple[int, ...], four_d: boo
 
 
 def _check_same_grid(
-    case_id: str, path: Path, shape: tuple[int, ...], affine: np.ndarray, reference: Geometry, what: str
+    case_id: str, path: Path, shape: tuple[int, ...], affine: np.ndarray, reference: Geometry, whose: str
 ) -> None:
+    """Check a file against the case's grid; ``whose`` names the reference, e.g. ``FLAIR's``."""
     if shape != reference.shape:
-        raise CaseError(case_id, f"shape {shape} differs from {what}'s {reference.shape}", path)
+        raise CaseError(case_id, f"shape {shape} differs from {whose} {reference.shape}", path)
     difference = float(np.abs(affine - reference.affine).max())
     if difference > AFFINE_TOLERANCE:
         raise CaseError(
             case_id,
-            f"affine differs from {what}'s by up to {difference:.4g} mm (tolerance {AFFINE_TOLERANCE} mm); "
+            f"affine differs from {whose} by up to {difference:.4g} mm (tolerance {AFFINE_TOLERANCE} mm); "
             "the modalities must be co-registered on one grid",
             path,
         )
 
 
-def _check_voxels(case_id: str, path: Path, data: np.ndarray, what: str) -> None:
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        raise CaseError(case_id, f"{what} has {bad} NaN or infinite voxels", path)
+def _to_canonical_float32(
+    case_id: str, path: Path, volume: _Volume, data: np.ndarray, geometry: Geometry, out: np.ndarray, what: str
+) -> None:
+    """Write ``data`` (stored orientation) into ``out`` as canonical float32 with the file's scaling, checked:
+    not all zeros as stored, and finite once in float32 (NaN, overflow of float64 or of the scaling)."""
     if not data.any():
         raise CaseError(case_id, f"{what} is all zeros", path)
-
-
-def _to_canonical_float32(volume: _Volume, data: np.ndarray, geometry: Geometry, out: np.ndarray) -> None:
-    """Write ``data`` (stored orientation) into ``out`` as canonical float32, applying the scaling."""
-    np.copyto(out, geometry.to_canonical(data), casting="unsafe")
-    if volume.slope != 1.0:
-        out *= np.float32(volume.slope)
-    if volume.inter != 0.0:
-        out += np.float32(volume.inter)
+    stored = volume.stored
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.copyto(out, geometry.to_canonical(data), casting="unsafe")
+        if stored.slope != 1.0:
+            out *= np.float32(stored.slope)
+        if stored.inter != 0.0:
+            out += np.float32(stored.inter)
+    if (data.dtype.kind == "f" or stored.scaled) and not np.isfinite(out).all():
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        scaling = f" after the file's scaling (slope {stored.slope:g}, intercept {stored.inter:g})" if stored.scaled \
+            else ""
+        raise CaseError(case_id, f"{what} has {bad} NaN or infinite voxels{scaling}", path)
 
 
 def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: LabelConvention | None = None):
@@ -213,12 +320,35 @@ def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: L
     return convention
 
 
+@contextmanager
+def _about_the_label() -> Iterator[None]:
+    """Re-raise a :class:`CaseError` about a case's reference segmentation as a :class:`LabelError`."""
+    try:
+        yield
+    except LabelError:
+        raise
+    except CaseError as error:
+        raise LabelError(error.case_id, error.problem, error.path) from error
+
+
 def _read_label(case: Case, geometry: Geometry, convention: LabelConvention | None):
-    """Read, check and canonicalise the label map; returns (labels, convention)."""
-    data, label_geometry = read_label_file(case.label, case.case_id)
-    _check_same_grid(case.case_id, case.label, label_geometry.shape, label_geometry.affine, geometry, "the images")
-    convention = label_convention(data, case.case_id, case.label, convention or case.convention)
+    """Read, check and canonicalise the label map; returns (labels, convention).
+
+    Raises:
+        LabelError: the label map cannot be used.
+    """
+    with _about_the_label():
+        data, label_geometry = read_label_file(case.label, case.case_id)
+        _check_same_grid(case.case_id, case.label, label_geometry.shape, label_geometry.affine, geometry,
+                         "the images'")
+        convention = label_convention(data, case.case_id, case.label, convention or case.convention)
     return np.ascontiguousarray(geometry.to_canonical(data), dtype=np.uint8), convention
+
+
+def _split_problems(case: Case) -> tuple[list[CaseError], list[CaseError]]:
+    """The problems discovery recorded on a case: those of its images, and those of its reference alone."""
+    of_label = [p for p in case.problems if isinstance(p, LabelError)]
+    return [p for p in case.problems if not isinstance(p, LabelError)], of_label
 
 
 def load_case(
@@ -226,9 +356,11 @@ def load_case(
 ) -> LoadedCase:
     """Read a case into a canonical float32 array, checking everything on the way.
 
-    The files are read concurrently. Checks: every modality present once, images 3D (4D with 4
-    channels for MSD), equal shapes and affines (within :data:`AFFINE_TOLERANCE`), no NaN/Inf, no
-    all-zero modality, the file readable and complete, label values within the convention.
+    The files are read concurrently. Checks: every modality present once as a readable file,
+    images 3D (4D with 4 channels for MSD), a usable orientation, equal shapes and affines (within
+    :data:`AFFINE_TOLERANCE`), no NaN/Inf (after the file's scaling, in float32), no all-zero
+    modality, the file complete, label values within the convention. A file is read by its content:
+    gzip data in a ``.nii`` file and uncompressed data in a ``.nii.gz`` file are both read.
 
     Args:
         case: from :func:`~bratsx.cases.discover_cases`.
@@ -239,10 +371,13 @@ def load_case(
         The loaded case.
 
     Raises:
+        LabelError: the images are fine but the reference cannot be used (raised only with
+            ``with_label``; load again without it to segment the case).
         CaseError: naming the case, the file and what is wrong.
     """
-    if case.problems:
-        raise case.problems[0]
+    image_problems, label_problems = _split_problems(case)
+    if image_problems:
+        raise image_problems[0]
     paths = list(dict.fromkeys(case.images[m] for m in MODALITY_ORDER))
     four_d = case.layout is Layout.MSD
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
@@ -250,12 +385,12 @@ def load_case(
 
         first = volumes[paths[0]]
         shape = _spatial_shape(case.case_id, paths[0], first.data.shape, four_d)
-        geometry = Geometry(shape, first.affine, first.header)
+        geometry = Geometry(shape, first.stored.affine, first.stored.header)
         for path in paths:
             volume = volumes[path]
             _check_same_grid(
                 case.case_id, path, _spatial_shape(case.case_id, path, volume.data.shape, four_d),
-                volume.affine, geometry, "FLAIR",
+                volume.stored.affine, geometry, "FLAIR's",
             )
 
         image = np.empty((_MSD_CHANNELS, *geometry.canonical_shape), dtype=np.float32)
@@ -265,12 +400,13 @@ def load_case(
             volume = volumes[path]
             data = volume.data[..., channel] if four_d else volume.data.reshape(shape, order="F")
             name = f"{modality.value.upper()} channel" if four_d else modality.value.upper()
-            _check_voxels(case.case_id, path, data, name)
-            _to_canonical_float32(volume, data, geometry, image[channel])
+            _to_canonical_float32(case.case_id, path, volume, data, geometry, image[channel], name)
 
         list(pool.map(fill, range(_MSD_CHANNELS), MODALITY_ORDER))
 
     label, label_convention = None, None
+    if with_label and label_problems:
+        raise label_problems[0]
     if with_label and case.label is not None:
         label, label_convention = _read_label(case, geometry, convention)
     return LoadedCase(case, image, geometry, label, label_convention)
@@ -280,45 +416,53 @@ def read_label_file(path: Path, case_id: str) -> tuple[np.ndarray, Geometry]:
     """A label map as stored (no reorientation) with its geometry, for comparing files made by anything.
 
     Raises:
-        CaseError: unreadable, truncated, not 3D, or non-finite values.
+        CaseError: unreadable, truncated, not 3D, no usable orientation, or non-finite values.
     """
     volume = _read_volume(Path(path), case_id)
     shape = _spatial_shape(case_id, Path(path), volume.data.shape, four_d=False)
     data = volume.data.reshape(shape, order="F")
-    if volume.slope != 1.0 or volume.inter != 0.0:
-        data = data * volume.slope + volume.inter
+    if volume.stored.scaled:
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = data * volume.stored.slope + volume.stored.inter
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise CaseError(case_id, "label map has NaN or infinite values", path)
-    return data, Geometry(shape, volume.affine, volume.header)
+    return data, Geometry(shape, volume.stored.affine, volume.stored.header)
 
 
 def inspect_case(case: Case, *, read_voxels: bool = False) -> CaseReport:
     """Check a case without raising: from its headers alone (fast), or by loading it fully.
 
-    The header check covers dimensions, shapes and affines; ``read_voxels`` adds every check of
-    :func:`load_case` (corrupt or truncated data, NaN/Inf, all-zero modalities, label values).
+    The header check covers the files' kinds, dimensions, orientations, shapes and affines;
+    ``read_voxels`` adds every check of :func:`load_case` (corrupt or truncated data, NaN/Inf,
+    all-zero modalities, label values). Files are read as :func:`load_case` reads them, so both
+    accept and refuse the same files. Problems of the reference alone are
+    :class:`~bratsx.errors.LabelError`.
     """
     problems = list(case.problems)
+    reported = {problem.path for problem in case.problems}
     geometry = None
     four_d = case.layout is Layout.MSD
-    path = case.folder
-    try:
-        for path in case.files:
-            header_image = nib.load(path)
-            is_label = path == case.label
-            shape = _spatial_shape(case.case_id, path, header_image.shape, four_d and not is_label)
-            if geometry is None:
-                geometry = Geometry(shape, header_image.affine, header_image.header)
-            else:
-                what = "the images" if is_label else "FLAIR"
-                _check_same_grid(case.case_id, path, shape, header_image.affine, geometry, what)
-    except CaseError as error:
-        problems.append(error)
-    except Exception as error:  # nibabel raises several types for unreadable headers
-        problems.append(CaseError(case.case_id, f"not a readable NIfTI file ({error})", path))
-    if read_voxels and not problems:
+    for path in case.files:
+        if path in reported:
+            continue
+        is_label = path == case.label
         try:
-            load_case(case)
+            with _about_the_label() if is_label else nullcontext():
+                stored = _read_header(_read_bytes(path, case.case_id, header_only=True), case.case_id, path,
+                                      extensions=False)
+                shape = _spatial_shape(case.case_id, path, stored.shape, four_d and not is_label)
+                if geometry is None:
+                    geometry = Geometry(shape, stored.affine, stored.header)
+                else:
+                    _check_same_grid(case.case_id, path, shape, stored.affine, geometry,
+                                     "the images'" if is_label else "FLAIR's")
+        except CaseError as error:
+            problems.append(error)
+            break
+    image_problems = [p for p in problems if not isinstance(p, LabelError)]
+    if read_voxels and not image_problems:
+        try:
+            load_case(case, with_label=not problems)
         except CaseError as error:
             problems.append(error)
     return CaseReport(case, geometry, tuple(problems))

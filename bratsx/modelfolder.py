@@ -6,7 +6,7 @@ A model folder describes itself, as nnU-Net's trained-model folders do::
       model.json          contract, source run and checkpoint, validation Dice, gates passed, file hashes
       model.onnx          fp32, verified against PyTorch
       model.fp16.onnx     fp16 compute (only when it passed its accuracy gate)
-      model.engine(+.json) TensorRT engine and its build sidecar (only when built and gated)
+      model.engine        TensorRT engine (only when built and gated), with its build sidecar model.engine.json
 
 :func:`file_for` picks the file each backend runs, so users name a folder and a backend and never
 a file.
@@ -104,8 +104,8 @@ def write_model_json(
     gates: dict[str, Any],
 ) -> Path:
     """Describe ``folder`` (atomically): the contract, the source, the gates and a hash of every model file."""
-    files = {name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
-             for name in MODEL_FILES.values() if (folder / name).is_file()}
+    files = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+             for path in sorted(folder.glob("model.*")) if path.is_file() and path.name != MODEL_JSON}
     info = {
         "format": _FORMAT,
         "format_version": 1,

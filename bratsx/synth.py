@@ -37,7 +37,7 @@ from .errors import BratsxError
 from .imageio import save_nifti_atomic
 from .labels import MODALITY_ORDER, LabelConvention, Modality, Tissue, convert_labels
 
-__all__ = ["BRATS_SHAPE", "SyntheticCase", "brats_affine", "synthesize_case", "write_synthetic_dataset"]
+__all__ = ["BRATS_SHAPE", "FILE_NAMES", "SyntheticCase", "brats_affine", "synthesize_case", "write_synthetic_dataset"]
 
 #: Shape of a BraTS volume (240 x 240 x 155 at 1 mm).
 BRATS_SHAPE = (240, 240, 155)
@@ -61,7 +61,8 @@ _CASE_IDS = {
     Layout.PLAIN: "case_{:03d}",
     Layout.MSD: "BRATS_{:03d}",
 }
-_FILE_NAMES = {
+#: File names (without ``.nii.gz``) of each modality and the label (``None``) per folder layout.
+FILE_NAMES = {
     Layout.BRATS2020: {Modality.FLAIR: "{id}_flair", Modality.T1: "{id}_t1", Modality.T1CE: "{id}_t1ce",
                        Modality.T2: "{id}_t2", None: "{id}_seg"},
     Layout.BRATS2023: {Modality.FLAIR: "{id}-t2f", Modality.T1: "{id}-t1n", Modality.T1CE: "{id}-t1c",
@@ -217,7 +218,7 @@ def _case_targets(out: Path, layout: Layout, case_id: str) -> list[Path]:
 
 def _write_folder_case(out: Path, layout: Layout, case_id: str, case: SyntheticCase, labels: np.ndarray) -> None:
     """Write a case folder under a temporary name, then rename it: it appears whole or not at all."""
-    names = _FILE_NAMES[layout]
+    names = FILE_NAMES[layout]
     with atomic_folder(out / case_id) as staging:
         for channel, modality in enumerate(MODALITY_ORDER):
             name = names[modality].format(id=case_id)

@@ -10,22 +10,13 @@ import pytest
 
 from bratsx.cases import Layout
 from bratsx.labels import MODALITY_ORDER, Modality
-from bratsx.synth import brats_affine
+from bratsx.synth import FILE_NAMES, brats_affine
 
 #: Real BraTS data shipped beside the repository in the development environment (never in git).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 SMALL_SHAPE = (20, 24, 16)
 
-#: File names per layout, as a function of the case id.
-FILE_NAMES = {
-    Layout.BRATS2020: {Modality.FLAIR: "{id}_flair", Modality.T1: "{id}_t1", Modality.T1CE: "{id}_t1ce",
-                       Modality.T2: "{id}_t2", None: "{id}_seg"},
-    Layout.BRATS2023: {Modality.FLAIR: "{id}-t2f", Modality.T1: "{id}-t1n", Modality.T1CE: "{id}-t1c",
-                       Modality.T2: "{id}-t2w", None: "{id}-seg"},
-    Layout.PLAIN: {Modality.FLAIR: "flair", Modality.T1: "t1", Modality.T1CE: "t1c", Modality.T2: "t2",
-                   None: "seg"},
-}
 
 
 def save(volume: np.ndarray, path: Path, affine: np.ndarray | None = None) -> Path:

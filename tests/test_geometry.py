@@ -6,7 +6,7 @@ import pytest
 from casefiles import save
 
 from bratsx.cases import discover_cases
-from bratsx.geometry import CANONICAL_ORIENTATION, Geometry
+from bratsx.geometry import CANONICAL_ORIENTATION, Geometry, affine_problem
 from bratsx.imageio import load_case, write_label_map
 from bratsx.labels import MODALITY_ORDER
 
@@ -103,3 +103,15 @@ def test_write_refuses_a_label_map_of_the_wrong_shape(tmp_path):
     geometry = Geometry(SHAPE, lps_affine(), nib.Nifti1Header())
     with pytest.raises(ValueError, match="does not match"):
         write_label_map(np.zeros((3, 3, 3), np.uint8), geometry, tmp_path / "x.nii.gz")
+
+
+@pytest.mark.parametrize("affine,problem", [
+    (lps_affine(), None),
+    (np.zeros((4, 4)), "singular (all zeros, or a zero voxel size)"),
+    (np.diag([1.0, 0.0, 1.0, 1.0]), "singular (all zeros, or a zero voxel size)"),
+    (np.diag([1.0, np.nan, 1.0, 1.0]), "NaN or infinite entries"),
+    (np.diag([1.0, 1.0, np.inf, 1.0]), "NaN or infinite entries"),
+    (np.eye(3), "shape (3, 3), not 4x4"),
+])
+def test_affine_problem_names_what_no_orientation_can_come_from(affine, problem):
+    assert affine_problem(affine) == problem

@@ -5,9 +5,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 from casefiles import SMALL_SHAPE, label_volume, modality_volume, save, write_folder_case, write_msd_case
+from hostile import patch_header
 
 from bratsx.cases import Layout, discover_cases
-from bratsx.errors import CaseError
+from bratsx.errors import CaseError, LabelError
 from bratsx.imageio import inspect_case, load_case, save_nifti_atomic
 from bratsx.labels import MODALITY_ORDER, LabelConvention, Modality
 from bratsx.synth import brats_affine
@@ -184,7 +185,7 @@ def test_truncated_voxel_data(brats2020_case):
 def test_not_a_nifti_file(brats2020_case):
     path = brats2020_case / f"{brats2020_case.name}_t2.nii.gz"
     path.write_bytes(gzip.compress(b"this is not a NIfTI header" * 30))
-    assert_case_error(only_case(brats2020_case), path.name, "not a readable NIfTI file")
+    assert_case_error(only_case(brats2020_case), path.name, "not a NIfTI file")
 
 
 def test_label_values_outside_the_convention(brats2020_case):
@@ -232,3 +233,88 @@ def test_atomic_save_leaves_no_partial_file_when_writing_fails(tmp_path, monkeyp
     with pytest.raises(OSError, match="disk full"):
         save_nifti_atomic(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zero_byte_file_is_called_empty(brats2020_case):
+    path = brats2020_case / f"{brats2020_case.name}_t1.nii.gz"
+    path.write_bytes(b"")
+    assert_case_error(only_case(brats2020_case), path.name, "empty file (0 bytes)")
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"sform_code": 1, "qform_code": 0, "srow_x": 0, "srow_y": 0, "srow_z": 0},
+     "no usable voxel-to-world geometry (sform: singular (all zeros, or a zero voxel size))"),
+    ({"sform_code": 1, "qform_code": 0, "srow_x": [np.nan, 0, 0, 0]},
+     "no usable voxel-to-world geometry (sform: NaN or infinite entries)"),
+    ({"sform_code": 0, "qform_code": 1, "pixdim": [1, np.nan, 1, 1, 1, 1, 1, 1]},
+     "no usable voxel-to-world geometry (qform: NaN or infinite entries)"),
+    ({"sform_code": 0, "qform_code": 0, "pixdim": [1, 1, 1, np.nan, 1, 1, 1, 1]},
+     "no usable voxel-to-world geometry (pixdim: NaN or infinite entries)"),
+    ({"dim": [3, 20, -24, 16, 1, 1, 1, 1]}, "negative dimension in the header's shape (20, -24, 16)"),
+])
+def test_degenerate_geometry_is_one_case_error_naming_the_file(brats2020_case, fields, message):
+    path = brats2020_case / f"{brats2020_case.name}_t1ce.nii.gz"
+    patch_header(path, **fields)
+    case = only_case(brats2020_case)
+    error = assert_case_error(case, path.name, message)
+    assert "\n" not in str(error)
+    [problem] = inspect_case(case).problems  # bratsx cases reads headers only: the same line, no traceback
+    assert str(problem) == str(error)
+
+
+def test_an_unusable_sform_gives_way_to_a_usable_qform(brats2020_case):
+    path = brats2020_case / f"{brats2020_case.name}_t2.nii.gz"
+    reference = nib.load(path).affine
+    patch_header(path, sform_code=1, srow_x=0, srow_y=0, srow_z=0)
+    header = nib.load(path).header
+    header.set_qform(reference, code=1)
+    patch_header(path, qform_code=1, quatern_b=header["quatern_b"], quatern_c=header["quatern_c"],
+                 quatern_d=header["quatern_d"], qoffset_x=header["qoffset_x"], qoffset_y=header["qoffset_y"],
+                 qoffset_z=header["qoffset_z"], pixdim=header["pixdim"])
+    loaded = load_case(only_case(brats2020_case))
+    assert_channels_in_bratsx_order(loaded.image)
+    assert np.abs(loaded.geometry.affine - reference).max() < 1e-5
+
+
+def test_scaling_that_overflows_float32_is_refused(brats2020_case):
+    path = brats2020_case / f"{brats2020_case.name}_t2.nii.gz"
+    patch_header(path, scl_slope=1e38)
+    assert_case_error(only_case(brats2020_case), path.name, "NaN or infinite voxels after the file's scaling")
+
+
+@pytest.mark.parametrize("volume", [np.ones(SMALL_SHAPE, np.complex64), np.ones(SMALL_SHAPE, [("R", "u1"),
+                                                                                              ("G", "u1"),
+                                                                                              ("B", "u1")])])
+def test_complex_and_rgb_voxels_are_refused(brats2020_case, volume):
+    path = replace_file(brats2020_case, "_t1", volume)
+    assert_case_error(only_case(brats2020_case), path.name, "unsupported voxel type")
+
+
+@pytest.mark.parametrize("rename", [".nii.gz -> .nii", "gzip -> raw"])
+def test_the_content_decides_compression_for_check_and_load_alike(brats2020_case, rename):
+    path = brats2020_case / f"{brats2020_case.name}_t1.nii.gz"
+    if rename == "gzip -> raw":
+        path.write_bytes(gzip.decompress(path.read_bytes()))  # uncompressed data under a .nii.gz name
+    else:
+        path.rename(path.with_suffix(""))  # gzip data under a .nii name
+    case = only_case(brats2020_case)
+    assert inspect_case(case, read_voxels=True).problems == ()
+    assert_channels_in_bratsx_order(load_case(case).image)
+
+
+def test_a_bad_reference_is_a_label_error_raised_after_the_images_are_checked(brats2020_case):
+    replace_file(brats2020_case, "_seg", label_volume((1, 2, 3)))
+    case = only_case(brats2020_case)
+    with pytest.raises(LabelError, match="label values"):
+        load_case(case)
+    assert load_case(case, with_label=False).label is None
+    replace_file(brats2020_case, "_t1", np.zeros(SMALL_SHAPE, np.int16))
+    with pytest.raises(CaseError) as caught:  # bad images come first: a LabelError means the images are fine
+        load_case(case)
+    assert not isinstance(caught.value, LabelError)
+
+
+def test_inspect_reports_a_bad_reference_as_a_label_error(brats2020_case):
+    replace_file(brats2020_case, "_seg", label_volume((1, 2, 4), (20, 24, 15)))
+    [problem] = inspect_case(only_case(brats2020_case), read_voxels=True).problems
+    assert isinstance(problem, LabelError) and "differs from the images' (20, 24, 16)" in str(problem)

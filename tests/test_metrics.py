@@ -59,6 +59,19 @@ def test_hd95_ignores_the_worst_five_percent():
     assert hd95(prediction, reference, (1.0, 1.0, 1.0)) == pytest.approx(0.0)
 
 
+def test_hd95_is_the_larger_directed_percentile():
+    from bratsx.metrics import hd95
+
+    reference = np.zeros((10, 10, 60), bool)
+    reference[5, 5, 0:20] = True  # a line of 20 voxels
+    prediction = reference.copy()
+    prediction[5, 5, 20:40] = True  # the line, twice as long: its second half is 1..20 voxels away
+    # prediction -> reference: surface voxels 20..39 at distances 1..20 of 40: the 95th percentile is 18.05;
+    # reference -> prediction: all 0. Pooled distances would give 16.05 instead.
+    assert hd95(prediction, reference, (1.0, 1.0, 1.0)) == pytest.approx(18.05)
+    assert hd95(reference, prediction, (1.0, 1.0, 1.0)) == pytest.approx(18.05)
+
+
 @pytest.mark.parametrize(
     "prediction,reference,expected_dice,expected_hd95",
     [

@@ -1,1 +1,3 @@
-"""Benchmarking: FLOPs of a model file, the machine's measured peak, and (later) ``bratsx bench``."""
+"""``bratsx bench``: each backend measured in its own process (``worker``) against the machine's measured GEMM peak
+(``peak``) with FLOPs counted from the graph (``flops``), and against a peer on the same weights
+(``monai_reference``); ``run`` puts one report together."""

@@ -14,16 +14,31 @@ from ..atomic import write_bytes_atomic
 from ..bench.run import BENCH_BACKENDS, BenchConfig
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
-from .options import default_of
+from .options import WorkspaceOption, default_of
 from .render import per_region
+
+
+def _workspace_model(workspace: Optional[Path]) -> Optional[Path]:
+    """The workspace's own default model when its checkpoint is at hand (the bench runs every backend, torch
+    and the peers included, on the same weights), announced; ``None`` otherwise."""
+    from ..workspace import Workspace
+
+    try:
+        chosen = Workspace.locate(workspace).default_model()
+    except BratsxError:
+        return None
+    if chosen.origin != "workspace" or chosen.folder.checkpoint is None:
+        return None
+    console.print(f"no --model given: benchmarking the workspace's default model {escape(chosen.folder.name)}")
+    return chosen.folder.path
 
 
 @reports_errors
 def bench(
     model: Annotated[Optional[Path], typer.Option(
         "--model", "-m", help="A checkpoint, run directory or model folder (exported on the fly so every backend "
-                              "runs the same weights). [default: the default network, random weights]", exists=True,
-        show_default=False)] = None,
+                              "runs the same weights). [default: the workspace's default model, else the default "
+                              "network with random weights]", exists=True, show_default=False)] = None,
     cases: Annotated[Optional[Path], typer.Option(
         "--cases", help="Cases to run. [default: --synthetic cases]", exists=True, file_okay=False,
         show_default=False)] = None,
@@ -44,6 +59,7 @@ def bench(
                                                    dir_okay=False, show_default=False)] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report here.", dir_okay=False,
                                                      show_default=False)] = None,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Measure tiles/s, effective GFLOP/s (and their share of this machine's GEMM peak of the same
     precision, measured in the same run), per-case latency p50/p95 with stages, cases/min and peak
@@ -57,6 +73,8 @@ def bench(
 
     if compare not in (None, "monai"):
         raise BratsxError(f"--compare {compare!r}: the only peer is 'monai'")
+    if model is None:
+        model = _workspace_model(workspace)
     config = BenchConfig(backends=tuple(b.strip() for b in backends.split(",") if b.strip()), model=model,
                          cases_dir=cases, synthetic=synthetic, compare_monai=compare == "monai", tta=tta,
                          repeat=repeat, overlap=overlap, device=device, engine=engine)

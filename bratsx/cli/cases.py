@@ -6,12 +6,17 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from ..cases import Layout, discover_cases
-from ..imageio import inspect_case
-from .common import console, progress_bar, reports_errors
+from ..cases import Layout, discover
+from ..imageio import CaseReport, inspect_case
+from .common import console, literal, progress_bar, reports_errors
+
+
+def _problems(report: CaseReport) -> str:
+    """The problems of a case on one line, each after the file it is about (not the case's own folder)."""
+    return "; ".join(f"{p.path.name}: {p.problem}" if p.path and p.path != report.case.folder else p.problem
+                     for p in report.problems)
 
 
 @reports_errors
@@ -32,37 +37,38 @@ def cases(
 
     Layouts are detected per folder: BraTS 2018-2021 (_flair/_t1/_t1ce/_t2/_seg), BraTS 2023+
     (-t2f/-t1n/-t1c/-t2w/-seg), MSD Task01 (imagesTr/labelsTr) and plain folders
-    (flair, t1, t1ce or t1c, t2). Without --check only the headers are read. Exits with code 1
-    when any case has a problem.
+    (flair, t1, t1ce or t1c, t2). Without --check only the headers are read. Folders passed over
+    (hidden, without NIfTI files, or with files of no layout) are listed after the table. Exits
+    with code 1 when any case has a problem.
     """
-    found = discover_cases(directory, layout)
+    found = discover(directory, layout)
     reports = []
     with progress_bar() as progress:
-        task = progress.add_task("checking" if check else "reading headers", total=len(found))
-        for case in found:
+        task = progress.add_task("checking" if check else "reading headers", total=len(found.cases))
+        for case in found.cases:
             reports.append(inspect_case(case, read_voxels=check))
             progress.advance(task)
 
-    table = Table(title=f"{len(found)} case(s) in {directory}")
-    table.add_column("case", no_wrap=True)
+    table = Table(title=literal(f"{len(found.cases)} case(s) in {directory}"))
+    table.add_column("case", overflow="fold")
     for column in ("layout", "shape", "spacing (mm)", "orientation", "label"):
         table.add_column(column, no_wrap=True)
     table.add_column("problems", overflow="fold")
     for report in reports:
         geometry = report.geometry
-        problems = "; ".join(
-            f"{p.path.name}: {p.problem}" if p.path and p.path.is_file() else p.problem for p in report.problems
-        )
+        problems = _problems(report)
         table.add_row(
-            report.case.case_id,
+            literal(report.case.case_id),
             report.case.layout.value,
             "x".join(map(str, geometry.shape)) if geometry else "?",
             "x".join(f"{s:g}" for s in geometry.spacing) if geometry else "?",
             geometry.orientation if geometry else "?",
             "yes" if report.case.label else "no",
-            f"[red]{escape(problems)}[/]" if problems else "[green]ok[/]",
+            literal(problems, "red") if problems else literal("ok", "green"),
         )
     console.print(table)
+    for skipped in found.skipped:
+        console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
     failed = sum(1 for report in reports if report.problems)
     if failed:
         console.print(f"[red]{failed} of {len(reports)} case(s) have problems[/]")

@@ -11,8 +11,8 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from ..errors import BratsxError
 
@@ -46,6 +46,25 @@ class GlobalOptions:
 options = GlobalOptions()
 
 
+def literal(text: object, style: str = "") -> Text:
+    """Untrusted text (a case id, a path, an error message) as Rich shows it verbatim.
+
+    ``rich.markup.escape`` stops markup only: emoji codes (``:smile:``) still turn into emoji and
+    control characters reach the terminal (a newline splits a one-line message, ``ESC`` drives the
+    terminal). A ``Text`` is never parsed, and its non-printable characters are written as escapes
+    (``\\n``, ``\\x1b``).
+
+    Args:
+        text: anything; shown as ``str(text)``.
+        style: a Rich style for the whole text, e.g. ``"red"``.
+
+    Returns:
+        The text, ready for ``console.print`` or a table cell.
+    """
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+    return Text(shown, style=style)
+
+
 def reports_errors(command: F) -> F:
     """Turn a :class:`BratsxError` into one red line and exit code 2 (a traceback with ``--debug``)."""
 
@@ -56,7 +75,7 @@ def reports_errors(command: F) -> F:
         except BratsxError as error:
             if options.debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "bold red"), " ", literal(error)), soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
 
     return wrapper

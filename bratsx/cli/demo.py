@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import console, err_console, reports_errors
+from .common import console, literal, reports_errors
 
 
 @reports_errors
@@ -32,20 +31,16 @@ def demo(
     """
     from ..demo import DemoStep, demo_plan, run_demo
     from ..runtime.records import CaseRecord
-    from .render import render_records
-    from .train import _Display
+    from .render import TrainingDisplay, render_records, training_progress
 
-    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console) as progress:
-        training = _Display(progress)
+    with training_progress() as progress:
+        training = TrainingDisplay(progress)
 
         def show(event: object) -> None:
             if isinstance(event, DemoStep):
                 progress.console.rule(f"{event.index}/{event.total} {event.name}")
             elif isinstance(event, CaseRecord):
-                progress.console.print(f"{escape(event.case_id)}: {event.status}")
+                progress.console.print(literal(f"{event.case_id}: {event.status}"))
             else:
                 training(event)
 

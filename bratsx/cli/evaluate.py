@@ -26,6 +26,9 @@ def evaluate(
     convention: Annotated[Optional[LabelConvention], typer.Option(
         case_sensitive=False, help="Label convention of both (needed for MSD labels). [default: read from values]",
         show_default=False)] = None,
+    lesion_wise: Annotated[bool, typer.Option(
+        "--lesion-wise", help="Also the BraTS 2023 lesion-wise Dice and HD95 per region (26-connected lesions, "
+                              "ground truth dilated 3 voxels, lesions of 50 mm3 or less ignored).")] = False,
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Exit 0 even when a reference has no prediction (it is still reported).")] = False,
 ) -> None:
@@ -39,7 +42,7 @@ def evaluate(
     from ..runtime.evaluate import evaluate_directories
     from ..runtime.summary import aggregate, write_summary
 
-    results = evaluate_directories(predictions, references, convention)
+    results = evaluate_directories(predictions, references, convention, lesion_wise)
     out = out or predictions / "evaluation"  # never over infer's own metrics.csv and summary.json
     out.mkdir(parents=True, exist_ok=True)
     write_summary(results, out, {"predictions": str(predictions), "references": str(references)}, 0.0)
@@ -48,7 +51,8 @@ def evaluate(
     for region in ("WT", "TC", "ET"):
         table.add_column(f"{region} mean ± std (median)")
     stats = aggregate(results)
-    for metric in ("dice", "sensitivity", "specificity", "hd95", "volume_pred_ml", "volume_ref_ml"):
+    metrics = ("dice", "sensitivity", "specificity", "hd95", "volume_pred_ml", "volume_ref_ml")
+    for metric in metrics + (("lesion_dice", "lesion_hd95") if lesion_wise else ()):
         cells = []
         for region in ("WT", "TC", "ET"):
             s = stats.get(f"{metric}_{region}")

@@ -1,7 +1,7 @@
 """Rich rendering shared by commands: case tables, per-region numbers, the model line.
 
-Everything here escapes untrusted strings (case ids, paths, error messages), so a case id such as
-``[bold red]x`` prints as written.
+Everything here shows untrusted strings (case ids, paths, error messages) verbatim through
+:func:`~bratsx.cli.common.literal`, so a case id such as ``[bold red]x`` prints as written.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..runtime.records import CaseRecord
-from .common import console, err_console
+from .common import console, err_console, literal
 
-__all__ = ["per_region", "render_records", "status_cell"]
+__all__ = ["TrainingDisplay", "per_region", "render_records", "status_cell", "training_progress"]
 
 REGIONS = ("WT", "TC", "ET")
 
@@ -25,24 +26,26 @@ def per_region(values: dict[str, float] | None, digits: int = 3) -> str:
     return "/".join(f"{values[r]:.{digits}f}" for r in REGIONS) if values else ""
 
 
-def status_cell(record: CaseRecord) -> str:
+def status_cell(record: CaseRecord) -> Text:
     """The status column: ok, reused, a stale case redone, or the error in red."""
     if record.status == "ok":
-        text = "ok" if not record.note else escape(record.note)
-        return f"{text} [yellow](metrics: {escape(record.metrics_error)})[/]" if record.metrics_error else text
+        cell = literal(record.note or "ok")
+        if record.metrics_error:
+            cell.append_text(literal(f" (metrics: {record.metrics_error})", "yellow"))
+        return cell
     if record.status == "failed":
-        return f"[red]{escape(record.error or 'failed')}[/]"
-    return f"[yellow]{escape(record.status)}: {escape(record.error or record.note or '')}[/]"
+        return literal(record.error or "failed", "red")
+    return literal(f"{record.status}: {record.error or record.note or ''}", "yellow")
 
 
 def render_records(records: Sequence[CaseRecord], out: Path, summary: Path, wall: float) -> None:
     """The per-case table of an inference run, then where its files are."""
-    table = Table(title=f"{len(records)} case(s) -> {escape(str(out))}")
+    table = Table(title=Text.assemble(f"{len(records)} case(s) -> ", literal(out)))
     for column in ("case", "status", "Dice WT", "Dice TC", "Dice ET", "HD95 WT", "WT mL", "seconds"):
         table.add_column(column, no_wrap=column != "status")
     for r in records:
         m = r.metrics or {}
-        table.add_row(escape(r.case_id), status_cell(r),
+        table.add_row(literal(r.case_id), status_cell(r),
                       *(f"{m[k]:.3f}" if k in m else "" for k in ("dice_WT", "dice_TC", "dice_ET")),
                       f"{m['hd95_WT']:.1f}" if "hd95_WT" in m else "",
                       f"{r.volumes_ml['WT']:.1f}" if r.volumes_ml else "",
@@ -51,5 +54,57 @@ def render_records(records: Sequence[CaseRecord], out: Path, summary: Path, wall
     failed = [r for r in records if r.status == "failed"]
     if failed:
         err_console.print(f"[red]{len(failed)} case(s) failed[/]; the others were written")
-    console.print(f"{wall:.1f} s in all; metrics and latency: {escape(str(out / 'metrics.csv'))}, "
-                  f"{escape(str(summary))}")
+    console.print(Text.assemble(f"{wall:.1f} s in all; metrics and latency: ", literal(out / "metrics.csv"), ", ",
+                                literal(summary)))
+
+
+def training_progress() -> Progress:
+    """The progress display of a training run: cache building, then a step bar with loss and lr."""
+    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=err_console)
+
+
+class TrainingDisplay:
+    """Renders training events with Rich: cache progress, a step bar, validation lines."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.cache_task = None
+        self.train_task = None
+
+    def __call__(self, event) -> None:
+        from ..trainer.loop import CacheProgress, EpochDone, StepDone, TrainingStarted, ValidationDone
+
+        if isinstance(event, CacheProgress):
+            if self.cache_task is None:
+                self.cache_task = self.progress.add_task("preprocessing cases", total=event.total, info="")
+            self.progress.update(self.cache_task, completed=event.done,
+                                 info=f"{event.case_id} ({'built' if event.built else 'cached'})")
+        elif isinstance(event, TrainingStarted):
+            console.print(
+                f"training on {event.train_cases} case(s), validating on {event.val_cases}; "
+                f"{event.device}, {event.precision}, {event.parallel}"
+            )
+            self.train_task = self.progress.add_task(
+                "training", total=event.total_steps, completed=event.start_step, info=""
+            )
+        elif isinstance(event, StepDone):
+            self.progress.update(
+                self.train_task, completed=event.step,
+                description=f"epoch {event.epoch}",
+                info=f"loss {event.epoch_loss:.4f}  lr {event.lr:.2e}",
+            )
+        elif isinstance(event, ValidationDone):
+            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.dice.items() if k != "mean")
+            marker = "  [green]best[/]" if event.best else ""
+            self.progress.console.print(
+                f"epoch {event.epoch}: validation Dice {scores}  mean {event.dice['mean']:.3f}{marker}")
+        elif isinstance(event, EpochDone):
+            record = event.record
+            summary = (f"loss {record['train_loss']:.4f}  {record['it_per_s']:.2f} it/s  "
+                       f"data wait {100 * record['data_wait_fraction']:.0f}%")
+            self.progress.update(self.train_task, info=summary)
+            if not self.progress.console.is_terminal:  # a log file: one line per epoch instead of a bar
+                self.progress.console.print(f"epoch {record['epoch']}: {summary}")

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..cases import Layout
@@ -17,6 +16,7 @@ from ..labels import OutputMode
 from ..trainer.config import TrainConfig
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, shown_default, xyz_to_canonical
+from .render import TrainingDisplay, training_progress
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -39,50 +39,6 @@ def parse_features(text: str) -> tuple[int, ...]:
     if len(values) < 2:
         raise BratsxError(f"--features {text!r}: a U-Net needs at least two stages")
     return values
-
-
-class _Display:
-    """Renders training events with Rich: cache progress, a step bar, validation lines."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.cache_task = None
-        self.train_task = None
-
-    def __call__(self, event) -> None:
-        from ..trainer.loop import CacheProgress, EpochDone, StepDone, TrainingStarted, ValidationDone
-
-        if isinstance(event, CacheProgress):
-            if self.cache_task is None:
-                self.cache_task = self.progress.add_task("preprocessing cases", total=event.total, info="")
-            self.progress.update(self.cache_task, completed=event.done,
-                                 info=f"{event.case_id} ({'built' if event.built else 'cached'})")
-        elif isinstance(event, TrainingStarted):
-            console.print(
-                f"training on {event.train_cases} case(s), validating on {event.val_cases}; "
-                f"{event.device}, {event.precision}, {event.parallel}"
-            )
-            self.train_task = self.progress.add_task(
-                "training", total=event.total_steps, completed=event.start_step, info=""
-            )
-        elif isinstance(event, StepDone):
-            self.progress.update(
-                self.train_task, completed=event.step,
-                description=f"epoch {event.epoch}",
-                info=f"loss {event.epoch_loss:.4f}  lr {event.lr:.2e}",
-            )
-        elif isinstance(event, ValidationDone):
-            scores = "  ".join(f"{k} {v:.3f}" for k, v in event.dice.items() if k != "mean")
-            marker = "  [green]best[/]" if event.best else ""
-            self.progress.console.print(
-                f"epoch {event.epoch}: validation Dice {scores}  mean {event.dice['mean']:.3f}{marker}")
-        elif isinstance(event, EpochDone):
-            record = event.record
-            summary = (f"loss {record['train_loss']:.4f}  {record['it_per_s']:.2f} it/s  "
-                       f"data wait {100 * record['data_wait_fraction']:.0f}%")
-            self.progress.update(self.train_task, info=summary)
-            if not self.progress.console.is_terminal:  # a log file: one line per epoch instead of a bar
-                self.progress.console.print(f"epoch {record['epoch']}: {summary}")
 
 
 def _help(name: str, text: str) -> dict:
@@ -178,11 +134,8 @@ def train(
     if distributed is None or distributed.rank == 0:
         space.set_latest_run(out)
 
-    columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console) as progress:
-        result = run_training(config, on_event=_Display(progress), distributed=distributed)
+    with training_progress() as progress:
+        result = run_training(config, on_event=TrainingDisplay(progress), distributed=distributed)
 
     table = Table(title=f"run {escape(str(result.run_dir))} ({result.stopped})", show_header=False)
     table.add_row("steps", f"{result.steps} ({result.epochs} epoch(s)) in {result.seconds / 60:.1f} min")

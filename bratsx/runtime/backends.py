@@ -138,15 +138,20 @@ class OrtBackend(BackendBase):
     Args:
         model: the ``.onnx`` file.
         threads: intra-op CPU threads (default: every core).
-        device: ``cpu`` or ``cuda``.
-        tensorrt: on CUDA, put ONNX Runtime's TensorRT execution provider first (fp16, engine cache
-            beside the model).
+        device: ``cpu`` or ``cuda``; on ``cuda`` the session must really have loaded the CUDA provider
+            (ONNX Runtime would otherwise fall back to the CPU silently).
+        tensorrt: on CUDA, put ONNX Runtime's TensorRT execution provider first (explicit shape
+            profiles, engine cache beside the model, fp32 unless the model file itself is fp16).
+        patch: the tile size, for the TensorRT provider's profiles.
+        max_batch: the largest batch of tiles run, for those profiles.
     """
 
     name = BackendName.ORT.value
 
     def __init__(self, model: Path | str, threads: int | None = None, device: str = "cpu",
-                 tensorrt: bool = False) -> None:
+                 tensorrt: bool = False, *, patch: tuple[int, int, int] | None = None, max_batch: int = 8) -> None:
+        from .ort_providers import check_session_providers, ort_providers
+
         _check_single_onnxruntime()
         try:
             import onnxruntime as ort
@@ -157,11 +162,15 @@ class OrtBackend(BackendBase):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        providers = self._providers(ort, Path(model), device, tensorrt)
+        if tensorrt and patch is None:
+            raise BratsxError("ONNX Runtime's TensorRT provider needs the model's tile size (open the model with "
+                              "bratsx.runtime.open_model)")
+        providers = ort_providers(ort, Path(model), device, tensorrt, max_batch, patch or (1, 1, 1))
         try:
             self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types
             raise BratsxError(f"{model}: ONNX Runtime cannot load the model ({error})") from error
+        check_session_providers(self.session, device, tensorrt)
         inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name, self.output_name = inputs.name, outputs.name
         self.input_shape, self.output_shape = _dims(inputs.shape), _dims(outputs.shape)
@@ -170,29 +179,6 @@ class OrtBackend(BackendBase):
         self.precision = metadata.get(PRECISION_METADATA_KEY, "fp32")
         self._ort = ort
         self._binding = self.session.io_binding() if device == "cuda" else None
-
-    @staticmethod
-    def _providers(ort, model: Path, device: str, tensorrt: bool) -> list:
-        if device == "cpu":
-            return ["CPUExecutionProvider"]
-        if device != "cuda":
-            raise BratsxError(f"ONNX Runtime device must be cpu or cuda, got {device!r}")
-        available = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in available:
-            raise BratsxError(
-                f"ONNX Runtime has no CUDA execution provider here (available: {', '.join(available)}): "
-                "pip uninstall -y onnxruntime && pip install 'bratsx[gpu]', with an NVIDIA GPU and driver"
-            )
-        providers = [("CUDAExecutionProvider", {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}),
-                     "CPUExecutionProvider"]
-        if tensorrt:
-            if "TensorrtExecutionProvider" not in available:
-                raise BratsxError("ONNX Runtime's TensorRT execution provider is not available: install TensorRT")
-            cache = model.parent / "ort-trt-cache"
-            providers.insert(0, ("TensorrtExecutionProvider", {"device_id": 0, "trt_fp16_enable": True,
-                                                               "trt_engine_cache_enable": True,
-                                                               "trt_engine_cache_path": str(cache)}))
-        return providers
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -17,6 +17,7 @@ from ..cases import nifti_stem
 from ..errors import BratsxError, CaseError
 from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
 from ..labels import LabelConvention, regions_from_labels
+from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
 from .records import CaseRecord
 
@@ -68,7 +69,8 @@ def _regions(path: Path, case_id: str, convention: LabelConvention | None):
     return regions_from_labels(data, label_convention(data, case_id, path, convention)), geometry
 
 
-def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConvention | None) -> CaseRecord:
+def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConvention | None,
+           lesion_wise: bool) -> CaseRecord:
     record = CaseRecord(case_id, "ok", output=str(predicted))
     try:
         prediction, geometry = _regions(predicted, case_id, convention)
@@ -78,15 +80,19 @@ def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConv
             raise CaseError(case_id, f"prediction grid {geometry.shape} {geometry.orientation} does not match "
                             f"the reference's {reference_geometry.shape} {reference_geometry.orientation}", predicted)
         record.metrics = case_metrics(prediction, truth, geometry.spacing)
+        if lesion_wise:
+            record.metrics.update(lesion_wise_metrics(prediction, truth, geometry.spacing))
     except CaseError as error:
         record.status, record.error = "failed", str(error)
     return record
 
 
 def evaluate_directories(
-    predictions: Path, references: Path, convention: LabelConvention | None = None
+    predictions: Path, references: Path, convention: LabelConvention | None = None, lesion_wise: bool = False
 ) -> list[CaseRecord]:
     """One record per case id found in either folder, sorted by id.
+
+    With ``lesion_wise``, the BraTS 2023 lesion-wise Dice and HD95 are added per region.
 
     Raises:
         BratsxError: when no case id appears in both folders.
@@ -109,5 +115,6 @@ def evaluate_directories(
                 records.append(CaseRecord(case_id, "unreferenced", output=str(predicted.found[case_id]),
                                           error=f"case {case_id}: no reference in {references}"))
             else:
-                records.append(_score(case_id, predicted.found[case_id], referenced.found[case_id], convention))
+                records.append(_score(case_id, predicted.found[case_id], referenced.found[case_id], convention,
+                                      lesion_wise))
     return records

@@ -150,11 +150,11 @@ def open_model(
         from .tensorrt_backend import TrtBackend
 
         opened = TrtBackend(path)
-        contract = ModelContract.from_dict(opened.sidecar["contract"])
+        contract = opened.contract  # the engine's own, from its sidecar
     else:
         contract = read_onnx_contract(path)
         if name is BackendName.ORT:
-            opened = OrtBackend(path, threads, device, ort_tensorrt)
+            opened = OrtBackend(path, threads, device, ort_tensorrt, patch=contract.patch_size)
         else:
             opened = OpenVinoBackend(path, threads, "bf16" if name is BackendName.OPENVINO_BF16 else "f32")
     try:

@@ -21,6 +21,7 @@ from ..contract import ModelContract
 from ..errors import LabelError
 from ..imageio import LoadedCase, load_case
 from ..labels import LabelConvention, labels_from_regions, regions_from_labels, regions_from_probabilities
+from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
 from ..preprocessing import Preprocessed, paste, preprocess
 from ..sliding_window import sliding_window_predict
@@ -77,7 +78,9 @@ class Segmentation:
         regions: boolean ``(3, z, y, x)`` WT, TC, ET after post-processing.
         labels: uint8 ``(z, y, x)`` label map in ``convention``.
         convention: label values of ``labels``.
-        metrics: BraTS metrics against the reference, when the case has a readable one.
+        metrics: BraTS metrics against the reference, when the case has a readable one: per region the
+            whole-case Dice, sensitivity, specificity, HD95 and volumes, and the BraTS 2023 lesion-wise
+            Dice and HD95 with lesion counts (:mod:`bratsx.lesionwise`).
         metrics_error: why there are no metrics although the case has a reference.
         seconds: per stage (load, preprocess, inference, postprocess).
     """
@@ -191,6 +194,7 @@ def segment_case(
     metrics = None
     if loaded.label is not None:
         reference = regions_from_labels(loaded.label, loaded.convention)
-        metrics = case_metrics(regions, reference, loaded.geometry.canonical_spacing)
+        spacing = loaded.geometry.canonical_spacing
+        metrics = {**case_metrics(regions, reference, spacing), **lesion_wise_metrics(regions, reference, spacing)}
     seconds["postprocess"] = time.perf_counter() - started
     return Segmentation(loaded, probabilities, regions, labels, convention, metrics, prepared.label_error, seconds)

@@ -1,28 +1,42 @@
 """Running TensorRT engines (TensorRT >= 10 Python API, CUDA through ``cuda-python``).
 
-The engine's tensors live in device buffers allocated once for the profile's largest batch; each
-call copies the tiles in, runs ``execute_async_v3`` on a stream and copies the probabilities out.
-Before loading, the JSON sidecar written by ``bratsx export --trt`` is compared with this machine:
-an engine only runs on the TensorRT version and GPU architecture it was built for, and a mismatch
-gets a message saying how to rebuild instead of a crash.
+The engine's input and output each get one device buffer and one pinned host buffer, allocated once
+for the largest batch of the engine's optimisation profile, in the dtypes the engine declares. Each
+call checks the tiles against the engine (shape and batch size), asks TensorRT to accept the shape
+(``set_input_shape`` answers with a bool), reads the output shape back from the execution context,
+copies exactly the bytes of that batch through the pinned buffers and runs ``execute_async_v3`` on
+its own stream. Tiles of the wrong size are refused with a message, never copied.
 
-TensorRT could not be installed where bratsx is developed; this module has not been run there.
+Before loading, the JSON sidecar written by ``bratsx export --trt`` beside the engine
+(``model.engine.json``, apart from the model folder's ``model.json``) is compared with this machine
+(an engine only runs on the TensorRT version and GPU architecture it was built for), and the model
+contract stored in the sidecar is checked against the engine's own tensor shapes: the sidecar's
+contract is the engine's contract (:attr:`TrtBackend.contract`), the one to segment with.
+
+No GPU or TensorRT exists where bratsx is developed: this module's control flow is tested against
+stand-ins (``tests/gpu_fakes``) that enforce TensorRT's and CUDA's contracts, not on real hardware.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..contract import ModelContract
 from ..errors import BratsxError
+from .backends import BackendBase, BackendName
+from .cuda_runtime import CudaRuntime, pinned_array
 
-__all__ = ["SIDECAR_SUFFIX", "TrtBackend", "import_tensorrt"]
+__all__ = ["TrtBackend", "import_tensorrt", "read_sidecar", "sidecar_path"]
 
-#: Suffix of the JSON file beside an engine (``model.engine`` -> ``model.json``).
-SIDECAR_SUFFIX = ".json"
+#: What a sidecar must record for the engine to be checked and run.
+_SIDECAR_KEYS = ("tensorrt_version", "gpu_name", "compute_capability", "contract")
+#: I/O dtypes the runner can feed and read (bratsx engines keep fp32 I/O; fp16 I/O is accepted).
+_IO_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def import_tensorrt() -> Any:
@@ -37,101 +51,30 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def _cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            raise BratsxError("cuda-python is not installed: pip install 'bratsx[trt]'") from None
-    return cudart
+def sidecar_path(engine: Path) -> Path:
+    """The build record beside ``engine``: ``model.engine`` -> ``model.engine.json``."""
+    return engine.with_name(engine.name + ".json")
 
 
-def _check(result: tuple) -> Any:
-    """Unpack a cuda-python ``(error, value...)`` result, raising on a CUDA error."""
-    error, *values = result
-    if int(error) != 0:
-        raise BratsxError(f"CUDA error {error}")
-    return values[0] if len(values) == 1 else values
+def read_sidecar(engine: Path) -> dict[str, Any]:
+    """The build record written beside ``engine``.
 
-
-class TrtBackend:
-    """A serialized TensorRT engine on the first CUDA GPU.
-
-    Args:
-        engine: the ``.engine`` file written by ``bratsx export --trt``.
+    Raises:
+        BratsxError: the sidecar is missing or unreadable.
     """
-
-    name = "trt"
-
-    def __init__(self, engine: Path | str) -> None:
-        engine = Path(engine)
-        trt = import_tensorrt()
-        self.cudart = cudart = _cudart()
-        if _check(cudart.cudaGetDeviceCount()) < 1:
-            raise BratsxError("no CUDA GPU: TensorRT engines run on NVIDIA GPUs only")
-        self.sidecar = _read_sidecar(engine)
-        properties = _check(cudart.cudaGetDeviceProperties(0))
-        _check_machine(engine, self.sidecar, trt.__version__, f"{properties.major}.{properties.minor}")
-        gpu = properties.name.decode(errors="replace") if isinstance(properties.name, bytes) else str(properties.name)
-        self.device, self.precision = f"cuda:0 ({gpu})", "fp16"
-
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine.read_bytes())
-        if self.engine is None:
-            raise BratsxError(
-                f"{engine}: TensorRT could not deserialize the engine; rebuild it with bratsx export --trt")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        _, _, largest = self.engine.get_tensor_profile_shape(self.input_name, 0)
-        self.max_batch = int(largest[0])
-        self.input_shape = tuple(int(d) for d in largest[1:])
-        self.output_channels = len(self.sidecar["contract"]["channel_names"])
-        self.stream = _check(cudart.cudaStreamCreate())
-        item = np.dtype(np.float32).itemsize
-        self.input_bytes = int(np.prod(largest)) * item
-        self.output_bytes = self.max_batch * self.output_channels * int(np.prod(self.input_shape[1:])) * item
-        self.input_buffer = _check(cudart.cudaMalloc(self.input_bytes))
-        self.output_buffer = _check(cudart.cudaMalloc(self.output_bytes))
-
-    @property
-    def preferred_batch(self) -> int:
-        return self.max_batch
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if batch.shape[0] > self.max_batch:  # the profile's limit: run in chunks
-            chunks = range(0, len(batch), self.max_batch)
-            return np.concatenate([self.run(batch[i : i + self.max_batch]) for i in chunks])
-        cudart = self.cudart
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        output = np.empty((batch.shape[0], self.output_channels, *batch.shape[2:]), dtype=np.float32)
-        self.context.set_input_shape(self.input_name, batch.shape)
-        self.context.set_tensor_address(self.input_name, int(self.input_buffer))
-        self.context.set_tensor_address(self.output_name, int(self.output_buffer))
-        host_to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        device_to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(self.input_buffer, batch.ctypes.data, batch.nbytes, host_to_device, self.stream))
-        if not self.context.execute_async_v3(int(self.stream)):
-            raise BratsxError("TensorRT failed to run the engine")
-        _check(cudart.cudaMemcpyAsync(output.ctypes.data, self.output_buffer, output.nbytes, device_to_host,
-                                      self.stream))
-        _check(cudart.cudaStreamSynchronize(self.stream))
-        return output
-
-    def close(self) -> None:
-        for buffer in (self.input_buffer, self.output_buffer):
-            self.cudart.cudaFree(buffer)
-        self.cudart.cudaStreamDestroy(self.stream)
-
-
-def _read_sidecar(engine: Path) -> dict[str, Any]:
-    sidecar = engine.with_suffix(SIDECAR_SUFFIX)
+    sidecar = sidecar_path(engine)
     if not sidecar.is_file():
         raise BratsxError(f"{engine}: no {sidecar.name} beside the engine; rebuild it with bratsx export --trt")
-    return json.loads(sidecar.read_text())
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BratsxError(f"{sidecar}: unreadable engine sidecar ({error}); rebuild it with bratsx export --trt"
+                          ) from error
+    missing = [key for key in _SIDECAR_KEYS if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise BratsxError(f"{sidecar}: not an engine sidecar (no {', '.join(missing)}); "
+                          "rebuild the engine with bratsx export --trt")
+    return record
 
 
 def _check_machine(engine: Path, sidecar: dict[str, Any], tensorrt_version: str, capability: str) -> None:
@@ -147,3 +90,186 @@ def _check_machine(engine: Path, sidecar: dict[str, Any], tensorrt_version: str,
             f"{engine}: built for {' and '.join(problems)}; TensorRT engines do not move between versions or GPU "
             "architectures. Rebuild it here: bratsx export RUN_DIR --out DIR --fp16 --trt"
         )
+
+
+def _sidecar_contract(engine: Path, sidecar: dict[str, Any]) -> ModelContract:
+    try:
+        return ModelContract.from_dict(sidecar["contract"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BratsxError(f"{engine}: the sidecar holds no valid model contract ({error}); "
+                          "rebuild with bratsx export --trt") from error
+
+
+@dataclass
+class _Binding:
+    """One engine tensor: a device buffer and the pinned host buffer it is copied through, both sized for
+    the profile's largest batch (``max_shape``)."""
+
+    name: str
+    dtype: np.dtype
+    max_shape: tuple[int, ...]
+    device: int = 0
+    host: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.max_shape)) * self.dtype.itemsize
+
+    def host_view(self, count: int) -> np.ndarray:
+        """The pinned host buffer's first ``count`` samples."""
+        return pinned_array(self.host, self.max_shape, self.dtype)[:count]
+
+
+def _dims(dims: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in dims)
+
+
+def _dtype(trt: Any, engine: Any, name: str, path: Path) -> np.dtype:
+    declared = engine.get_tensor_dtype(name)
+    try:
+        dtype = np.dtype(trt.nptype(declared))
+    except TypeError:
+        dtype = None
+    if dtype not in _IO_DTYPES:
+        raise BratsxError(f"{path}: tensor {name!r} is {declared}; bratsx runs engines with float32 or float16 I/O")
+    return dtype
+
+
+def _bindings(trt: Any, engine: Any, context: Any, path: Path, contract: ModelContract) -> tuple[_Binding, _Binding]:
+    """The engine's input and output, checked against the sidecar's contract."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise BratsxError(f"{path}: the engine has {len(inputs)} input(s) and {len(outputs)} output(s), a bratsx "
+                          "engine one of each; rebuild it with bratsx export --trt")
+    largest = _dims(engine.get_tensor_profile_shape(inputs[0], 0)[2])
+    tile = (len(contract.modality_order), *contract.patch_size)
+    if largest[1:] != tile:
+        raise BratsxError(f"{path}: the engine takes tiles {largest[1:]}, but the contract beside it says {tile}; "
+                          "the sidecar does not describe this engine: rebuild it with bratsx export --trt")
+    if not context.set_input_shape(inputs[0], largest):
+        raise BratsxError(f"{path}: TensorRT refuses the engine's own largest input shape {largest}; rebuild it")
+    produced = _dims(context.get_tensor_shape(outputs[0]))
+    expected = (largest[0], len(contract.channel_names), *contract.patch_size)
+    if produced != expected:
+        raise BratsxError(f"{path}: the engine outputs {produced} for {largest}, the contract implies {expected}; "
+                          "rebuild it with bratsx export --trt")
+    return (_Binding(inputs[0], _dtype(trt, engine, inputs[0], path), largest),
+            _Binding(outputs[0], _dtype(trt, engine, outputs[0], path), produced))
+
+
+class TrtBackend(BackendBase):
+    """A serialized TensorRT engine on the first CUDA GPU.
+
+    Attributes:
+        contract: the model contract stored beside the engine, checked against the engine's shapes.
+        sidecar: the whole build record (TensorRT version, GPU, profile, contract).
+
+    Args:
+        engine: the ``.engine`` file written by ``bratsx export --trt``.
+
+    Raises:
+        BratsxError: TensorRT or cuda-python missing, no usable GPU or driver, an engine built on
+            another TensorRT or GPU architecture, or a sidecar that does not describe the engine.
+    """
+
+    name = BackendName.TRT.value
+
+    def __init__(self, engine: Path | str) -> None:
+        self.path = Path(engine)
+        self._bindings: tuple[_Binding, ...] = ()
+        self._stream: Any = None
+        trt = import_tensorrt()
+        self._cuda = CudaRuntime.load()
+        gpu = self._cuda.gpu()
+        self.sidecar = read_sidecar(self.path)
+        _check_machine(self.path, self.sidecar, trt.__version__, gpu.compute_capability)
+        self.contract = _sidecar_contract(self.path, self.sidecar)
+        self.device, self.precision = f"cuda:0 ({gpu.name})", "fp16"
+
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)  # kept alive as long as the engine
+        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise BratsxError(
+                f"{self.path}: TensorRT could not deserialize the engine; rebuild it with bratsx export --trt")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BratsxError(f"{self.path}: TensorRT could not create an execution context (GPU memory full?)")
+        self._input, self._output = _bindings(trt, self.engine, self.context, self.path, self.contract)
+        self.input_shape = (None, *self._input.max_shape[1:])
+        self.output_shape = (None, *self._output.max_shape[1:])
+        try:
+            self._allocate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self) -> None:
+        cuda = self._cuda
+        self._stream = cuda.create_stream()
+        for binding in (self._input, self._output):
+            self._bindings += (binding,)
+            binding.device = cuda.malloc(binding.nbytes)
+            binding.host = cuda.malloc_host(binding.nbytes)
+            if not self.context.set_tensor_address(binding.name, binding.device):
+                raise BratsxError(f"{self.path}: TensorRT refused the buffer of tensor {binding.name!r}")
+
+    @property
+    def max_batch(self) -> int:
+        """The largest batch of the engine's optimisation profile."""
+        return self._input.max_shape[0]
+
+    @property
+    def preferred_batch(self) -> int:
+        """The batch the engine's profile was tuned for (bratsx builds it for its largest batch)."""
+        return self.max_batch
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for ``(N, C, *patch)`` tiles, in chunks of at most :attr:`max_batch`.
+
+        Raises:
+            BratsxError: tiles of another shape than the engine's, or a TensorRT or CUDA failure.
+        """
+        batch = np.asarray(batch)
+        tile = self._input.max_shape[1:]
+        if batch.ndim != 1 + len(tile) or batch.shape[1:] != tile:
+            raise BratsxError(f"{self.path}: the engine takes tiles of shape (N, {', '.join(map(str, tile))}), "
+                              f"got {batch.shape}")
+        if len(batch) == 0:
+            return np.empty((0, *self._output.max_shape[1:]), dtype=np.float32)
+        if len(batch) > self.max_batch:
+            chunks = range(0, len(batch), self.max_batch)
+            return np.concatenate([self._run_batch(batch[i : i + self.max_batch]) for i in chunks])
+        return self._run_batch(batch)
+
+    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
+        cuda, count = self._cuda, len(batch)
+        if not self.context.set_input_shape(self._input.name, batch.shape):
+            raise BratsxError(f"{self.path}: TensorRT refused input shape {batch.shape} "
+                              f"(the engine's profile allows batches 1..{self.max_batch})")
+        produced = _dims(self.context.get_tensor_shape(self._output.name))
+        if produced != (count, *self._output.max_shape[1:]):
+            raise BratsxError(f"{self.path}: the engine would write output {produced} for input {batch.shape}")
+        host_in, host_out = self._input.host_view(count), self._output.host_view(count)
+        np.copyto(host_in, batch, casting="same_kind")
+        cuda.to_device(self._input.device, self._input.host, host_in.nbytes, self._stream)
+        if not self.context.execute_async_v3(cuda.handle(self._stream)):
+            raise BratsxError(f"{self.path}: TensorRT failed to run the engine (see the TensorRT log above)")
+        cuda.to_host(self._output.host, self._output.device, host_out.nbytes, self._stream)
+        cuda.synchronize(self._stream)
+        return host_out.astype(np.float32, copy=True)  # the pinned buffer is reused by the next call
+
+    def close(self) -> None:
+        """Free the device and pinned buffers and the stream; idempotent."""
+        for binding in self._bindings:
+            if binding.device:
+                self._cuda.free(binding.device)
+                binding.device = 0
+            if binding.host:
+                self._cuda.free_host(binding.host)
+                binding.host = 0
+        if self._stream is not None:
+            self._cuda.destroy_stream(self._stream)
+            self._stream = None

@@ -9,6 +9,10 @@ An entry is named after a fingerprint of its source files (path, size, modificat
 :data:`PREPROCESSING_VERSION`, so editing a case or changing the preprocessing makes a new entry
 and the stale one is removed. Entries are written under a temporary name and renamed, so an
 interrupted build never leaves a half-written entry behind.
+
+Under ``torchrun`` each process builds its share of the entries (:func:`build_cache` on a slice of
+the cases) and then every process reads all of them (:func:`read_cache`), so the cache folder must be
+one that every process sees.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ import numpy as np
 
 from ..atomic import atomic_folder
 from ..cases import Case
-from ..errors import CaseError
+from ..errors import BratsxError, CaseError
 from ..imageio import load_case
 from ..labels import CLASS_CONVENTION, convert_labels
 from ..preprocessing import DEFAULT_MARGIN, preprocess
 
-__all__ = ["PREPROCESSING_VERSION", "CachedCase", "build_cache", "default_cache_dir"]
+__all__ = ["PREPROCESSING_VERSION", "CachedCase", "build_cache", "default_cache_dir", "read_cache"]
 
 #: Bump when preprocessing changes in a way that invalidates cached arrays.
 PREPROCESSING_VERSION = 1
@@ -149,4 +153,22 @@ def build_cache(
             cached.append(_read_entry(folder))
         if on_case is not None:
             on_case(case.case_id, built)
+    return cached
+
+
+def read_cache(cases: Sequence[Case], cache_dir: Path, margin: int = DEFAULT_MARGIN) -> list[CachedCase]:
+    """The current cache entries of ``cases``, built by this or another process; nothing is built.
+
+    Raises:
+        BratsxError: a case has no current entry in ``cache_dir``.
+    """
+    cached = []
+    for case in cases:
+        folder = _entry(cache_dir, case, margin)
+        if not (folder / "meta.json").is_file():
+            raise BratsxError(
+                f"{cache_dir}: no current cache entry for case {case.case_id}, which another training process "
+                "built; --cache-dir must be a folder every process sees (a shared filesystem across nodes)"
+            )
+        cached.append(_read_entry(folder))
     return cached

@@ -8,6 +8,7 @@ one never runs pickled code. Layout::
       "contract": {...},            # ModelContract.to_dict(): what inference needs
       "model": state_dict,          # weights (without any DataParallel/DDP prefix)
       "optimizer": ..., "scaler": ..., "scheduler": {...},
+      "precision": "fp32" | "bf16" | "fp16",  # what trained it (a resume on another device starts a fresh scaler)
       "step": int, "epoch": int, "rng": {...}, "split": {...}, "history": {...}, "config": {...}
     }
 """

@@ -35,7 +35,7 @@ class AugmentConfig:
     spatial: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """A training run.
 

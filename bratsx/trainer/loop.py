@@ -6,8 +6,15 @@ goes to an ``on_event`` callback (the CLI draws it with Rich), files go to the r
 
 Exact resume: the model is initialised from the seed, every patch is a function of its global
 index (:mod:`bratsx.trainer.data`), augmentation is seeded per step, and the learning rate is a
-function of the step; ``last.pt`` stores the step, the optimizer and scaler states and the partial
-epoch, so a resumed run computes the same losses as one that was never stopped.
+function of the step; ``last.pt`` stores the step, the optimizer and scaler states, the precision and
+the partial epoch, so a resumed run computes the same losses as one that was never stopped (on the
+same device: a run started on the CPU may be resumed on a GPU, where it trains in fp16 with a fresh
+loss scale).
+
+On CUDA, cuDNN picks the fastest convolution algorithm for the fixed patch size once
+(``cudnn.benchmark``), for the duration of :func:`train`. Under ``torchrun`` every process builds its
+share of the preprocessing cache and validates its share of the validation cases; ranks that finish
+early wait on the host, for a time sized to the work (see :mod:`bratsx.trainer.distributed`).
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +39,9 @@ from torch.utils.data import DataLoader
 from ..cases import Case, discover_cases
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..labels import REGION_ORDER
 from .augment import augment_batch
-from .cache import CachedCase, build_cache, default_cache_dir
+from .cache import CachedCase, build_cache, default_cache_dir, read_cache
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RESUMABLE_OVERRIDES, TrainConfig
 from .data import (
@@ -63,6 +72,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: A generous bound on preprocessing or validating one case on a slow node. Ranks wait for each other's
+#: share of such work for this long per case of a share (only a hung rank ever reaches it).
+SECONDS_PER_CASE = 600.0
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -170,7 +183,12 @@ class _History:
 def _select_device(config: TrainConfig, distributed: DistributedContext) -> torch.device:
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if distributed.enabled:
-        return torch.device("cuda", distributed.local_rank) if available else torch.device("cpu")
+        if not available:
+            return torch.device("cpu")
+        if distributed.local_rank >= available:
+            raise BratsxError(f"LOCAL_RANK {distributed.local_rank} has no GPU: {available} CUDA GPU(s) are visible; "
+                              "start torchrun with --nproc_per_node at most the number of GPUs")
+        return torch.device("cuda", distributed.local_rank)
     if config.gpus > available:
         raise BratsxError(f"--gpus {config.gpus} asked for, but {available} CUDA GPU(s) are visible")
     return torch.device("cuda", 0) if config.gpus >= 1 else torch.device("cpu")
@@ -182,6 +200,29 @@ def _precision(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     if not use_amp:
         return None
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def _precision_name(dtype: torch.dtype | None) -> str:
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+
+
+@contextmanager
+def _cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """On CUDA, let cuDNN benchmark convolution algorithms once per input shape (patches have one size)."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def _work_timeout(cases: int, world: int) -> timedelta:
+    """How long ranks wait for each other's share of per-case work over ``cases``."""
+    return timedelta(seconds=SECONDS_PER_CASE * max(1, math.ceil(cases / world)))
 
 
 def _labelled_cases(config: TrainConfig) -> dict[str, Case]:
@@ -283,6 +324,7 @@ class _Run:
         self.checkpoints = config.run_dir / "checkpoints"
         self.device = _select_device(config, distributed)
         self.autocast_dtype = _precision(config, self.device)
+        self.precision = _precision_name(self.autocast_dtype)
 
     # setup ------------------------------------------------------------------------------------
 
@@ -307,12 +349,12 @@ class _Run:
                                       spacing=_median_spacing(self.train_cases + self.val_cases))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          nesterov=True, weight_decay=config.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.history = _History()
         if saved is not None:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
-            self.scaler.load_state_dict(saved["scaler"])
+            self._restore_scaler(saved)
             self.history = _History(**saved["history"])
             if self.history.best_dice:
                 self.contract = self.contract.with_validation_dice(self.history.best_dice)
@@ -322,6 +364,17 @@ class _Run:
         self.log = RunLog(config.run_dir) if self.distributed.is_main else None
         if self.log is not None and saved is not None:
             self.log.truncate_after(self.history.step // config.iterations)
+
+    def _restore_scaler(self, saved: dict[str, Any]) -> None:
+        """Continue the loss scale of an fp16 run; a run resumed in another precision (a CPU-started run
+        resumed on a GPU saved a disabled scaler, whose state is empty) starts with a fresh scale."""
+        state = saved.get("scaler") or {}
+        if self.scaler.is_enabled() and state:
+            self.scaler.load_state_dict(state)
+        started_in = saved.get("precision", "fp16" if state else None)  # absent before bratsx recorded it
+        if started_in is not None and started_in != self.precision:
+            logger.warning("%s: resuming a run trained in %s in %s; its losses will differ from an uninterrupted "
+                           "run's", self.config.run_dir, started_in, self.precision)
 
     def _saved_state(self) -> dict[str, Any] | None:
         last = self.checkpoints / "last.pt"
@@ -339,20 +392,30 @@ class _Run:
         return saved
 
     def _cache(self, train: list[Case], val: list[Case]) -> tuple[list[CachedCase], list[CachedCase]]:
+        """Build this rank's share of the cache entries, wait for the other ranks', read them all."""
         cache_dir = self.config.cache_dir or default_cache_dir()
         everything = train + val
+        share = everything[self.distributed.rank :: self.distributed.world]
         done = 0
 
         def progress(case_id: str, built: bool) -> None:
             nonlocal done
             done += 1
-            self.emit(CacheProgress(case_id, built, done, len(everything)))
+            self.emit(CacheProgress(case_id, built, done, len(share)))
 
-        if self.distributed.is_main:
-            cached = build_cache(everything, cache_dir, on_case=progress)
-        self.distributed.barrier()
-        if not self.distributed.is_main:
-            cached = build_cache(everything, cache_dir)
+        error: Exception | None = None
+        try:
+            build_cache(share, cache_dir, on_case=progress)
+        except Exception as problem:  # re-raised below, once the other ranks know this one failed
+            error = problem
+        timeout = _work_timeout(len(everything), self.distributed.world)
+        [failures] = self.distributed.sum_after_work([error is not None], timeout)
+        if error is not None:
+            raise error
+        if failures:
+            raise BratsxError("another training process could not preprocess its share of the cases; "
+                              "its error is in its output")
+        cached = read_cache(everything, cache_dir)
         return cached[: len(train)], cached[len(train) :]
 
     def _loader(self) -> DataLoader:
@@ -400,21 +463,28 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         return total, waited
 
-    def _validate(self, epoch: int) -> dict[str, float] | None:
-        dice = None
-        if self.distributed.is_main:
-            dice = validate(self.model, self.val_cases, self.config.patch, self.config.output_mode, self.device,
-                            self.config.val_overlap, autocast_dtype=self.autocast_dtype)
-            improved = dice["mean"] > self.history.best_mean
-            if improved:
-                self.history.best_mean, self.history.validations_since_best = dice["mean"], 0
-                self.history.best_dice = {k: v for k, v in dice.items() if k != "mean"}
-                self.contract = self.contract.with_validation_dice(self.history.best_dice)
-                self._save("best.pt", epoch)
-            else:
-                self.history.validations_since_best += 1
-            self.emit(ValidationDone(epoch, dice, improved))
-        self.distributed.barrier()
+    def _validate(self, epoch: int) -> dict[str, float]:
+        """Dice per region over the validation cases, each rank validating its share; the same on every rank."""
+        world, history = self.distributed.world, self.history
+        share = self.val_cases[self.distributed.rank :: world]
+        sums = np.zeros(len(REGION_ORDER))
+        for case in share:
+            scores = validate(self.model, [case], self.config.patch, self.config.output_mode, self.device,
+                              self.config.val_overlap, autocast_dtype=self.autocast_dtype)
+            sums += [scores[region.value] for region in REGION_ORDER]
+        *totals, count = self.distributed.sum_after_work([*sums, len(share)],
+                                                         _work_timeout(len(self.val_cases), world))
+        dice = {region.value: total / count for region, total in zip(REGION_ORDER, totals)}
+        dice["mean"] = float(np.mean(totals) / count)
+        improved = dice["mean"] > history.best_mean
+        if improved:
+            history.best_mean, history.validations_since_best = dice["mean"], 0
+            history.best_dice = {k: v for k, v in dice.items() if k != "mean"}
+            self.contract = self.contract.with_validation_dice(history.best_dice)
+            self._save("best.pt", epoch)
+        else:
+            history.validations_since_best += 1
+        self.emit(ValidationDone(epoch, dice, improved))
         return dice
 
     def _save(self, name: str, epoch: int) -> None:
@@ -426,6 +496,7 @@ class _Run:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                "precision": self.precision,
                 "scheduler": {"name": "poly", "exponent": self.config.poly_exponent, "initial_lr": self.config.lr,
                               "total_steps": self.config.total_steps},
                 "step": self.history.step,
@@ -442,9 +513,7 @@ class _Run:
         config, history = self.config, self.history
         started = time.perf_counter()
         self.emit(TrainingStarted(history.step, config.total_steps, config.iterations, len(self.train_cases),
-                                  len(self.val_cases), str(self.device),
-                                  str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else "fp32",
-                                  self.parallel))
+                                  len(self.val_cases), str(self.device), self.precision, self.parallel))
         batches = iter(self._loader())
         stopped = "completed"
         self.wrapped.train()
@@ -492,9 +561,8 @@ class _Run:
 
     def _validate_into(self, record: dict[str, Any], epoch: int) -> None:
         dice = self._validate(epoch)
-        if dice is not None:
-            record.update({f"val_dice_{k}": v for k, v in dice.items()})
-            record["best"] = self.history.validations_since_best == 0
+        record.update({f"val_dice_{k}": v for k, v in dice.items()})
+        record["best"] = self.history.validations_since_best == 0
 
     def _log(self, record: dict[str, Any]) -> None:
         if self.log is not None:
@@ -553,8 +621,9 @@ def train(
     distributed.start(run.device)
     previous = _install_stop_handlers(stop, received)
     try:
-        run.prepare()
-        result = run.run(stop)
+        with _cudnn_autotune(run.device):
+            run.prepare()
+            result = run.run(stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,13 +1,15 @@
 import os
 
 import numpy as np
+import pytest
 
 from bratsx.cases import discover_cases
+from bratsx.errors import BratsxError
 from bratsx.imageio import load_case
 from bratsx.labels import LabelConvention, convert_labels
 from bratsx.preprocessing import preprocess
 from bratsx.synth import write_synthetic_dataset
-from bratsx.trainer.cache import build_cache
+from bratsx.trainer.cache import build_cache, read_cache
 
 
 def test_cached_arrays_are_the_preprocessed_case(tiny_data, tiny_cache):
@@ -40,3 +42,14 @@ def test_entries_are_reused_and_rebuilt_when_a_source_file_changes(tmp_path):
     entries = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache").iterdir())
     assert entries == sorted(c.case_id for c in cases)  # the stale entry was removed
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
+
+
+def test_read_cache_reads_entries_another_process_built_and_names_a_missing_one(tmp_path):
+    write_synthetic_dataset(tmp_path / "data", cases=2, shape=(32, 32, 24), seed=4)
+    cases = discover_cases(tmp_path / "data")
+    built = build_cache(cases[:1], tmp_path / "cache")  # this process's share
+    assert read_cache(cases[:1], tmp_path / "cache") == built
+    with pytest.raises(BratsxError, match=f"no current cache entry for case {cases[1].case_id}.*every process sees"):
+        read_cache(cases, tmp_path / "cache")
+    entries = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache").iterdir())
+    assert entries == [cases[0].case_id]  # reading built nothing

@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import socket
@@ -6,17 +7,23 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from bratsx.cases import discover_cases
 from bratsx.errors import BratsxError
+from bratsx.labels import OutputMode
+from bratsx.trainer import distributed, loop
+from bratsx.trainer.cache import read_cache
 from bratsx.trainer.checkpoint import load_checkpoint
 from bratsx.trainer.config import TrainConfig
 from bratsx.trainer.distributed import DistributedContext
 from bratsx.trainer.loop import StepDone, train, wrap_model
 from bratsx.trainer.loss import DeepSupervisionLoss, SegmentationLoss
 from bratsx.trainer.network import NetworkConfig, UNet3D
+from bratsx.trainer.validation import validate
 
 TINY = dict(epochs=2, iterations=3, patch=(16, 16, 16), features=(4, 8, 16), batch_size=2, val_every=1,
             val_fraction=0.25, workers=0, seed=5)
@@ -171,3 +178,93 @@ def test_a_time_budget_stop_mid_epoch_validates_what_it_trained(tiny_data, tmp_p
                       resume=True))
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("partial", False)) for r in records] == [(1, False)]  # the partial record was redone
+
+
+# --- GPU branches forced on the CPU, and ranks that wait for each other -----------------------------
+
+
+def test_a_cpu_started_run_resumes_on_the_cuda_branch_with_a_fresh_loss_scale(tiny_data, tmp_path, monkeypatch,
+                                                                               caplog):
+    options = dict(epochs=1, val_overlap=0.0)  # fp16 convolutions are slow on a CPU: validate on few tiles
+    step_losses(tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", **options), stop_after=2)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert saved["scaler"] == {} and saved["precision"] == "fp32"  # a disabled scaler saves no state
+    monkeypatch.setattr(loop, "_precision", lambda config, device: torch.float16)  # what CUDA decides
+    with caplog.at_level(logging.WARNING, logger="bratsx.trainer.loop"):
+        rest, finished = step_losses(tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", **options,
+                                                 resume=True))
+    assert finished.stopped == "completed" and sorted(rest) == [3]
+    resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert resumed["precision"] == "fp16" and resumed["scaler"]["scale"] > 0
+    assert "resuming a run trained in fp32 in fp16" in caplog.text
+
+
+def test_an_fp16_run_resumed_in_fp32_ignores_its_loss_scale(tiny_data, tmp_path, monkeypatch):
+    with monkeypatch.context() as forced:
+        forced.setattr(loop, "_precision", lambda config, device: torch.float16)
+        step_losses(tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", epochs=1), stop_after=2)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scaler"]["scale"] > 0
+    _, finished = step_losses(tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", epochs=1, resume=True))
+    assert finished.stopped == "completed"
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scaler"] == {}
+
+
+def test_ddp_on_cuda_binds_each_rank_to_its_local_gpu_before_nccl(monkeypatch):
+    calls = []
+
+    def init_process_group(backend, rank, world_size, device_id=None):
+        calls.append(("init", backend, rank, world_size, device_id))
+
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", init_process_group)
+    monkeypatch.setattr(distributed.dist, "new_group", lambda backend: calls.append(("new_group", backend)))
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    DistributedContext(rank=3, world=4, local_rank=1).start(torch.device("cuda", 1))
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl", 3, 4, torch.device("cuda", 1)),
+                     ("new_group", "gloo")]
+
+
+def test_under_torchrun_each_rank_trains_on_its_local_rank_gpu(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    config = tiny_config(tiny_data, tmp_path / "run", tmp_path / "cache", gpus=2)
+    assert loop._select_device(config, DistributedContext(rank=1, world=2, local_rank=1)) == torch.device("cuda", 1)
+    with pytest.raises(BratsxError, match="LOCAL_RANK 2 has no GPU: 2 CUDA GPU"):
+        loop._select_device(config, DistributedContext(rank=2, world=3, local_rank=2))
+
+
+def test_cudnn_autotunes_for_the_fixed_patch_on_cuda_only_and_is_restored():
+    before = torch.backends.cudnn.benchmark
+    with loop._cudnn_autotune(torch.device("cuda", 0)):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before
+    with loop._cudnn_autotune(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark == before
+
+
+@pytest.mark.slow
+def test_ddp_ranks_wait_for_a_slow_rank_0_and_validate_their_shares(tiny_data, tmp_path):
+    # The default group's collectives time out after 15 s; rank 0 spends 9 s on each case it preprocesses.
+    # Sharded, rank 0 builds 2 of the 4 cases (18 s) while rank 1 waits on the gloo group; before, rank 0 built
+    # all 4 (36 s) while rank 1 waited in a default-group barrier and timed out.
+    script = Path(__file__).with_name("ddp_slow_rank.py")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), str(script), str(tiny_data), str(tmp_path / "run"),
+         str(tmp_path / "cache"), "15", "9"],
+        capture_output=True, text=True, timeout=600, env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0: completed after 2 steps" in result.stdout and "rank 1: completed after 2 steps" in result.stdout
+    # each rank validated one of the two validation cases; the combined Dice is the single-process one
+    [record] = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    model = UNet3D(NetworkConfig.from_dict(state["contract"]["network"]))
+    model.load_state_dict(state["model"])
+    cases = {c.case_id: c for c in discover_cases(tiny_data)}
+    val = read_cache([cases[c] for c in state["split"]["val"]], tmp_path / "cache")
+    assert len(val) == 2
+    expected = validate(model, val, (16, 16, 16), OutputMode(state["config"]["output_mode"]), torch.device("cpu"))
+    for region in ("WT", "TC", "ET", "mean"):
+        assert record[f"val_dice_{region}"] == pytest.approx(expected[region], abs=1e-9)

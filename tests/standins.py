@@ -1,0 +1,70 @@
+"""Stand-ins for a network in scheduling tests: picklable, so they cross into worker processes and Ray actors."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bratsx.contract import ModelContract
+from bratsx.runtime.backends import BackendBase
+from bratsx.runtime.ensemble import Ensemble
+
+PATCH = (16, 16, 16)
+CONTRACT = ModelContract(PATCH, "regions", {"features": [4, 8]})
+
+
+class SlowThreshold(BackendBase):
+    """'Tumour' where FLAIR is bright; each batch of tiles takes ``seconds`` at least."""
+
+    name = "toy"
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        probability = 1.0 / (1.0 + np.exp(-4.0 * (batch[:, 0] - 1.5)))
+        return np.stack([probability] * 3, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """Opens :class:`SlowThreshold` in each worker, leaving a file named by the worker's pid in ``pids``."""
+
+    seconds_per_batch: float = 0.0
+    pids: Path | None = None
+    fail: str | None = None
+
+    def open(self, device: str, threads: int | None) -> Ensemble:
+        if self.pids is not None:
+            self.pids.mkdir(exist_ok=True)
+            (self.pids / str(os.getpid())).touch()
+        if self.fail:
+            from bratsx.errors import BratsxError
+
+            raise BratsxError(self.fail)
+        return Ensemble([SlowThreshold(self.seconds_per_batch)], CONTRACT, {"backend": "toy", "device": device})
+
+
+def worker_pids(folder: Path, count: int, timeout: float = 60.0) -> list[int]:
+    """The pids of ``count`` workers once each has opened its stand-in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = sorted(int(p.name) for p in folder.glob("*")) if folder.is_dir() else []
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.05)
+    raise TimeoutError(f"{count} workers did not start within {timeout} s")
+
+
+def same_files(first: Path, second: Path, pattern: str = "*.nii.gz") -> list[str]:
+    """The names of the files matching ``pattern`` in ``first``, after checking ``second`` has the same bytes."""
+    names = sorted(p.name for p in first.glob(pattern))
+    assert names == sorted(p.name for p in second.glob(pattern))
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    return names

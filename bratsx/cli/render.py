@@ -75,9 +75,12 @@ class TrainingDisplay:
         self.train_task = None
 
     def __call__(self, event) -> None:
-        from ..trainer.loop import CacheProgress, EpochDone, StepDone, TrainingStarted, ValidationDone
+        from ..trainer.loop import CacheProgress, CasesPassedOver, EpochDone, StepDone, TrainingStarted, ValidationDone
 
-        if isinstance(event, CacheProgress):
+        if isinstance(event, CasesPassedOver):
+            for line in event.lines:
+                self.progress.console.print(literal(f"passed over {line}", "yellow"))
+        elif isinstance(event, CacheProgress):
             if self.cache_task is None:
                 self.cache_task = self.progress.add_task("preprocessing cases", total=event.total, info="")
             self.progress.update(self.cache_task, completed=event.done,

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..cases import Case, discover_cases
+from ..cases import Case, discover
 from ..contract import ModelContract
 from ..errors import BratsxError
 from ..labels import REGION_ORDER
@@ -62,6 +62,7 @@ from .validation import validate
 
 __all__ = [
     "CacheProgress",
+    "CasesPassedOver",
     "EpochDone",
     "StepDone",
     "TrainResult",
@@ -89,6 +90,13 @@ class CacheProgress:
     built: bool
     done: int
     total: int
+
+
+@dataclass(frozen=True)
+class CasesPassedOver:
+    """What discovery found but training does not use, one line each (unlabelled cases, skipped folders)."""
+
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -225,15 +233,18 @@ def _work_timeout(cases: int, world: int) -> timedelta:
     return timedelta(seconds=SECONDS_PER_CASE * max(1, math.ceil(cases / world)))
 
 
-def _labelled_cases(config: TrainConfig) -> dict[str, Case]:
-    cases = discover_cases(config.data_dir, config.layout)
-    broken = [c for c in cases if c.problems]
+def _labelled_cases(config: TrainConfig) -> tuple[dict[str, Case], tuple[str, ...]]:
+    """The labelled cases to train on, and a line for everything passed over (unlabelled cases, skipped folders)."""
+    found = discover(config.data_dir, config.layout)
+    broken = [c for c in found.cases if c.problems]
     if broken:
         raise broken[0].problems[0]
-    labelled = {c.case_id: c for c in cases if c.label is not None}
+    labelled = {c.case_id: c for c in found.cases if c.label is not None}
     if len(labelled) < 2:
         raise BratsxError(f"{config.data_dir}: training needs at least 2 labelled cases, found {len(labelled)}")
-    return labelled
+    passed_over = tuple(f"case {c.case_id}: no label file, not used for training"
+                        for c in found.cases if c.label is None)
+    return labelled, passed_over + tuple(f"{s.path}: {s.reason}" for s in found.skipped)
 
 
 def _resolve_split(config: TrainConfig, case_ids: list[str], saved: dict | None) -> tuple[Split, list[Split]]:
@@ -331,7 +342,9 @@ class _Run:
     def prepare(self) -> None:
         config = self.config
         saved = self._saved_state()
-        cases = _labelled_cases(config)
+        cases, passed_over = _labelled_cases(config)
+        if passed_over:
+            self.emit(CasesPassedOver(passed_over))
         split, folds = _resolve_split(config, sorted(cases), saved["split"] if saved else None)
         _check_split(split, cases)
         self.split = split
@@ -344,7 +357,10 @@ class _Run:
 
         torch.manual_seed(config.seed)
         network = NetworkConfig(features=config.features, output_mode=config.output_mode)
-        self.model = UNet3D(network).to(self.device)
+        # oneDNN's preferred layout on CPUs: fp32 steps of the default U-Net ran ~1.5x faster in channels-last
+        # than in the contiguous layout on the development CPU; GPUs keep PyTorch's default.
+        self.memory_format = torch.channels_last_3d if self.device.type == "cpu" else torch.contiguous_format
+        self.model = UNet3D(network).to(self.device, memory_format=self.memory_format)
         self.contract = ModelContract(config.patch, config.output_mode, network.to_dict(),
                                       spacing=_median_spacing(self.train_cases + self.val_cases))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -452,7 +468,7 @@ class _Run:
             micro_index = (step * config.accumulate + micro) * self.distributed.world + self.distributed.rank
             images, labels = augment_batch(images, labels, config.augment, config.seed, micro_index)
             with autocast:
-                outputs = self.wrapped(images)
+                outputs = self.wrapped(images.contiguous(memory_format=self.memory_format))
             loss = self.loss(outputs, labels) / config.accumulate
             self.scaler.scale(loss).backward()
             total += float(loss.detach())

@@ -161,3 +161,26 @@ def test_a_bad_reference_does_not_stop_the_segmentation(cases_dir, tmp_path):
     [result] = infer_cases([case], [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert result.status == "ok" and output_path(tmp_path / "out", case.case_id).exists()
     assert result.metrics is None and "label values [7" in result.metrics_error
+
+
+def test_a_full_disk_fails_the_case_in_one_line_and_leaves_no_partial_file(cases_dir, tmp_path, monkeypatch):
+    import errno
+
+    import bratsx.imageio as imageio
+
+    real_save = nib.save
+    calls = []
+
+    def save_until_full(image, path):
+        calls.append(path)
+        if len(calls) == 2:  # the second case's write: the disk is full halfway through
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(image, path)
+
+    monkeypatch.setattr(imageio.nib, "save", save_until_full)
+    results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert results[1].error == f"case {results[1].case_id}: writing failed (No space left on device)"
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
+    assert written == sorted(f"{r.case_id}.nii.gz" for r in (results[0], results[2]))  # no partial file left

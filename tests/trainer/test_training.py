@@ -268,3 +268,21 @@ def test_ddp_ranks_wait_for_a_slow_rank_0_and_validate_their_shares(tiny_data, t
     expected = validate(model, val, (16, 16, 16), OutputMode(state["config"]["output_mode"]), torch.device("cpu"))
     for region in ("WT", "TC", "ET", "mean"):
         assert record[f"val_dice_{region}"] == pytest.approx(expected[region], abs=1e-9)
+
+
+def test_training_says_which_cases_it_passes_over(tmp_path):
+    from bratsx.synth import write_synthetic_dataset
+    from bratsx.trainer.loop import CasesPassedOver, train
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, cases=3, shape=(32, 32, 24), seed=5)
+    unlabelled = sorted(data.iterdir())[0]
+    next(unlabelled.glob("*_seg.nii.gz")).unlink()
+    (data / ".hidden").mkdir()
+    events = []
+    config = TrainConfig(data_dir=data, run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", epochs=1,
+                         iterations=1, patch=(16, 16, 16), features=(4, 8), val_fraction=0.5, workers=0)
+    train(config, on_event=events.append)
+    [passed] = [e for e in events if isinstance(e, CasesPassedOver)]
+    assert any(unlabelled.name in line and "no label file" in line for line in passed.lines)
+    assert any(".hidden" in line for line in passed.lines)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Put the bundled model into the package: export the best checkpoint of benchmarks/train_bundled.sh's run
+# into bratsx/models/brats2018-cpu (fp32 ONNX, and fp16 gated on the 3 held-out BraTS 2018 cases), then
+# record its held-out evaluation (bratsx infer on those cases and on ../shared/data/real) in
+# benchmarks/results/bundled_model-<date>.json.
+#
+#   bash benchmarks/package_bundled.sh [WORK_DIR]      (default: ~/bratsx-bundled, as train_bundled.sh)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${1:-$HOME/bratsx-bundled}
+data="$here/../../shared/data"
+target="$here/../bratsx/models/brats2018-cpu"
+[ -f "$work/run/checkpoints/best.pt" ] || { echo "no trained run in $work/run" >&2; exit 1; }
+held_out=$(mktemp -d)
+trap 'rm -rf "$held_out"' EXIT
+for case in $(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['val']))" \
+              "$here/brats2018_split.json"); do
+    ln -s "$(cd "$data/brats2018/$case" && pwd)" "$held_out/$case"
+done
+rm -rf "$target"
+bratsx export "$work/run" --out "$target" --fp16 --calib-dir "$held_out" --calib-cases 3 --workspace "$work"
+python3 "$here/bundled_model_card.py" "$target" --run "$work/run" --held-out "$held_out" --real "$data/real" \
+    --out "$here/results/bundled_model-$(date +%F).json"

@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--held-out", type=Path, required=True)
     parser.add_argument("--real", type=Path, required=True)
+    parser.add_argument("--fp16-gate", type=Path, help="what the fp16 export said (its refusal, when it refused)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -91,6 +92,8 @@ def main() -> None:
         "model_bytes": {p.name: p.stat().st_size for p in sorted(args.model_dir.iterdir())},
         "source": source,
         "gates": json.loads((args.model_dir / MODEL_JSON).read_text())["gates"],
+        "fp16_export": (args.fp16_gate.read_text().strip() if args.fp16_gate and args.fp16_gate.is_file() else None)
+        or "passed",
         "held_out": {
             **held_backend,
             "dice_mean": {r: stats[f"dice_{r}"]["mean"] for r in REGIONS},

@@ -18,6 +18,11 @@ for case in $(python3 -c "import json,sys; print(' '.join(json.load(open(sys.arg
     ln -s "$(cd "$data/brats2018/$case" && pwd)" "$held_out/$case"
 done
 rm -rf "$target"
-bratsx export "$work/run" --out "$target" --fp16 --calib-dir "$held_out" --calib-cases 3 --workspace "$work"
+# fp16 only where its gate passes on the held-out cases; otherwise the fp32 model alone, and the refusal recorded
+if ! bratsx export "$work/run" --out "$target" --fp16 --calib-dir "$held_out" --calib-cases 3 --workspace "$work" \
+        2> "$work/fp16_gate.txt"; then
+    cat "$work/fp16_gate.txt" >&2
+    bratsx export "$work/run" --out "$target" --workspace "$work"
+fi
 python3 "$here/bundled_model_card.py" "$target" --run "$work/run" --held-out "$held_out" --real "$data/real" \
-    --out "$here/results/bundled_model-$(date +%F).json"
+    --fp16-gate "$work/fp16_gate.txt" --out "$here/results/bundled_model-$(date +%F).json"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, cases, demo, evaluate, export, infer, synth, train
+from . import bench, cases, demo, evaluate, export, infer, models, report, serve, summarize, synth, train
 from .common import options
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Brain-tumour segmentation on multimodal MRI (BraTS): train, export, infer, benchmark.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold patient paths
+    rich_markup_mode=None,  # help text is shown as written: "[default: ...]" is not markup to drop
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("demo")(demo.demo)
@@ -23,8 +24,12 @@ app.command("cases")(cases.cases)
 app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("infer")(infer.infer)
+app.command("models")(models.models)
 app.command("evaluate")(evaluate.evaluate)
 app.command("bench")(bench.bench)
+app.command("report")(report.report)
+app.command("serve")(serve.serve)
+app.command("summarize")(summarize.summarize)
 
 
 def _print_version(value: bool) -> None:

@@ -18,7 +18,8 @@ def demo(
         "bratsx-demo"),
     fast: Annotated[bool, typer.Option("--fast", help="Tiny sizes: runs in seconds (a smoke test).")] = False,
     amp: Annotated[Optional[bool], typer.Option(
-        "--amp/--no-amp", help="bf16 autocast while training.", show_default="on where the CPU has AVX512-BF16")
+        "--amp/--no-amp", help="bf16 autocast while training. [default: on where the CPU has AVX512-BF16]",
+        show_default=False)
                    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo in DIRECTORY.")] = False,
 ) -> None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich.progress import TaskID
+from rich.text import Text
 
-from ..cases import Layout, discover_cases
+from ..cases import Layout, discover
 from ..errors import BratsxError
 from ..labels import LabelConvention
 from ..runtime.backends import BackendName
+from ..runtime.records import CaseRecord
 from ..runtime.segment import SegmentOptions
-from .common import console, progress_bar, reports_errors
+from .common import console, literal, progress_bar, reports_errors
 from .options import WorkspaceOption, default_of
 
 
@@ -46,9 +48,9 @@ def infer(
                               "run dir (torch). Repeat to average an ensemble. [default: the workspace's default "
                               "model, else the bundled one]", exists=True, show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(
-        case_sensitive=False, help="Inference engine; auto picks the fastest installed. openvino-bf16 is ~1.9x "
-                                   "faster than openvino on CPUs with AVX512-BF16 and agrees with it to Dice 0.999 "
-                                   "on the README's cases.")] = BackendName.AUTO,
+        case_sensitive=False, help="Inference engine; auto picks the fastest installed. openvino-bf16 computes in "
+                                   "bf16: about 1.8x faster than openvino on CPUs with AVX512-BF16 (README: "
+                                   "Performance).")] = BackendName.AUTO,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: CASES_DIR-predictions]",
                                                 file_okay=False, show_default=False)] = None,
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")
@@ -79,6 +81,20 @@ def infer(
     ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ort on cuda: use ONNX Runtime's TensorRT "
                                                "execution provider.")] = False,
     workspace: WorkspaceOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes sharing the CPU cores (with --ray: inference "
+                                                     "actors). Cases are handed out one at a time.")] = 1,
+    devices: Annotated[Optional[str], typer.Option(help="One worker process per device, e.g. cuda:0,cuda:1.",
+                                                   show_default=False)] = None,
+    num_parts: Annotated[int, typer.Option(min=1, help="Split the sorted cases into this many parts (round-robin) "
+                                                       "and run only --part-id; merge with bratsx summarize.")] = 1,
+    part_id: Annotated[int, typer.Option(min=0, help="Which part to run, 0 to --num-parts - 1.")] = 0,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="Run on Ray Data (pip install 'bratsx[ray]'): 'local' starts a local "
+                                         "instance, 'auto' joins the cluster on this machine, ray://HOST:10001 a "
+                                         "remote one. Inputs, outputs and models on storage every node sees.",
+        show_default=False)] = None,
+    report: Annotated[bool, typer.Option("--report", help="Also draw every case and write OUT/report/report.html "
+                                                          "(as bratsx report OUT --cases CASES_DIR).")] = False,
 ) -> None:
     """Segment every case in CASES_DIR and write OUT/<case_id>.nii.gz in each input's geometry.
 
@@ -88,48 +104,76 @@ def infer(
     A rerun reuses up-to-date outputs and redoes stale ones (input, model or settings changed). A bad
     case is reported and the others finish; the exit code is then 1.
     """
-    from ..contract import file_sha256
-    from ..runtime import open_model
+    from ..runtime.ensemble import ModelSpec
     from ..runtime.evaluate import segmentation_files
     from ..runtime.infer import InferOptions, infer_cases
+    from ..runtime.parallel import infer_parallel, worker_slots
+    from ..runtime.parts import part_of
+    from ..runtime.ray_runner import RayOptions, infer_ray
     from ..runtime.summary import write_summary
     from .render import render_records
 
-    cases = discover_cases(cases_dir, layout)
+    found = discover(cases_dir, layout)
+    for skipped in found.skipped:
+        console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
+    cases = part_of(found.cases, num_parts, part_id)
     references = segmentation_files(labels).found if labels else None
     out = out or _output_folder(cases_dir)
     models = model or [_default_model(workspace)]
-    with ExitStack() as stack:
-        opened = [stack.enter_context(open_model(path, backend, device=device, threads=threads,
-                                                 ort_tensorrt=ort_tensorrt)) for path in models]
-        contract = opened[0].contract
-        if any(o.contract.patch_size != contract.patch_size or o.contract.output_mode != contract.output_mode
-               for o in opened):
-            raise BratsxError("the models of an ensemble must share their patch size and output mode")
-        engines = [o.backend for o in opened]
+    spec = ModelSpec(paths=tuple(models), backend=backend.value, ort_tensorrt=ort_tensorrt)
+    slots = worker_slots(workers, devices.split(",") if devices else None, threads)
+    with spec.open(device, threads) as ensemble:  # opened here first: a bad model stops the run before any worker
+        identity = ensemble.identity
         segment = SegmentOptions(overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
                                  min_component_voxels=min_component_voxels, et_to_ncr_below=et_to_ncr_below)
         options = InferOptions(segment=segment, save_probabilities=save_probabilities, overwrite=overwrite)
-        first = engines[0]
-        identity = {"files": [str(o.file) for o in opened],
-                    "sha256": ",".join(file_sha256(o.file) if o.file.is_file() else o.contract.checkpoint_sha256 or ""
-                                       for o in opened),
-                    "backend": first.name, "device": first.device, "precision": first.precision}
-        console.print(f"{len(cases)} case(s); model {escape(', '.join(str(o.file) for o in opened))}; backend "
-                      f"{first.name} on {first.device} ({first.precision}){', TTA' if tta else ''}")
+        local = not ray and not devices and workers == 1
+        where = f"Ray ({ray})" if ray else "one process" if local else f"{len(slots)} worker processes"
+        console.print(f"{len(cases)} case(s){f' (part {part_id} of {num_parts})' if num_parts > 1 else ''}; model "
+                      f"{escape(', '.join(identity['files']))}; backend {identity['backend']} on {identity['device']} "
+                      f"({identity['precision']}){', TTA' if tta else ''}; {escape(where)}")
+        if not local:
+            ensemble.close()  # every worker opens its own
         started = time.perf_counter()
         with progress_bar() as progress:
             task = progress.add_task("cases", total=len(cases))
-            tiles = progress.add_task("tiles", total=None)
+            tiles: dict[str, TaskID] = {}
 
             def show_tiles(case_id: str, done: int, total: int) -> None:
-                progress.update(tiles, description=f"tiles of {escape(case_id)}", completed=done, total=total)
+                if case_id not in tiles:
+                    tiles[case_id] = progress.add_task(f"tiles of {escape(case_id)}", total=total)
+                progress.update(tiles[case_id], completed=done)
 
-            records = infer_cases(cases, engines, contract, out, options, model_identity=identity,
-                                  references=references, on_case=lambda _: progress.advance(task),
-                                  on_tiles=show_tiles)
+            def case_done(record: CaseRecord) -> None:
+                progress.advance(task)
+                if record.case_id in tiles:
+                    progress.remove_task(tiles.pop(record.case_id))
+
+            scheduling = {"model_identity": identity, "references": references, "on_case": case_done}
+            if ray:
+                records = infer_ray(cases, spec, ensemble.contract, out, options,
+                                    RayOptions(address=ray, actors=workers if workers > 1 else None, threads=threads),
+                                    **scheduling)
+            elif not local:
+                records = infer_parallel(cases, spec, out, options, slots, on_tiles=show_tiles, **scheduling)
+            else:
+                records = infer_cases(cases, ensemble.backends, ensemble.contract, out, options, on_tiles=show_tiles,
+                                      **scheduling)
     wall = time.perf_counter() - started
-    summary = write_summary(records, out, {"model": identity, "overlap": overlap, "tta": tta}, wall)
+    summary_dir = out / "parts" / f"{part_id}-of-{num_parts}" if num_parts > 1 else out
+    summary_dir.mkdir(parents=True, exist_ok=True)
+    summary = write_summary(records, summary_dir, {"model": identity, "overlap": overlap, "tta": tta}, wall)
     render_records(records, out, summary, wall)
+    if num_parts > 1:
+        console.print(f"part {part_id} of {num_parts}: when every part is done, bratsx summarize "
+                      f"{escape(str(out))} --cases {escape(str(cases_dir))} writes the whole run's metrics and lists "
+                      "any case missing")
+    if report:
+        try:
+            from ..report.build import build_batch_report
+        except ImportError:
+            raise BratsxError("--report needs Pillow: pip install 'bratsx[report]'") from None
+        drawn = build_batch_report(out, cases_dir)
+        console.print(Text.assemble("QC report: ", literal(drawn.html)))
     if any(r.status == "failed" for r in records):
         raise typer.Exit(1)

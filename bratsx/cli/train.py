@@ -44,7 +44,7 @@ def parse_features(text: str) -> tuple[int, ...]:
 def _help(name: str, text: str) -> dict:
     """Help for an option whose default lives in TrainConfig (``None`` on the command line means "the
     default for a new run, or the saved value on --resume")."""
-    return {"help": text, "show_default": shown_default(TrainConfig, name)}
+    return {"help": f"{text} [default: {shown_default(TrainConfig, name)}]", "show_default": False}
 
 
 @reports_errors
@@ -79,22 +79,24 @@ def train(
         "--split", help="Fixed split: JSON {\"train\": [...], \"val\": [...]} (or a list of folds).",
         exists=True, dir_okay=False, show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(
-        help="Stop after N validations without improvement.", show_default="never")] = None,
+        help="Stop after N validations without improvement. [default: never]", show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option(
-        help="Stop after this long, e.g. 20m or 2h (the last checkpoint is saved).", show_default="no limit")] = None,
+        help="Stop after this long, e.g. 20m or 2h (the last checkpoint is saved). [default: no limit]",
+        show_default=False)] = None,
     gpus: Annotated[Optional[int], typer.Option(
-        help="GPUs to use: 0 = CPU, 2+ = DataParallel (use torchrun for DDP).", show_default="1 if CUDA is visible")
-                    ] = None,
+        help="GPUs to use: 0 = CPU, 2+ = DataParallel (use torchrun for DDP). [default: 1 if CUDA is visible]",
+        show_default=False)] = None,
     amp: Annotated[Optional[bool], typer.Option(
-        "--amp/--no-amp", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU.",
-        show_default="on for CUDA")] = None,
+        "--amp/--no-amp", help="Mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU. [default: on for CUDA]",
+        show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(**_help("workers", "Data-loader processes."))] = None,
     spatial_augmentation: Annotated[Optional[bool], typer.Option(
-        "--rotate/--no-rotate", help="Random rotation and zoom (costly on CPU).", show_default="off")] = None,
+        "--rotate/--no-rotate", help="Random rotation and zoom (costly on CPU). [default: off]",
+        show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(**_help("seed", "Seed of init, sampling and augmentation."))] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(
-        help="Preprocessed-case cache, reused across runs.", file_okay=False,
-        show_default="~/.cache/bratsx/preprocessed")] = None,
+        help="Preprocessed-case cache, reused across runs. [default: ~/.cache/bratsx/preprocessed]", file_okay=False,
+        show_default=False)] = None,
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT from checkpoints/last.pt, exactly.")] = False,

@@ -6,6 +6,12 @@ work the output folder is checked (writable, and no output may land on an input)
 an atomically written output and a record (:mod:`bratsx.runtime.records`); a rerun reuses the cases
 whose record matches their inputs, model and settings, and redoes stale ones. A case that fails is
 recorded with its one-line error and the others go on.
+
+The same pieces serve every scheduler (these threads, worker processes in :mod:`~bratsx.runtime.parallel`,
+Ray actors in :mod:`~bratsx.runtime.ray_runner`): :func:`plan_run` decides what to redo,
+:func:`segment_one` turns a prepared case into a :class:`CaseOutput`, :func:`write_one` writes it and its
+record, and :func:`run_pipeline` overlaps the three for any stream of cases; so outputs are byte-identical
+whichever scheduler ran them.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +28,21 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from ..atomic import remove_stale_temporaries
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import BratsxError, CaseError
+from ..geometry import Geometry
 from ..imageio import save_nifti_atomic, write_label_map
 from ..labels import REGION_ORDER
 from ..metrics import volume_ml
 from .backends import Backend
-from .records import CaseRecord, input_fingerprint, read_records, write_record
-from .segment import PreparedCase, Segmentation, SegmentOptions, prepare_case, segment_case
+from .records import RECORDS_DIR, CaseRecord, input_fingerprint, read_records, write_record
+from .segment import PreparedCase, SegmentOptions, prepare_case, segment_case
 
-__all__ = ["InferOptions", "check_output_folder", "infer_cases", "output_path", "probabilities_path"]
+__all__ = ["CaseOutput", "InferOptions", "RunPlan", "check_output_folder", "failure_message", "infer_cases",
+           "output_path", "plan_run", "prepare_or_error", "probabilities_path", "run_pipeline", "segment_one",
+           "write_one"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +103,8 @@ def check_output_folder(cases: Sequence[Case], out_dir: Path, references: dict[s
         raise BratsxError(f"--out {out_dir}: cannot write there ({error.strerror or error})") from None
 
 
-def _write_probabilities(segmentation: Segmentation, path: Path) -> None:
-    geometry = segmentation.loaded.geometry
-    stored = np.stack([geometry.from_canonical(channel) for channel in segmentation.probabilities], axis=-1)
+def _write_probabilities(probabilities: np.ndarray, geometry: Geometry, path: Path) -> None:
+    stored = np.stack([geometry.from_canonical(channel) for channel in probabilities], axis=-1)
     header = geometry.header.copy()
     header.set_data_dtype(np.float16)
     save_nifti_atomic(nib.Nifti1Image(stored.astype(np.float16), geometry.affine, header), path)
@@ -114,6 +123,220 @@ def _reusable(record: CaseRecord | None, case: Case, identity: dict[str, Any], o
     if record.settings != identity["settings"]:
         return "settings changed"
     return None
+
+
+@dataclass
+class CaseOutput:
+    """One case between segmentation and writing: its record and what the write stage needs, nothing more.
+
+    Kept small because schedulers move it between threads, processes and Ray nodes.
+
+    Attributes:
+        record: the case's record, complete but for the write time (``status`` ``failed`` when it failed).
+        labels: uint8 canonical label map (``None`` when the case failed).
+        geometry: the input's geometry, to write the labels back in it.
+        probabilities: float32 ``(C, z, y, x)`` canonical probabilities, only when they are to be saved.
+    """
+
+    record: CaseRecord
+    labels: np.ndarray | None = None
+    geometry: Geometry | None = None
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class RunPlan:
+    """What a run of a directory has to do, decided before any work.
+
+    Attributes:
+        cases: every case of the batch, in order (with ``references`` applied).
+        identity: ``{"model": ..., "settings": ...}`` as every record of the run says it.
+        done: records of the cases left as they are (``reused`` or ``skipped``), by case id.
+        todo: the cases to segment, each with the note its record gets (``stale: ...``, ``overwritten``).
+    """
+
+    cases: list[Case]
+    identity: dict[str, Any]
+    done: dict[str, CaseRecord]
+    todo: list[tuple[Case, str | None]]
+
+
+def plan_run(
+    cases: Sequence[Case],
+    out_dir: Path,
+    options: InferOptions,
+    model_identity: dict[str, Any] | None = None,
+    references: dict[str, Path] | None = None,
+) -> RunPlan:
+    """Check the output folder and decide, from the records already there, which cases to (re)do.
+
+    Args:
+        cases: the batch.
+        out_dir: output folder (created).
+        options: how to run (``overwrite`` redoes up-to-date cases).
+        model_identity: what the records say about the model (see :func:`infer_cases`).
+        references: reference label files by case id, overriding the cases' own.
+
+    Returns:
+        The plan: reused and skipped cases' records, and the cases to segment.
+
+    Raises:
+        BratsxError: the output folder cannot be used (see :func:`check_output_folder`).
+    """
+    if references:
+        cases = [dataclasses.replace(c, label=references.get(c.case_id, c.label)) for c in cases]
+    check_output_folder(cases, out_dir)
+    for folder in (out_dir, out_dir / RECORDS_DIR):
+        for removed in remove_stale_temporaries(folder):
+            logger.info("removed %s, left by an interrupted write", removed)
+    identity = {"model": model_identity or {}, "settings": _settings(options)}
+    earlier = read_records(out_dir)
+    done: dict[str, CaseRecord] = {}
+    todo: list[tuple[Case, str | None]] = []
+    for case in cases:
+        exists = output_path(out_dir, case.case_id).is_file()
+        reason = _reusable(earlier.get(case.case_id), case, identity, out_dir) if exists else None
+        if exists and not options.overwrite and reason is None:
+            done[case.case_id] = dataclasses.replace(earlier[case.case_id], note="reused")
+        elif exists and not options.overwrite and earlier.get(case.case_id) is None:
+            done[case.case_id] = CaseRecord(case.case_id, "skipped", output=output_path(out_dir, case.case_id).name,
+                                            note="output exists but no record describes it; --overwrite redoes it")
+        else:
+            todo.append((case, f"stale: {reason}" if exists and reason else "overwritten" if exists else None))
+    return RunPlan(list(cases), identity, done, todo)
+
+
+def prepare_or_error(case: Case, contract: ModelContract) -> PreparedCase | Exception:
+    """:func:`~bratsx.runtime.segment.prepare_case`, with its failure returned rather than raised.
+
+    A loader (a thread, a process, a Ray task) hands the failure on to :func:`segment_one`, which
+    records it, so one bad case never stops the batch.
+    """
+    try:
+        return prepare_case(case, contract)
+    except Exception as error:  # whatever one case raises is that case's failure
+        return error
+
+
+def failure_message(case_id: str, error: BaseException) -> str:
+    """The one-line error a record keeps: bratsx's own message, else the exception's type and text."""
+    if isinstance(error, (CaseError, BratsxError)):
+        return str(error)
+    logger.info("case %s failed", case_id, exc_info=error)
+    return f"case {case_id}: {type(error).__name__}: {error}"
+
+
+def segment_one(
+    case: Case,
+    prepared: PreparedCase | Exception,
+    note: str | None,
+    backends: Sequence[Backend],
+    contract: ModelContract,
+    options: InferOptions,
+    identity: dict[str, Any],
+    on_tiles: Callable[[str, int, int], None] | None = None,
+) -> CaseOutput:
+    """Segment one prepared case and build its record; a failure (loading included) becomes a failed record.
+
+    Args:
+        case: the case.
+        prepared: what :func:`prepare_or_error` returned for it.
+        note: what the record says the scheduler did (see :class:`RunPlan`).
+        backends: the open models (averaged).
+        contract: their contract.
+        options: how to run.
+        identity: ``{"model": ..., "settings": ...}`` for the record.
+        on_tiles: called with ``(case_id, tiles done, tiles in all)`` while the case runs.
+
+    Returns:
+        The case's output, ready for :func:`write_one`.
+    """
+    record = CaseRecord(case.case_id, "ok", inputs=input_fingerprint(case), note=note, **identity)
+    try:
+        if isinstance(prepared, Exception):
+            raise prepared
+        progress = (lambda done, total: on_tiles(case.case_id, done, total)) if on_tiles else None
+        segmentation = segment_case(prepared, backends, contract, options.segment, progress)
+    except Exception as error:  # one case's failure, whatever raised it, must not stop the batch
+        record.status, record.error = "failed", failure_message(case.case_id, error)
+        return CaseOutput(record)
+    record.output = output_path(Path(), case.case_id).name
+    record.seconds = segmentation.seconds
+    record.metrics, record.metrics_error = segmentation.metrics, segmentation.metrics_error
+    geometry = segmentation.loaded.geometry
+    record.volumes_ml = {region.value: volume_ml(segmentation.regions[i], geometry.canonical_spacing)
+                         for i, region in enumerate(REGION_ORDER)}
+    probabilities = segmentation.probabilities if options.save_probabilities else None
+    return CaseOutput(record, segmentation.labels, geometry, probabilities)
+
+
+def write_one(output: CaseOutput, out_dir: Path) -> CaseRecord:
+    """Write a segmented case's files, then its record (both atomically); a failed case gets its record only.
+
+    The record is written last, so a record saying ``ok`` always describes complete outputs.
+
+    Returns:
+        The record as written (``failed`` with the reason when writing failed).
+    """
+    record = output.record
+    if record.status == "ok" and output.labels is not None and output.geometry is not None:
+        started = time.perf_counter()
+        try:
+            write_label_map(output.labels, output.geometry, output_path(out_dir, record.case_id))
+            if output.probabilities is not None:
+                _write_probabilities(output.probabilities, output.geometry, probabilities_path(out_dir, record.case_id))
+            record.seconds["write"] = time.perf_counter() - started
+        except OSError as error:
+            record.status, record.output = "failed", None
+            record.error = f"case {record.case_id}: writing failed ({error.strerror or error})"
+    write_record(out_dir, record.stamped())
+    return record
+
+
+def run_pipeline(
+    todo: Iterable[tuple[Case, str | None]],
+    backends: Sequence[Backend],
+    contract: ModelContract,
+    out_dir: Path,
+    options: InferOptions,
+    identity: dict[str, Any],
+    on_record: Callable[[CaseRecord], None] | None = None,
+    on_tiles: Callable[[str, int, int], None] | None = None,
+) -> None:
+    """Segment a stream of cases with the next one loading and the previous one writing meanwhile.
+
+    ``todo`` is read one case ahead, on the loader thread, so it may be a queue shared with other
+    workers (a case is taken only when this worker can start loading it).
+
+    Args:
+        todo: cases and their notes, e.g. :attr:`RunPlan.todo`.
+        backends: the open models (averaged).
+        contract: their contract.
+        out_dir: output folder (checked: see :func:`plan_run`).
+        options: how to run.
+        identity: ``{"model": ..., "settings": ...}`` for the records.
+        on_record: called with each record once it is written.
+        on_tiles: called with ``(case_id, tiles done, tiles in all)`` while a case runs.
+    """
+    items = iter(todo)
+
+    def load_next() -> tuple[Case, PreparedCase | Exception, str | None] | None:
+        item = next(items, None)
+        return None if item is None else (item[0], prepare_or_error(item[0], contract), item[1])
+
+    def write(output: CaseOutput) -> None:
+        record = write_one(output, out_dir)
+        if on_record:
+            on_record(record)
+
+    with ThreadPoolExecutor(1) as loader, ThreadPoolExecutor(1) as writer:
+        upcoming: Future = loader.submit(load_next)
+        writes: list[Future] = []
+        while (loaded := upcoming.result()) is not None:
+            upcoming = loader.submit(load_next)
+            writes.append(writer.submit(write, segment_one(*loaded, backends, contract, options, identity, on_tiles)))
+        for future in writes:
+            future.result()
 
 
 def infer_cases(
@@ -149,73 +372,19 @@ def infer_cases(
         BratsxError: the output folder cannot be used (see :func:`check_output_folder`).
     """
     options = options or InferOptions()
-    if references:
-        cases = [dataclasses.replace(c, label=references.get(c.case_id, c.label)) for c in cases]
-    check_output_folder(cases, out_dir)
-    identity = {"model": model_identity or {}, "settings": _settings(options)}
-    earlier = read_records(out_dir)
-    records: dict[str, CaseRecord] = {}
-    todo: list[tuple[Case, str | None]] = []
-    for case in cases:
-        exists = output_path(out_dir, case.case_id).is_file()
-        reason = _reusable(earlier.get(case.case_id), case, identity, out_dir) if exists else None
-        if exists and not options.overwrite and reason is None:
-            records[case.case_id] = dataclasses.replace(earlier[case.case_id], note="reused")
-        elif exists and not options.overwrite and earlier.get(case.case_id) is None:
-            records[case.case_id] = CaseRecord(case.case_id, "skipped", output=output_path(out_dir, case.case_id).name,
-                                               note="output exists but no record describes it; --overwrite redoes it")
-        else:
-            todo.append((case, f"stale: {reason}" if exists and reason else "overwritten" if exists else None))
-    for record in records.values():
+    plan = plan_run(cases, out_dir, options, model_identity, references)
+    records = dict(plan.done)
+    for record in plan.done.values():
         if on_case:
             on_case(record)
 
     def finished(record: CaseRecord) -> None:
-        write_record(out_dir, record.stamped())
         records[record.case_id] = record
         if on_case:
             on_case(record)
 
-    def write(segmentation: Segmentation, record: CaseRecord) -> None:
-        started = time.perf_counter()
-        try:
-            write_label_map(segmentation.labels, segmentation.loaded.geometry, output_path(out_dir, record.case_id))
-            if options.save_probabilities:
-                _write_probabilities(segmentation, probabilities_path(out_dir, record.case_id))
-            record.seconds["write"] = time.perf_counter() - started
-        except OSError as error:
-            record.status, record.output = "failed", None
-            record.error = f"case {record.case_id}: writing failed ({error.strerror or error})"
-        finished(record)
-
-    with ThreadPoolExecutor(1) as loader, ThreadPoolExecutor(1) as writer:
-        upcoming: Future | None = loader.submit(prepare_case, todo[0][0], contract) if todo else None
-        writes: list[Future] = []
-        for index, (case, note) in enumerate(todo):
-            current = upcoming
-            upcoming = loader.submit(prepare_case, todo[index + 1][0], contract) if index + 1 < len(todo) else None
-            record = CaseRecord(case.case_id, "ok", inputs=input_fingerprint(case), note=note, **identity)
-            try:
-                prepared: PreparedCase = current.result()
-                progress = (lambda done, total, c=case.case_id: on_tiles(c, done, total)) if on_tiles else None
-                segmentation = segment_case(prepared, backends, contract, options.segment, progress)
-            except Exception as error:  # one case's failure, whatever raised it, must not stop the batch
-                expected = isinstance(error, (CaseError, BratsxError))
-                record.status = "failed"
-                record.error = str(error) if expected else f"case {case.case_id}: {type(error).__name__}: {error}"
-                logger.info("case %s failed: %s", case.case_id, error, exc_info=not expected)
-                finished(record)
-                continue
-            record.output = output_path(out_dir, case.case_id).name
-            record.seconds = segmentation.seconds
-            record.metrics, record.metrics_error = segmentation.metrics, segmentation.metrics_error
-            spacing = segmentation.loaded.geometry.canonical_spacing
-            record.volumes_ml = {region.value: volume_ml(segmentation.regions[i], spacing)
-                                 for i, region in enumerate(REGION_ORDER)}
-            writes.append(writer.submit(write, segmentation, record))
-        for future in writes:
-            future.result()
-    return [records[case.case_id] for case in cases]
+    run_pipeline(plan.todo, backends, contract, out_dir, options, plan.identity, finished, on_tiles)
+    return [records[case.case_id] for case in plan.cases]
 
 
 def _settings(options: InferOptions) -> dict[str, Any]:

@@ -84,6 +84,14 @@ def _fingerprint(case: Case, margin: int) -> str:
     return digest.hexdigest()[:16]
 
 
+def _entries_of(cache_dir: Path, case_id: str) -> list[Path]:
+    """Every cache entry of one case, found by comparing names (a case id is never a glob pattern: ``?`` or
+    ``[`` in an id must not match another case's entries)."""
+    prefix = f"{case_id}-"
+    return [p for p in cache_dir.iterdir() if p.is_dir() and p.name.startswith(prefix)
+            and len(p.name) == len(prefix) + 16 and all(c in "0123456789abcdef" for c in p.name[len(prefix):])]
+
+
 def _entry(cache_dir: Path, case: Case, margin: int) -> Path:
     return cache_dir / f"{case.case_id}-{_fingerprint(case, margin)}"
 
@@ -144,9 +152,8 @@ def build_cache(
         folder = _entry(cache_dir, case, margin)
         built = not (folder / "meta.json").is_file()
         if built:
-            for stale in cache_dir.glob(f"{case.case_id}-*"):
-                suffix = stale.name[len(case.case_id) + 1 :]
-                if stale.is_dir() and len(suffix) == 16 and stale.name != folder.name:
+            for stale in _entries_of(cache_dir, case.case_id):
+                if stale.name != folder.name:
                     shutil.rmtree(stale)  # an entry of the same case from older files or preprocessing
             cached.append(_write_entry(case, folder, margin))
         else:

@@ -122,7 +122,8 @@ def test_batches_run_through_pinned_buffers_in_chunks_of_the_profile(gpu, fp16_o
     batch = tiles(3)
     with TrtBackend(engine) as backend:
         output = backend.run(batch)
-    np.testing.assert_array_equal(output, onnx_runtime(fp16_onnx, batch))
+    # the stand-in engine is ONNX Runtime on the fp16 model, whose kernels round differently per batch size
+    np.testing.assert_allclose(output, onnx_runtime(fp16_onnx, batch), atol=2e-3)
     tile, probabilities = 4 * 16**3 * 4, 3 * 16**3 * 4  # bytes per tile in, per tile out
     assert cuda.copies == [("cudaMemcpyHostToDevice", 2 * tile), ("cudaMemcpyDeviceToHost", 2 * probabilities),
                            ("cudaMemcpyHostToDevice", tile), ("cudaMemcpyDeviceToHost", probabilities)]

@@ -53,3 +53,21 @@ def test_read_cache_reads_entries_another_process_built_and_names_a_missing_one(
         read_cache(cases, tmp_path / "cache")
     entries = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache").iterdir())
     assert entries == [cases[0].case_id]  # reading built nothing
+
+
+def test_a_glob_character_in_a_case_id_never_touches_another_case(tmp_path):
+    from bratsx.cases import discover_cases
+    from bratsx.synth import write_synthetic_dataset
+    from bratsx.trainer.cache import build_cache
+
+    write_synthetic_dataset(tmp_path / "data", cases=1, shape=(32, 32, 24), layout="plain", seed=1)
+    [folder] = list((tmp_path / "data").iterdir())
+    folder.rename(tmp_path / "data" / "1")
+    (tmp_path / "data" / "?").mkdir()
+    for item in (tmp_path / "data" / "1").iterdir():
+        (tmp_path / "data" / "?" / item.name).write_bytes(item.read_bytes())
+    cases = {c.case_id: c for c in discover_cases(tmp_path / "data")}
+    build_cache([cases["1"]], tmp_path / "cache")
+    kept = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    build_cache([cases["?"]], tmp_path / "cache")
+    assert set(kept) <= {p.name for p in (tmp_path / "cache").iterdir()}  # case 1's entry survived case ?'s build

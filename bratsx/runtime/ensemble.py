@@ -1,0 +1,110 @@
+"""The model(s) one inference worker runs, opened once per worker, and what its records say about them.
+
+``bratsx infer`` may average several models (an ensemble). Every scheduler opens them the same way: the
+threads path in the command's own process, each worker process of :mod:`~bratsx.runtime.parallel` and
+each Ray actor of :mod:`~bratsx.runtime.ray_runner`. A :class:`ModelSpec` is the picklable description
+they are handed (files and backend, not open sessions), and :func:`model_identity` is the one place that
+says what a record stores about the model, so a resumed or distributed run judges staleness alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..contract import ModelContract, file_sha256
+from ..errors import BratsxError
+from ..modelfolder import MODEL_JSON, find_model_folder
+from .backends import Backend, BackendName
+from .models import OpenedModel, open_model
+
+__all__ = ["Ensemble", "EnsembleOpener", "ModelSpec", "model_identity"]
+
+
+@dataclass
+class Ensemble:
+    """Open models sharing one contract; closing it closes them all.
+
+    Attributes:
+        backends: the open models, averaged tile by tile.
+        contract: their shared contract.
+        identity: what records say about them (see :func:`model_identity`).
+    """
+
+    backends: list[Backend]
+    contract: ModelContract
+    identity: dict[str, Any]
+    _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Ensemble:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EnsembleOpener(Protocol):
+    """What a scheduler is given to open the models in each worker: picklable, opened where it runs."""
+
+    def open(self, device: str, threads: int | None) -> Ensemble:
+        """Open the models on ``device`` (``cpu`` or ``cuda``) with ``threads`` CPU threads (``None``: all)."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Model files and the backend to run them with: what crosses into worker processes and Ray actors.
+
+    Attributes:
+        paths: one path per model of the ensemble (see :func:`~bratsx.runtime.models.open_model`).
+        backend: a :class:`~bratsx.runtime.backends.BackendName` value.
+        ort_tensorrt: ort on CUDA: ONNX Runtime's TensorRT execution provider first.
+    """
+
+    paths: tuple[Path, ...]
+    backend: str = BackendName.AUTO.value
+    ort_tensorrt: bool = False
+
+    def open(self, device: str, threads: int | None) -> Ensemble:
+        """Open every model with :func:`~bratsx.runtime.models.open_model`.
+
+        Raises:
+            BratsxError: a model cannot be opened, or the models differ in patch size or output mode.
+        """
+        stack = ExitStack()
+        try:
+            opened = [stack.enter_context(open_model(path, self.backend, device=device, threads=threads,
+                                                     ort_tensorrt=self.ort_tensorrt)) for path in self.paths]
+            contract = opened[0].contract
+            if any(o.contract.patch_size != contract.patch_size or o.contract.output_mode != contract.output_mode
+                   for o in opened):
+                raise BratsxError("the models of an ensemble must share their patch size and output mode")
+        except BaseException:
+            stack.close()
+            raise
+        return Ensemble([o.backend for o in opened], contract, model_identity(opened), stack)
+
+
+def model_identity(opened: Sequence[OpenedModel]) -> dict[str, Any]:
+    """What a record says about the models: files, their hashes, model folders, backend, device, precision.
+
+    ``sha256`` (of each file run, or of the checkpoint a torch model came from) decides whether an
+    earlier output is stale; ``folders`` names each model folder with the hash of its ``model.json``
+    (contract, gates and file hashes), for provenance.
+    """
+    first = opened[0].backend
+    folders = [find_model_folder(o.file) for o in opened]
+    return {
+        "files": [str(o.file) for o in opened],
+        "sha256": ",".join(file_sha256(o.file) if o.file.is_file() else o.contract.checkpoint_sha256 or ""
+                           for o in opened),
+        "folders": [{"path": str(f.path), "model_json_sha256": file_sha256(f.path / MODEL_JSON)} if f else None
+                    for f in folders],
+        "backend": first.name, "device": first.device, "precision": first.precision,
+    }

@@ -1,0 +1,129 @@
+"""Uploads and jobs: what the server offers, guessing sequences from names, submitting a case, its progress."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from pydantic import BaseModel
+
+from ...errors import BratsxError
+from ...labels import LabelConvention
+from ...runtime.segment import SegmentOptions
+from ..jobs import Job, JobQueue, new_job_folder
+from ..pipeline import sequence_frames
+from ..state import AppState
+from ..uploads import UploadedFile, case_from_folder, extract_zip, guess_role, stage_files
+from .common import app_state
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_UPLOAD_FOLDER = "upload"
+_ZIP_NAME = "upload.zip"
+
+
+class Names(BaseModel):
+    """File names whose sequences to guess."""
+
+    names: list[str]
+
+
+@router.get("/info")
+def info(state: Annotated[AppState, Depends(app_state)]) -> dict[str, Any]:
+    """What this server does (segment, review), its model and limits."""
+    return state.info()
+
+
+@router.post("/roles")
+def roles(body: Names) -> list[dict[str, str | None]]:
+    """The sequence each file name suggests, as discovery reads names (the page preselects it)."""
+    return [{"name": name, **guess_role(name)} for name in body.names[:64]]
+
+
+def job_queue(state: Annotated[AppState, Depends(app_state)]) -> JobQueue:
+    """The queue (404 when the server segments nothing)."""
+    if state.queue is None:
+        raise HTTPException(404, "this server has no model: it only reviews a batch")
+    return state.queue
+
+
+def find_job(job_id: str, queue: Annotated[JobQueue, Depends(job_queue)]) -> Job:
+    """The job of an id (404 when unknown or expired)."""
+    try:
+        if not _JOB_ID.fullmatch(job_id):
+            raise KeyError(job_id)
+        return queue.get(job_id)
+    except KeyError:
+        raise HTTPException(404, "no such job: it never existed, or it expired and its files were deleted") from None
+
+
+def _upload(state: AppState, files: list[UploadFile], roles: list[str], convention: str) -> Job:
+    """Write the upload into a new job folder and find its case there (the folder is deleted on error)."""
+    settings = state.settings
+    if not files:
+        raise BratsxError("no file uploaded: choose the four sequences, or one .zip of the case folder")
+    names = [f.filename or "unnamed" for f in files]
+    try:
+        chosen = LabelConvention(convention) if convention else None
+    except ValueError:
+        raise BratsxError(f"label convention {convention!r} is not one of "
+                          f"{', '.join(c.value for c in LabelConvention)}") from None
+    job_id, folder = new_job_folder(state.data_dir)
+    try:
+        upload = folder / _UPLOAD_FOLDER
+        upload.mkdir()
+        if len(files) == 1 and names[0].lower().endswith(".zip"):
+            archive = folder / _ZIP_NAME
+            with archive.open("xb") as target:
+                shutil.copyfileobj(files[0].file, target, 1024 * 1024)
+            extract_zip(archive, names[0], upload, settings.max_zip_members, settings.max_unzipped_bytes)
+            archive.unlink()
+            case, implied = case_from_folder(upload, settings.max_unzipped_bytes), None
+            inputs = {"zip": names[0]}
+        else:
+            given = roles or [guess_role(n)["role"] or "" for n in names]
+            if len(given) != len(files):
+                raise BratsxError(f"{len(files)} files but {len(given)} sequence choices; choose one per file")
+            uploaded = [UploadedFile(n, r, f.file) for n, r, f in zip(names, given, files)]
+            case, implied = stage_files(uploaded, upload, settings.max_unzipped_bytes)
+            inputs = {u.role: u.name for u in uploaded}
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Job(job_id, folder, case, SegmentOptions(convention=chosen or implied), inputs)
+
+
+@router.post("/jobs", status_code=201)
+def submit(
+    state: Annotated[AppState, Depends(app_state)],
+    queue: Annotated[JobQueue, Depends(job_queue)],
+    files: Annotated[list[UploadFile], File(description="Four NIfTI files (and optionally a reference), or one .zip")],
+    roles: Annotated[list[str], Form(description="The sequence of each file: flair, t1, t1ce, t2 or seg")] = [],
+    convention: Annotated[str, Form(description="Label values of the output (default: as the input's)")] = "",
+) -> dict[str, Any]:
+    """Upload a case and queue it; answers the job (422 with the loader's one-line message when the upload is bad)."""
+    try:
+        job = _upload(state, files, roles, convention)
+    except BratsxError as error:
+        raise HTTPException(422, str(error)) from None
+    queue.submit(job)
+    return _describe(queue, job)
+
+
+@router.get("/jobs/{job_id}")
+def status(job: Annotated[Job, Depends(find_job)], queue: Annotated[JobQueue, Depends(job_queue)]
+           ) -> dict[str, Any]:
+    """A job's state: queued (with its place in line), running (stage, tiles), done (result) or failed (message)."""
+    try:
+        return _describe(queue, job)
+    except KeyError:
+        raise HTTPException(404, "the job expired and its files were deleted") from None
+
+
+def _describe(queue: JobQueue, job: Job) -> dict[str, Any]:
+    """The job as the page sees it, with the sequences its viewer can show."""
+    return {**queue.describe(job.id), "sequences": sequence_frames(job.case)}

@@ -1,0 +1,156 @@
+"""End to end in a real browser: Debian's headless Chromium driven by Playwright (no browser download).
+
+Skipped where /usr/bin/chromium is absent (``.ci/run`` installs it).
+"""
+
+import io
+import re
+import shutil
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import HOSTILE_ID
+from serving import case_files, live_server
+from typer.testing import CliRunner
+
+from bratsx.cli import app as cli
+from bratsx.report.qc import read_qc
+from bratsx.synth import write_synthetic_dataset
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: How far a label colour stands out of the grey background once blended (60% opacity: 153 at full colour).
+_CHROMA = 80
+#: Longest wait for the page (seconds).
+_TIMEOUT_S = 180
+#: The label toggles' tissue of each label name.
+_TISSUES = {"NCR": "necrotic_core", "ED": "edema", "ET": "enhancing"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.skip("no /usr/bin/chromium: the browser tests need Debian's chromium (apt-get install chromium "
+                    "chromium-driver; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install "
+                                                                 "playwright; its own browser download is not used)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        launched.close()
+
+
+def _open(browser, address):
+    """A page on the app, collecting script errors (the page's CSP forbids Playwright's eval-based waits)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(_TIMEOUT_S * 1000)  # WebGL runs in software here, on a shared CPU
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(address)
+    page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+def _wait(page, script, timeout=_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        assert time.monotonic() < deadline, f"timed out waiting for {script}"
+        time.sleep(0.05)
+
+
+def _label_pixels(page) -> dict[str, int]:
+    """Pixels of the viewer's canvas in each label colour (red NCR, green ED, yellow ET, blended over grey)."""
+    from PIL import Image
+
+    time.sleep(0.3)  # NiiVue draws on the next animation frame
+    rgb = np.asarray(Image.open(io.BytesIO(page.locator("#gl").screenshot())).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return {"NCR": int(np.count_nonzero((r - np.maximum(g, b) > _CHROMA) & (abs(g - b) < 40))),
+            "ED": int(np.count_nonzero((g - np.maximum(r, b) > _CHROMA) & (abs(r - b) < 40))),
+            "ET": int(np.count_nonzero((np.minimum(r, g) - b > _CHROMA) & (abs(r - g) < 40)))}
+
+
+def _toggle(page, tissue):
+    page.click(f"#label-toggles input[data-tissue={tissue}]", no_wait_after=True)
+
+
+def test_upload_view_and_download_in_a_real_browser(browser, tmp_path, model_folder):
+    case = write_synthetic_dataset(tmp_path / "cases", cases=1, shape=(64, 64, 48), seed=7)[0]
+    files = [str(p) for p in case_files(case)]
+    with live_server(model=model_folder, backend="ort") as address:
+        page = _open(browser, address)
+        page.set_input_files("#files", files[:3])  # T2 missing: the page shows the one-line message
+        page.click("#submit", no_wait_after=True)
+        page.wait_for_selector("body[data-state=failed]")
+        assert page.text_content("#upload-error") == "missing t2: upload FLAIR, T1, T1ce and T2 (or one .zip of " \
+                                                     "the case folder)"
+
+        page.set_input_files("#files", files)
+        _wait(page, "document.querySelectorAll('#file-roles select.role').length === 4")
+        assert [s.input_value() for s in page.query_selector_all("#file-roles select.role")] == \
+            ["flair", "t1", "t1ce", "t2"]
+        page.click("#submit", no_wait_after=True)
+        page.wait_for_selector("body[data-state=shown]")
+        assert page.text_content("#result-title") == case.name
+
+        shown = _label_pixels(page)
+        assert sum(shown.values()) > 500, shown
+        for tissue in _TISSUES.values():
+            _toggle(page, tissue)
+        hidden = _label_pixels(page)
+        assert sum(hidden.values()) < 0.01 * sum(shown.values()), (shown, hidden)
+        kept = max(shown, key=shown.get)  # the label with most pixels, shown alone
+        _toggle(page, _TISSUES[kept])
+        alone = _label_pixels(page)
+        assert alone[kept] > 0.5 * shown[kept]
+        assert sum(alone.values()) - alone[kept] < 0.05 * sum(shown.values()), (shown, alone)
+        page.evaluate("(() => { const s = document.getElementById('opacity'); s.value = '0';"
+                      " s.dispatchEvent(new Event('input')); })()")
+        assert sum(_label_pixels(page).values()) < 0.01 * sum(shown.values())
+
+        box = page.locator("#gl").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.25)
+        assert re.fullmatch(r"voxel \d+, \d+, \d+ · T1ce -?[\d.]+ · label: (background|NCR|ED|ET)",
+                            page.text_content("#location")), page.text_content("#location")
+
+        page.select_option("#background", "flair")
+        page.wait_for_selector("body[data-viewer=shown]")
+        with page.expect_download() as download:
+            page.click("#download-segmentation")
+        assert download.value.suggested_filename == f"{case.name}.nii.gz"
+        download.value.save_as(tmp_path / "served.nii.gz")
+        assert page.errors == []
+
+    result = CliRunner().invoke(cli, ["infer", str(tmp_path / "cases"), "--model", str(model_folder), "--backend",
+                                      "ort", "--out", str(tmp_path / "infer")])
+    assert result.exit_code == 0, result.output
+    served, inferred = nib.load(tmp_path / "served.nii.gz"), nib.load(tmp_path / "infer" / f"{case.name}.nii.gz")
+    assert np.array_equal(np.asarray(served.dataobj), np.asarray(inferred.dataobj))
+    assert np.array_equal(served.affine, inferred.affine) and served.shape == inferred.shape
+
+
+def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, batch):
+    cases, original = batch
+    predictions = tmp_path / "predictions"
+    shutil.copytree(original, predictions)
+    with live_server(cases_dir=cases, predictions_dir=predictions) as address:
+        page = _open(browser, address)
+        rows = page.locator("#review-cases tbody tr")
+        assert rows.count() == 2
+        hostile = rows.filter(has_text=HOSTILE_ID)
+        assert hostile.locator("td").first.text_content() == HOSTILE_ID  # shown as text, never parsed as HTML
+        hostile.click(no_wait_after=True)
+        page.wait_for_selector("body[data-viewer=shown]")
+        assert _label_pixels(page) != {"NCR": 0, "ED": 0, "ET": 0}
+        page.fill("#review-comment", "edema missed <b>here</b>, slice 12")
+        page.click("#verdict-fail", no_wait_after=True)
+        _wait(page, "document.getElementById('review-saved').textContent.startsWith('saved: fail')")
+        assert page.evaluate("window.pwned === undefined") and page.errors == []
+    verdict = read_qc(predictions / "qc.csv")[HOSTILE_ID]
+    assert (verdict.verdict, verdict.comment) == ("fail", "edema missed <b>here</b>, slice 12")

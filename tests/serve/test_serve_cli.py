@@ -1,0 +1,44 @@
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'bratsx[serve]')")
+import uvicorn
+
+from bratsx.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """uvicorn.run replaced: records what it was asked to serve instead of serving."""
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **options: calls.append((application, options)))
+    return calls
+
+
+def test_serve_on_another_address_makes_a_token_and_prints_the_address_with_it(started, batch):
+    cases, predictions = batch
+    result = runner.invoke(app, ["serve", "--cases", str(cases), "--predictions", str(predictions), "--host",
+                                 "0.0.0.0", "--port", "8123"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "no model found: reviewing only" in result.output and "a token was made" in result.output
+    assert re.search(r"open http://0\.0\.0\.0:8123/\?token=[A-Za-z0-9_-]{32}", result.output)
+    assert started[0][1] == {"host": "0.0.0.0", "port": 8123, "log_level": "warning"}
+
+
+def test_serve_with_a_model_on_localhost_needs_no_token(started, model_folder):
+    result = runner.invoke(app, ["serve", "--model", str(model_folder), "--backend", "ort"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "open http://127.0.0.1:8000/ " in result.output and "token" not in result.output
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ([], "no model in workspace"),
+    (["--cases", "."], "review mode needs both --cases and --predictions"),
+])
+def test_serve_refuses_what_cannot_work_in_one_line(started, arguments, message):
+    result = runner.invoke(app, ["serve", *arguments])
+    assert result.exit_code == 2 and message in result.output and not started

@@ -19,7 +19,13 @@ def started(monkeypatch):
     return calls
 
 
-def test_serve_on_another_address_makes_a_token_and_prints_the_address_with_it(started, batch):
+@pytest.fixture
+def nothing_bundled(monkeypatch):
+    """An install without the bundled model (and an empty workspace): serve has no model of its own."""
+    monkeypatch.setattr("bratsx.workspace.bundled_models", lambda: [])
+
+
+def test_serve_on_another_address_makes_a_token_and_prints_the_address_with_it(started, batch, nothing_bundled):
     cases, predictions = batch
     result = runner.invoke(app, ["serve", "--cases", str(cases), "--predictions", str(predictions), "--host",
                                  "0.0.0.0", "--port", "8123"], env={"COLUMNS": "200"})
@@ -39,6 +45,6 @@ def test_serve_with_a_model_on_localhost_needs_no_token(started, model_folder):
     ([], "no model in workspace"),
     (["--cases", "."], "review mode needs both --cases and --predictions"),
 ])
-def test_serve_refuses_what_cannot_work_in_one_line(started, arguments, message):
+def test_serve_refuses_what_cannot_work_in_one_line(started, arguments, message, nothing_bundled):
     result = runner.invoke(app, ["serve", *arguments])
     assert result.exit_code == 2 and message in result.output and not started

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from serving import HOSTILE_ID
 
 from bratsx.synth import write_synthetic_dataset
 
 #: A case id that would run script if the page ever parsed case ids as HTML.
-HOSTILE_ID = '<img src=x onerror="window.pwned=1">'
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,9 @@ from bratsx.serve.app import create_app, serving
 from bratsx.serve.settings import ServeSettings
 from bratsx.serve.state import AppState
 
+#: A case id that is HTML: every page must show it as text, never run it.
+HOSTILE_ID = '<img src=x onerror="window.pwned=1">'
+
 #: Where TestClient's requests claim to go (the guard serves only local host names without a token).
 LOCAL = "http://127.0.0.1:8000"
 

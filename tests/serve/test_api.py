@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import nibabel as nib
 import numpy as np
 import pytest
-from serving import LOCAL, case_files, client, live_server, upload, wait_for_job
+from serving import HOSTILE_ID, LOCAL, case_files, client, live_server, upload, wait_for_job
 
 from bratsx.cases import discover_cases
 from bratsx.errors import BratsxError
@@ -235,8 +235,6 @@ def test_verdicts_go_to_qc_csv_atomically_and_survive_a_restart(tmp_path, batch)
 
 
 def test_review_lists_cases_flagged_as_the_report_flags_them_in_json_only(batch):
-    from conftest import HOSTILE_ID
-
     cases, predictions = batch
     with client(cases_dir=cases, predictions_dir=predictions) as app:
         listed = app.get("/api/review/cases")

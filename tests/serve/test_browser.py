@@ -12,8 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import HOSTILE_ID
-from serving import case_files, live_server
+from serving import HOSTILE_ID, case_files, live_server
 from typer.testing import CliRunner
 
 from bratsx.cli import app as cli

@@ -137,6 +137,15 @@ def _status(pid: int) -> dict[str, str] | None:
             "command": command[:120]}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def _descendants(root: int) -> dict[int, dict[str, str]]:
     table = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _status(int(p)))}
     found, frontier = {}, [root]
@@ -162,8 +171,10 @@ def measure(mode: str, cases_dir: Path, model: Path, backend: str, work: Path, o
             if status is None:
                 continue
             mb = int(status["hwm"].split()[0]) / 1024
-            entry = peaks.setdefault(pid, {"name": status["name"], "command": status["command"], "peak_rss_mb": 0.0})
+            entry = peaks.setdefault(pid, {"name": status["name"], "command": status["command"], "peak_rss_mb": 0.0,
+                                           "cpu_s": 0.0})
             entry["peak_rss_mb"] = max(entry["peak_rss_mb"], mb)
+            entry["cpu_s"] = max(entry["cpu_s"], _cpu_seconds(pid))
         ended, status, usage = os.wait4(child.pid, os.WNOHANG)
         if ended:
             break
@@ -172,7 +183,9 @@ def measure(mode: str, cases_dir: Path, model: Path, backend: str, work: Path, o
     if not lines or os.waitstatus_to_exitcode(status) != 0:
         return {"error": f"the {mode} run failed (exit code {os.waitstatus_to_exitcode(status)}); see its stderr"}
     result = json.loads(lines[-1])
-    cpu_s = usage.ru_utime + usage.ru_stime  # the child and every descendant it (or Ray) reaped
+    # Reaped descendants are in the rusage, but Ray's workers are not reaped by the child: the sampled CPU
+    # time of every process of the tree (up to its last sample, 0.5 s before it ended) covers them.
+    cpu_s = max(usage.ru_utime + usage.ru_stime, sum(entry["cpu_s"] for entry in peaks.values()))
     finished = sorted(datetime.datetime.fromisoformat(r["finished"]) for r in result["records"] if r["finished"])
     steady = (finished[-1] - finished[0]).total_seconds() if len(finished) > 1 else None
     ok = sum(r["status"] == "ok" for r in result["records"])
@@ -206,6 +219,7 @@ def main() -> None:
     parser.add_argument("--cases", type=Path, help="cases folder [default: the 8 cases above, linked into WORK/cases]")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap [default: 0.5]")
+    parser.add_argument("--note", default="", help="what else ran on the machine meanwhile, for the record")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -226,7 +240,7 @@ def main() -> None:
         "machine": machine_info(), "cases": sorted(p.name for p in cases_dir.iterdir()),
         "backend": args.backend, "overlap": args.overlap,
         "model": str(args.model) if args.model else "default network, random weights (seed 0)",
-        "note": "2-core machine shared with a bratsx training job running at the same time",
+        "note": args.note,
         "modes": results,
     }
     if all(results.get(mode, {}).get("cases_ok") for mode in MODES):

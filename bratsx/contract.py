@@ -54,7 +54,8 @@ class ModelContract:
             resampled, so cases should come at about this spacing.
         modality_order: input channels.
         normalization: input normalisation scheme.
-        crop_margin: voxels kept around the brain's bounding box.
+        crop_margin: voxels the training cache kept around the brain's bounding box (inference crops
+            the box exactly, as nnU-Net: :data:`bratsx.preprocessing.INFERENCE_MARGIN`).
         canonical_orientation: nibabel axis codes of the arrays the network sees.
         label_values: label value of each tissue in the BraTS 2023 convention, which outputs in
             ``labels`` mode index (channel i = class i).

@@ -6,6 +6,7 @@ A model folder describes itself, as nnU-Net's trained-model folders do::
       model.json          contract, source run and checkpoint, validation Dice, gates passed, file hashes
       model.onnx          fp32, verified against PyTorch
       model.fp16.onnx     fp16 compute (only when it passed its accuracy gate)
+      model.int8.xml/.bin OpenVINO IR quantized to int8 by NNCF (only when it passed its accuracy gate)
       model.engine        TensorRT engine (only when built and gated), with its build sidecar model.engine.json
 
 :func:`file_for` picks the file each backend runs, so users name a folder and a backend and never
@@ -29,7 +30,9 @@ __all__ = ["MODEL_FILES", "MODEL_JSON", "ModelFolder", "find_model_folder", "wri
 
 MODEL_JSON = "model.json"
 #: The files a model folder may hold, by what they are.
-MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "engine": "model.engine"}
+MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.xml", "engine": "model.engine"}
+#: Model files kept only while model.json records their accuracy gate as passed.
+GATED_FILES = ("fp16", "int8")
 _FORMAT = "bratsx-model"
 
 
@@ -68,11 +71,12 @@ class ModelFolder:
         return ModelContract.from_dict(self.info["contract"])
 
     def file(self, kind: str) -> Path | None:
-        """The folder's ``fp32``, ``fp16`` or ``engine`` file, when present (fp16 only when gated)."""
+        """The folder's ``fp32``, ``fp16``, ``int8`` or ``engine`` file, when present (fp16 and int8 only when
+        gated; int8 is the IR's ``.xml``, its weights in the ``.bin`` beside it)."""
         path = self.path / MODEL_FILES[kind]
         if not path.is_file():
             return None
-        if kind == "fp16" and not self.info.get("gates", {}).get("fp16", {}).get("passed", False):
+        if kind in GATED_FILES and not self.info.get("gates", {}).get(kind, {}).get("passed", False):
             return None
         return path
 
@@ -84,7 +88,7 @@ class ModelFolder:
 
     @property
     def precisions(self) -> list[str]:
-        """Which of fp32, fp16 and a TensorRT engine the folder holds."""
+        """Which of fp32, fp16, int8 and a TensorRT engine the folder holds."""
         return [kind for kind in MODEL_FILES if self.file(kind) is not None]
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "DEFAULT_MARGIN",
+    "INFERENCE_MARGIN",
     "CropBox",
     "Preprocessed",
     "brain_mask",
@@ -24,8 +26,13 @@ __all__ = [
     "zscore_in_mask",
 ]
 
-#: Voxels added around the brain's bounding box on every side (clipped to the volume).
+#: Voxels added around the brain's bounding box on every side (clipped to the volume) by the training cache.
+#: Training keeps it: a patch reaching past the box sees zeros either way (the margin's zeros or the zero
+#: padding), so the margin changes nothing the network learns, and changing it would rebuild every cache.
 DEFAULT_MARGIN = 2
+#: Margin of the inference crop: none, as nnU-Net crops to the non-zero box. Around the box the network sees
+#: zeros either way, so a margin would only plan more tiles (12 instead of 8 128^3 tiles on BraTS-GLI-00001-000).
+INFERENCE_MARGIN = 0
 
 
 @dataclass(frozen=True)

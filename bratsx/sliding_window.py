@@ -1,29 +1,40 @@
-"""Sliding-window prediction over a volume larger than the network's patch, with Gaussian blending.
+"""Sliding-window prediction over a volume larger than the network's patch, with Gaussian blending, and its
+single-pass alternative.
 
 One implementation, used by validation during training, by ``bratsx infer`` and by the bench. The
 planner places tiles evenly (per axis ``n = ceil((size - patch) / (patch * (1 - overlap))) + 1``
 tiles, spread from the first voxel to the last), skips tiles that hold no brain, and the
-accumulator blends overlapping predictions with a Gaussian importance map (sigma = patch / 8,
-centred, clipped to a small positive minimum), summing in float32 and normalising by the summed
-weights. Nothing here imports torch: the network is any function from a batch of tiles to a batch
-of probabilities.
+accumulator blends overlapping predictions with nnU-Net's Gaussian importance map (sigma = patch / 8,
+peak at voxel ``patch // 2``, zeros raised to the smallest non-zero weight), summing in float32 and
+normalising by the summed weights. Nothing here imports torch: the network is any function from a
+batch of tiles to a batch of probabilities.
+
+:func:`box_predict` is the other :class:`Window`: the network is fully convolutional, so one forward pass
+over the whole brain box (padded to the network's divisor) replaces the overlapping tiles at a fraction of
+their FLOPs; its instance normalisations then see the whole box rather than one tile.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from enum import Enum
 from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["TileAccumulator", "gaussian_importance_map", "plan_tiles", "sliding_window_predict", "tile_starts"]
-
-#: Smallest weight of the importance map, relative to its peak (keeps tile borders from being ignored).
-MIN_IMPORTANCE = 1e-3
+__all__ = ["TileAccumulator", "Window", "box_predict", "gaussian_importance_map", "plan_tiles", "planned_tiles",
+           "sliding_window_predict", "tile_starts"]
 
 Tile = tuple[slice, slice, slice]
 Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+class Window(str, Enum):
+    """How the network covers a volume: overlapping ``tiles`` of its patch, or the whole ``box`` in one pass."""
+
+    TILES = "tiles"
+    BOX = "box"
 
 
 def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
@@ -70,18 +81,22 @@ def plan_tiles(
 def _cached_gaussian(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
     axes = []
     for length in patch:
-        centre = (length - 1) / 2.0
         sigma = length * sigma_scale
-        axes.append(np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2))
+        axes.append(np.exp(-0.5 * ((np.arange(length) - length // 2) / sigma) ** 2))
     weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
-    weights /= weights.max()
-    weights = np.maximum(weights, MIN_IMPORTANCE).astype(np.float32)
+    weights = (weights / weights.max()).astype(np.float32)
+    weights[weights == 0] = weights[weights > 0].min()
     weights.flags.writeable = False
     return weights
 
 
 def gaussian_importance_map(patch: tuple[int, int, int], sigma_scale: float = 0.125) -> np.ndarray:
-    """Separable Gaussian weights over a tile, peak 1 at the exact centre, at least :data:`MIN_IMPORTANCE`.
+    """nnU-Net's Gaussian weights over a tile (``compute_gaussian``), computed in float32.
+
+    A sampled, separable Gaussian with sigma ``patch * sigma_scale`` and its peak, 1, at voxel
+    ``patch // 2`` (nnU-Net filters a unit impulse there; its 4-sigma truncation never reaches a tile's
+    edge), and weights that underflow to 0 raised to the smallest non-zero one. nnU-Net keeps the map and
+    its sums in float16 (scaled by 10); here they stay float32, the only difference.
 
     Cached per patch size; the returned array is read-only.
     """
@@ -107,20 +122,67 @@ class TileAccumulator:
         self.values[(slice(None), *tile)] += prediction * self.importance
         self.weights[tile] += self.importance
 
-    def finalize(self) -> np.ndarray:
-        """The blended prediction; voxels no tile covered are 0."""
+    def finalize(self, uncovered: float | np.ndarray = 0.0) -> np.ndarray:
+        """The blended prediction; voxels no tile covered get ``uncovered`` (a value, or one per channel)."""
         covered = self.weights > 0
         np.divide(self.values, self.weights, out=self.values, where=covered)
+        if not covered.all():
+            self.values[:, ~covered] = np.reshape(np.asarray(uncovered, dtype=np.float32), (-1, 1))
         return self.values
 
 
-def _padding(shape: tuple[int, ...], patch: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Symmetric padding that brings each axis up to the patch (none where it is already as large)."""
+def _padding(shape: tuple[int, ...], target: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Symmetric padding that brings each axis up to ``target`` (none where it is already as large)."""
     pads = []
-    for size, length in zip(shape, patch):
+    for size, length in zip(shape, target):
         missing = max(length - size, 0)
         pads.append((missing // 2, missing - missing // 2))
     return pads
+
+
+def _padded(image: np.ndarray, pads: list[tuple[int, int]]) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """``image`` zero-padded by ``pads`` on its spatial axes, and the slices that undo it."""
+    spatial = image.shape[1:]
+    crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
+    return (np.pad(image, [(0, 0), *pads]) if any(sum(p) for p in pads) else image), crop
+
+
+def _planned(image: np.ndarray, patch: tuple[int, int, int], overlap: float, mask: np.ndarray | None
+             ) -> tuple[np.ndarray, tuple[slice, ...], list[Tile]]:
+    """The image padded to at least the patch, the slices that undo the padding, and its non-empty tiles."""
+    pads = _padding(tuple(image.shape[1:]), patch)
+    padded, crop = _padded(image, pads)
+    padded_mask = np.pad(mask, pads) if mask is not None and any(sum(p) for p in pads) else mask
+    tiles = plan_tiles(tuple(padded.shape[1:]), patch, overlap, padded_mask)
+    if not tiles:
+        raise ValueError("the mask is empty: there is no tile to predict")
+    return padded, crop, tiles
+
+
+def planned_tiles(image: np.ndarray, patch: tuple[int, int, int], overlap: float = 0.5,
+                  mask: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The ``(C, *patch)`` tiles :func:`sliding_window_predict` hands the network for ``image``, in its order
+    (what a quantizer calibrates on)."""
+    padded, _, tiles = _planned(image, patch, overlap, mask)
+    for tile in tiles:
+        yield np.ascontiguousarray(padded[(slice(None), *tile)])
+
+
+def box_predict(image: np.ndarray, divisor: int, predict: Predictor) -> np.ndarray:
+    """Predict a whole volume in one forward pass, zero-padded (symmetrically) to a multiple of ``divisor``.
+
+    Args:
+        image: float32 ``(C, *spatial)`` network input (already normalised), e.g. the brain box.
+        divisor: every spatial size the network takes is a multiple of it (``2 ** (stages - 1)``).
+        predict: maps a float32 ``(1, C, *padded)`` batch to float32 ``(1, K, *padded)`` probabilities.
+
+    Returns:
+        float32 ``(K, *spatial)`` probabilities.
+    """
+    target = tuple(-(-size // divisor) * divisor for size in image.shape[1:])
+    padded, crop = _padded(image, _padding(tuple(image.shape[1:]), target))
+    prediction = np.asarray(predict(np.ascontiguousarray(padded[None])), dtype=np.float32)[0]
+    return np.ascontiguousarray(prediction[(slice(None), *crop)])
 
 
 def _batches(tiles: list[Tile], batch_size: int) -> Iterator[list[Tile]]:
@@ -136,6 +198,7 @@ def sliding_window_predict(
     batch_size: int = 1,
     mask: np.ndarray | None = None,
     on_tiles: Callable[[int, int], None] | None = None,
+    uncovered: float | np.ndarray = 0.0,
 ) -> np.ndarray:
     """Predict a whole volume tile by tile and blend the tiles with Gaussian weights.
 
@@ -145,9 +208,10 @@ def sliding_window_predict(
         predict: maps a float32 ``(N, C, *patch)`` batch to float32 ``(N, K, *patch)`` probabilities.
         overlap: fraction of a tile shared with each neighbour (0.5 by default, as nnU-Net).
         batch_size: tiles per call of ``predict``.
-        mask: optional brain mask of the spatial shape; tiles without brain are not predicted and
-            stay 0 in the output.
+        mask: optional brain mask of the spatial shape; tiles without brain are not predicted, and the
+            voxels only they covered get ``uncovered``.
         on_tiles: called with ``(tiles done, tiles in all)`` after each call of ``predict``.
+        uncovered: output of voxels no predicted tile covers: a value, or one per output channel.
 
     Returns:
         float32 ``(K, *spatial)`` blended probabilities.
@@ -155,14 +219,7 @@ def sliding_window_predict(
     Raises:
         ValueError: if ``mask`` is given and empty.
     """
-    spatial = tuple(image.shape[1:])
-    pads = _padding(spatial, patch)
-    padded = np.pad(image, [(0, 0), *pads]) if any(sum(p) for p in pads) else image
-    padded_mask = np.pad(mask, pads) if mask is not None and any(sum(p) for p in pads) else mask
-    tiles = plan_tiles(tuple(padded.shape[1:]), patch, overlap, padded_mask)
-    if not tiles:
-        raise ValueError("the mask is empty: there is no tile to predict")
-    crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
+    padded, crop, tiles = _planned(image, patch, overlap, mask)
     if tuple(padded.shape[1:]) == tuple(patch):  # one window, nothing to blend: its prediction, exactly
         prediction = np.asarray(predict(padded[None]), dtype=np.float32)[0]
         if on_tiles is not None:
@@ -179,5 +236,5 @@ def sliding_window_predict(
         done += len(group)
         if on_tiles is not None:
             on_tiles(done, len(tiles))
-    blended = accumulator.finalize()
+    blended = accumulator.finalize(uncovered)
     return np.ascontiguousarray(blended[(slice(None), *crop)])

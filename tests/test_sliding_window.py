@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from bratsx.sliding_window import (
-    MIN_IMPORTANCE,
     TileAccumulator,
     gaussian_importance_map,
     plan_tiles,
@@ -29,15 +28,17 @@ def test_tile_starts_reject_an_axis_smaller_than_the_patch():
         tile_starts(10, 16, 0.5)
 
 
-def test_gaussian_map_is_centred_symmetric_peaked_and_clipped():
+def test_gaussian_map_is_nnunets_peaked_at_the_middle_voxel_and_positive():
     weights = gaussian_importance_map((16, 12, 9))
     assert weights.shape == (16, 12, 9) and weights.dtype == np.float32
-    assert weights.max() == pytest.approx(1.0, abs=1e-6)
-    for axis in range(3):
-        assert np.allclose(weights, np.flip(weights, axis))
-    assert weights.min() >= MIN_IMPORTANCE
+    assert weights[8, 6, 4] == pytest.approx(1.0, abs=1e-6) and weights.max() == weights[8, 6, 4]
+    assert weights.min() > 0
     assert gaussian_importance_map((16, 12, 9)) is weights  # computed once per patch size
     assert not weights.flags.writeable
+    nnunet = pytest.importorskip("nnunetv2.inference.sliding_window_prediction")
+    torch = pytest.importorskip("torch")
+    theirs = nnunet.compute_gaussian((16, 12, 9), 1 / 8, 1, torch.float32, torch.device("cpu")).numpy()
+    np.testing.assert_allclose(weights, theirs, rtol=1e-5)
 
 
 def test_plan_skips_tiles_without_brain():
@@ -125,8 +126,8 @@ def test_accumulator_normalises_by_the_summed_weights():
 def test_blend_matches_monai_where_the_tile_grids_coincide():
     torch = pytest.importorskip("torch")
     monai_inferers = pytest.importorskip("monai.inferers")
-    # Patch 15 (odd: MONAI's Gaussian peaks at exactly 1, as ours); with overlap 0.5 MONAI steps by
-    # int(7.5) = 7 and bratsx spreads its tiles evenly; for these sizes both start at 0, 7, 14, ...
+    # Patch 15; with overlap 0.5 MONAI steps by int(7.5) = 7 and bratsx spreads its tiles evenly; for these
+    # sizes both start at 0, 7, 14, ... MONAI gets bratsx's (nnU-Net's) weights: its own floor them at 1e-3.
     patch, shape = (15, 15, 15), (29, 22, 36)
     assert [tile_starts(s, p, 0.5) for s, p in zip(shape, patch)] == [[0, 7, 14], [0, 7], [0, 7, 14, 21]]
     rng = np.random.default_rng(5)
@@ -134,7 +135,7 @@ def test_blend_matches_monai_where_the_tile_grids_coincide():
     ours = sliding_window_predict(image, patch, linear_model, overlap=0.5, batch_size=4)
     theirs = monai_inferers.sliding_window_inference(
         torch.from_numpy(image[None]), patch, 4, lambda t: torch.from_numpy(linear_model(t.numpy())),
-        overlap=0.5, mode="gaussian", sigma_scale=0.125,
+        overlap=0.5, mode="gaussian", roi_weight_map=torch.from_numpy(gaussian_importance_map(patch).copy()),
     )[0].numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 

@@ -1,19 +1,24 @@
-"""``bratsx bench``: throughput and latency per backend, against the machine's peak and against MONAI.
+"""``bratsx bench``: throughput and latency per backend and window, against the machine's peak and against peers.
 
 One report, from one run on one set of cases and one set of weights:
 
-- per backend: build/compile time, tile throughput (tiles/s, voxels/s), effective GFLOP/s from the
-  model's FLOPs per tile and their fraction of the fp32 GEMM peak measured in the same run, per-case
-  latency p50/p95 with the stage breakdown, directory throughput (cases/min), peak memory;
-- with ``compare_monai``: MONAI's ``sliding_window_inference`` with PyTorch eager on the same weights
-  and cases, the speed ratio of every backend to it, and the per-region Dice agreement between the
-  two outputs; a ratio counts only where agreement is at least :data:`AGREEMENT_FLOOR`.
+- per backend and window (``tiles``, or ``box``: one pass over the brain box): build/compile time, tile
+  throughput (tiles/s, voxels/s), effective GFLOP/s from the model's FLOPs per tile and their fraction of
+  the GEMM peak of the same precision measured in the same run, per-case latency p50/p95 with the stage
+  breakdown, directory throughput (cases/min), peak memory, and the per-region Dice agreement with the
+  fp32 tiled row (the reference every faster path is judged against);
+- with peers (``compare``): MONAI's ``sliding_window_inference`` with PyTorch eager, and nnU-Net v2's own
+  predictor (mirroring as ``tta``), on the same weights and cases; the speed ratio of every row to each
+  peer, and the per-region Dice agreement between their outputs; a ratio counts only where agreement is
+  at least :data:`AGREEMENT_FLOOR`;
+- the load average at the start and the end, since a shared machine's timings mean little without it.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,21 +32,28 @@ import numpy as np
 from .. import __version__
 from ..cases import Case, discover_cases
 from ..errors import BratsxError
-from ..runtime.backends import BackendName
+from ..runtime.backends import BackendName, TorchOptions
 from ..runtime.evaluate import evaluate_directories
-from ..runtime.segment import STAGES
+from ..runtime.segment import STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import cpu_gemm_gflops
 
-__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "run_bench"]
+__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peer_ratio", "run_bench"]
 
-#: Dice agreement with MONAI below which a speed ratio is not counted (the outputs differ).
+#: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
 
-
-#: Backends the bench can measure (every named backend but ``auto``).
-BENCH_BACKENDS = tuple(b.value for b in BackendName if b is not BackendName.AUTO)
+#: The torch backend under autocast (fp16 on CUDA, bf16 on CPU), measured beside plain torch.
+TORCH_AMP = "torch-amp"
+#: Backends the bench can measure (every named backend but ``auto``, and torch under autocast).
+BENCH_BACKENDS = (*(b.value for b in BackendName if b is not BackendName.AUTO), TORCH_AMP)
+#: Peers the bench can compare with.
+PEERS = ("monai", "nnunet")
+#: Rows whose tiled output is the fp32 reference, in order of preference.
+FP32_REFERENCES = (BackendName.OPENVINO.value, BackendName.ORT.value, BackendName.TORCH.value)
+#: Torch options the bench can switch on (fields of :class:`~bratsx.runtime.backends.TorchOptions` but amp).
+TORCH_FLAGS = tuple(name for name in TorchOptions.__dataclass_fields__ if name != "amp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,37 +61,42 @@ class BenchConfig:
     """What to measure.
 
     Attributes:
-        backends: bratsx backends to measure (``ort``, ``openvino``, ``openvino-bf16``, ``torch``, ``trt``).
-        model: a checkpoint, run directory or model folder (its recorded checkpoint); ``None`` for the
-            default network with random weights.
+        backends: bratsx backends to measure (:data:`BENCH_BACKENDS`).
+        model: a checkpoint, run directory or model folder (its recorded checkpoint; its int8 IR for
+            ``openvino-int8``); ``None`` for the default network with random weights.
         cases_dir: cases to run; ``None`` for ``synthetic`` synthetic 240x240x155 cases.
         synthetic: how many synthetic cases.
-        compare_monai: also run MONAI's sliding window on the same weights.
-        tta: mirror test-time augmentation in bratsx (MONAI is always run without).
+        windows: how each backend covers a case (``tiles``, ``box``); one row per backend and window.
+        compare: peers to run on the same weights (:data:`PEERS`).
+        tta: mirror test-time augmentation in bratsx and nnU-Net's mirroring (MONAI is always run without).
         repeat: passes over the cases per backend.
         overlap: sliding-window overlap.
         device: ``cpu`` or ``cuda``, for ort, torch and MONAI.
         engine: a TensorRT engine, for the ``trt`` backend.
+        torch_flags: :data:`TORCH_FLAGS` switched on for the torch rows (channels_last, compile, cuda_graphs).
     """
 
     backends: tuple[str, ...] = ("ort", "openvino", "torch")
     model: Path | None = None
     cases_dir: Path | None = None
     synthetic: int = 2
-    compare_monai: bool = False
+    windows: tuple[str, ...] = (Window.TILES.value,)
+    compare: tuple[str, ...] = ()
     tta: bool = False
     repeat: int = 2
     overlap: float = 0.5
     device: str = "cpu"
     engine: Path | None = None
+    torch_flags: tuple[str, ...] = ()
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
-    """The checkpoint (for torch and MONAI) and the ONNX export of the same weights."""
+def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | None]:
+    """The checkpoint (for torch and the peers), the ONNX export of the same weights, and the model folder's
+    gated int8 IR (when ``openvino-int8`` is measured)."""
     from ..export.pipeline import export_model
     from ..modelfolder import find_model_folder
 
@@ -90,6 +107,12 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
         if checkpoint is None:
             raise BratsxError(f"bench --model {config.model}: the checkpoint this model was exported from is not "
                               "recorded or gone; give the run directory (every backend runs the same weights)")
+    int8 = None
+    if BackendName.OPENVINO_INT8.value in config.backends:
+        int8 = folder.file("int8") if folder is not None else None
+        if int8 is None:
+            raise BratsxError("bench --backends openvino-int8 needs --model to be a model folder exported with "
+                              "bratsx export --int8 (its gated int8 IR is measured)")
     if checkpoint is None:
         import torch
 
@@ -102,7 +125,20 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path]:
         contract = ModelContract((128, 128, 128), "regions", network.to_dict())
         checkpoint = save_checkpoint({"contract": contract.to_dict(), "model": UNet3D(network).state_dict()},
                                      work / "random-weights.pt")
-    return checkpoint, export_model(checkpoint, work / "model").onnx
+    return checkpoint, export_model(checkpoint, work / "model").onnx, int8
+
+
+def peer_ratio(entry: dict[str, Any], peer: str) -> tuple[float, bool] | None:
+    """A report row's speed ratio to ``peer`` and whether it counts (agreement >= :data:`AGREEMENT_FLOOR`);
+    ``None`` where that peer was not run."""
+    if f"latency_ratio_vs_{peer}" not in entry:
+        return None
+    return entry[f"latency_ratio_vs_{peer}"], entry.get(f"speedup_vs_{peer}") is not None
+
+
+def row_name(backend: str, window: str) -> str:
+    """A report row: the backend, with ``+box`` when it covers the brain box in one pass."""
+    return backend if Window(window) is Window.TILES else f"{backend}+{window}"
 
 
 def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
@@ -122,7 +158,8 @@ def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None]
         summary.update({"tiles_per_s": raw["tiles_per_s"], "voxels_per_s": raw["tiles_per_s"] * patch_voxels,
                         "effective_gflops": gflops,
                         "fraction_of_peak": None})
-        peak = peaks.get("bf16" if raw["precision"] == "bf16" else "fp32")  # bf16 is judged by its own peak
+        # bf16 is judged by its own peak; int8 has no GEMM peak measured here, so no share
+        peak = None if raw["precision"] == "int8" else peaks.get("bf16" if raw["precision"] == "bf16" else "fp32")
         if raw["device"] == "cpu" and peak:
             summary["fraction_of_peak"] = gflops / peak
     return summary
@@ -143,26 +180,50 @@ def _reference_folder(cases: Sequence[Case], folder: Path) -> Path:
     return folder
 
 
+def _check_config(config: BenchConfig) -> None:
+    unknown = [b for b in config.backends if b not in BENCH_BACKENDS]
+    if unknown or not config.backends:
+        raise BratsxError(f"--backends {','.join(config.backends)!r}: choose among {', '.join(BENCH_BACKENDS)}")
+    windows = [w.value for w in Window]
+    if not config.windows or any(w not in windows for w in config.windows):
+        raise BratsxError(f"--window {','.join(config.windows)!r}: choose among {', '.join(windows)}")
+    if any(peer not in PEERS for peer in config.compare):
+        raise BratsxError(f"--compare {','.join(config.compare)!r}: the peers are {', '.join(PEERS)}")
+    if any(flag not in TORCH_FLAGS for flag in config.torch_flags):
+        raise BratsxError(f"--torch-options {','.join(config.torch_flags)!r}: choose among {', '.join(TORCH_FLAGS)}")
+
+
 def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every backend of ``config`` (each in its own process) and return the report.
+    """Measure every backend and window of ``config`` and every peer (each in its own process) and return the report.
 
     Raises:
         BratsxError: a backend that cannot run here, or bad cases.
     """
     step = on_step or (lambda text: None)
-    unknown = [b for b in config.backends if b not in BENCH_BACKENDS]
-    if unknown or not config.backends:
-        raise BratsxError(f"--backends {','.join(config.backends)!r}: choose among {', '.join(BENCH_BACKENDS)}")
+    _check_config(config)
     with tempfile.TemporaryDirectory(prefix="bratsx-bench-") as scratch:
         return _run_bench(config, Path(scratch), step)
+
+
+def _measure(task: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run one measurement in its own worker process."""
+    # Run from the scratch folder, so the worker imports the installed bratsx, never a folder named
+    # bratsx in the user's current directory.
+    process = subprocess.run([sys.executable, "-m", "bratsx.bench.worker", json.dumps(task)],
+                             capture_output=True, text=True, check=False, cwd=work)
+    if process.returncode != 0:
+        last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else "no output"
+        raise BratsxError(f"bench: {task['row']} failed: {last}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
 
 
 def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> dict[str, Any]:
     from ..contract import read_onnx_contract
     from ..synth import write_synthetic_dataset
 
+    load_at_start = os.getloadavg()
     step("preparing the model")
-    checkpoint, onnx_path = _model_files(config, work)
+    checkpoint, onnx_path, int8 = _model_files(config, work)
     contract = read_onnx_contract(onnx_path)
     cases_dir = config.cases_dir
     if cases_dir is None:
@@ -178,39 +239,49 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
     report: dict[str, Any] = {
         "bratsx": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": config.overlap,
-        "tta": config.tta, "model": str(config.model or "default network, random weights (seed 0)"),
+        "tta": config.tta, "windows": list(config.windows), "peers": list(config.compare),
+        "torch_flags": list(config.torch_flags),
+        "model": str(config.model or "default network, random weights (seed 0)"),
         "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_gemm_peak_gflops": peaks,
         "backends": {},
     }
-    names = [*config.backends, *(["monai"] if config.compare_monai else [])]
-    for name in names:
-        step(f"measuring {name}")
-        task = {"backend": name, "onnx": str(onnx_path), "checkpoint": str(checkpoint), "cases": str(cases_dir),
-                "out": str(work / "out" / name), "repeat": config.repeat, "overlap": config.overlap,
-                "tta": config.tta, "device": config.device,
-                "engine": str(config.engine) if config.engine else None}
-        # Run from the scratch folder, so the worker imports the installed bratsx, never a folder named
-        # bratsx in the user's current directory.
-        process = subprocess.run([sys.executable, "-m", "bratsx.bench.worker", json.dumps(task)],
-                                 capture_output=True, text=True, check=False, cwd=work)
-        if process.returncode != 0:
-            last = process.stderr.strip().splitlines()[-1] if process.stderr.strip() else "no output"
-            raise BratsxError(f"bench: the {name} backend failed: {last}")
-        raw = json.loads(process.stdout.strip().splitlines()[-1])
-        report["backends"][name] = _summarise(raw, flops, peaks, patch_voxels, len(cases))
+    rows = [(row_name(b, w), b, w) for b in config.backends for w in config.windows]
+    rows += [(peer, peer, Window.TILES.value) for peer in config.compare]
+    for row, backend, window in rows:
+        step(f"measuring {row}")
+        task = {"row": row, "backend": backend, "window": window, "onnx": str(onnx_path),
+                "checkpoint": str(checkpoint), "int8": str(int8) if int8 else None, "cases": str(cases_dir),
+                "out": str(work / "out" / row), "repeat": config.repeat, "overlap": config.overlap,
+                "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
+                "torch_flags": list(config.torch_flags)}
+        report["backends"][row] = {"window": window, **_summarise(_measure(task, work), flops, peaks, patch_voxels,
+                                                                   len(cases))}
 
     labelled = [case for case in cases if case.label is not None]
     if labelled:
         references = _reference_folder(labelled, work / "references")
-        for name in names:
-            report["backends"][name]["dice_vs_reference"] = _mean_dice(work / "out" / name, references)
-    if config.compare_monai:
-        monai = report["backends"]["monai"]
-        for name in config.backends:
-            agreement = _mean_dice(work / "out" / name, work / "out" / "monai")
-            entry = report["backends"][name]
-            entry["agreement_with_monai"] = agreement
-            ratio = monai["case_p50_s"] / entry["case_p50_s"]
-            entry["latency_ratio_vs_monai"] = ratio  # measured, whatever the agreement
-            entry["speedup_vs_monai"] = ratio if min(agreement.values()) >= AGREEMENT_FLOOR else None
+        for row, _, _ in rows:
+            report["backends"][row]["dice_vs_reference"] = _mean_dice(work / "out" / row, references)
+    _compare(report, [row for row, _, _ in rows], config.compare, work / "out")
+    report["load_average"] = {"start": list(load_at_start), "end": list(os.getloadavg())}
     return report
+
+
+def _compare(report: dict[str, Any], rows: list[str], peers: Sequence[str], outputs: Path) -> None:
+    """Agreement with the fp32 tiled row, and with each peer and the speed ratio to it (counted or not)."""
+    entries = report["backends"]
+    reference = next((row for row in FP32_REFERENCES if row in entries), None)
+    report["fp32_reference"] = reference
+    for row in rows:
+        if reference is not None and row != reference:
+            entries[row]["agreement_with_fp32_tiles"] = _mean_dice(outputs / row, outputs / reference)
+    for peer in peers:
+        for row in rows:
+            if row in PEERS:
+                continue
+            agreement = _mean_dice(outputs / row, outputs / peer)
+            entry = entries[row]
+            ratio = entries[peer]["case_p50_s"] / entry["case_p50_s"]
+            entry[f"agreement_with_{peer}"] = agreement
+            entry[f"latency_ratio_vs_{peer}"] = ratio  # measured, whatever the agreement
+            entry[f"speedup_vs_{peer}"] = ratio if min(agreement.values()) >= AGREEMENT_FLOOR else None

@@ -1,9 +1,9 @@
-"""Measure one backend (or the MONAI peer) in a process of its own, so that its peak memory and its
-thread pools are its own: ``python -m bratsx.bench.worker '<json task>'`` prints one JSON result.
+"""Measure one backend and window (or a peer: MONAI, nnU-Net) in a process of its own, so that its peak memory
+and its thread pools are its own: ``python -m bratsx.bench.worker '<json task>'`` prints one JSON result.
 
-A task names the backend, the model files, the cases and the settings; the result holds the build
-time, the tile throughput, every per-case latency with its stages, the directory wall time, the
-peak resident memory and, on CUDA, the peak GPU memory.
+A task names the backend, the window, the model files, the cases and the settings; the result holds the
+build time, the tile throughput (tiled rows), every per-case latency with its stages, the directory wall
+time, the peak resident memory and, on CUDA, the peak GPU memory.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cases import discover_cases
+from ..cases import Case, discover_cases
 
 __all__ = ["measure"]
 
@@ -25,10 +26,13 @@ __all__ = ["measure"]
 def _open(task: dict[str, Any]):
     """The backend the task names, on the file that backend runs, through the one opener."""
     from ..runtime import open_model
+    from ..runtime.backends import TorchOptions
+    from .run import TORCH_AMP
 
-    name = task["backend"]
-    model = {"torch": task["checkpoint"], "trt": task["engine"]}.get(name, task["onnx"])
-    return open_model(model, name, device=task["device"])
+    name = "torch" if task["backend"] == TORCH_AMP else task["backend"]
+    model = {"torch": task["checkpoint"], "trt": task["engine"], "openvino-int8": task["int8"]}.get(name, task["onnx"])
+    options = TorchOptions(amp=task["backend"] == TORCH_AMP, **{flag: True for flag in task["torch_flags"]})
+    return open_model(model, name, device=task["device"], torch_options=options)
 
 
 def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> float:
@@ -50,10 +54,11 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         backend, contract = opened.backend, opened.contract
         build = time.perf_counter() - start
         batch = task.get("sw_batch") or backend.preferred_batch
-        tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"])
+        tiled = task["window"] == "tiles"  # a box row runs the same kernels: its tile throughput is the tiled row's
+        tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
         cases = discover_cases(task["cases"])
-        options = InferOptions(segment=SegmentOptions(overlap=task["overlap"], sw_batch=batch, tta=task["tta"]),
-                               overwrite=True)
+        segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"])
+        options = InferOptions(segment=segment, overwrite=True)
         latencies, walls = [], []
         for _ in range(task["repeat"]):
             start = time.perf_counter()
@@ -67,26 +72,47 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
                 "tiles_per_s": tiles_per_s, "case_seconds": latencies, "directory_wall_s": walls}
 
 
-def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
+Segmenter = Callable[[Case, Path], dict[str, float]]
+
+
+def _measure_peer(task: dict[str, Any], build: Callable[[Any], Segmenter]) -> dict[str, Any]:
+    """Time a peer: ``build`` turns the trained model into a function segmenting one case into a folder."""
     from ..trainer.checkpoint import model_from_checkpoint
-    from .monai_reference import monai_segment_case
 
     start = time.perf_counter()
-    trained = model_from_checkpoint(task["checkpoint"])
-    network = trained.network.to(task["device"]).eval()
-    build = time.perf_counter() - start
+    segment = build(model_from_checkpoint(task["checkpoint"]))
+    build_s = time.perf_counter() - start
     cases = discover_cases(task["cases"])
     out = Path(task["out"])
     out.mkdir(parents=True, exist_ok=True)
     latencies, walls = [], []
     for _ in range(task["repeat"]):
         start = time.perf_counter()
-        for case in cases:
-            latencies.append(monai_segment_case(case, network, trained.contract, out, task["overlap"],
-                                                task["device"]))
+        latencies.extend(segment(case, out) for case in cases)
         walls.append(time.perf_counter() - start)
-    return {"device": task["device"], "precision": "fp32", "build_s": build, "sw_batch": 1, "tiles_per_s": None,
+    return {"device": task["device"], "precision": "fp32", "build_s": build_s, "sw_batch": 1, "tiles_per_s": None,
             "case_seconds": latencies, "directory_wall_s": walls}
+
+
+def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
+    from .monai_reference import monai_segment_case
+
+    def build(trained) -> Segmenter:
+        network = trained.network.to(task["device"]).eval()
+        return lambda case, out: monai_segment_case(case, network, trained.contract, out, task["overlap"],
+                                                    task["device"])
+
+    return _measure_peer(task, build)
+
+
+def _measure_nnunet(task: dict[str, Any]) -> dict[str, Any]:
+    from .nnunet_reference import nnunet_predictor, nnunet_segment_case
+
+    def build(trained) -> Segmenter:
+        predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
+        return lambda case, out: nnunet_segment_case(predictor, case, out)
+
+    return {**_measure_peer(task, build), "mirroring": task["tta"]}
 
 
 def _peak_rss_mb() -> float:
@@ -103,7 +129,8 @@ def _peak_rss_mb() -> float:
 
 def measure(task: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement task (see the module docstring) in this process."""
-    result = _measure_monai(task) if task["backend"] == "monai" else _measure_bratsx(task)
+    measure_row = {"monai": _measure_monai, "nnunet": _measure_nnunet}.get(task["backend"], _measure_bratsx)
+    result = measure_row(task)
     result["peak_rss_mb"] = _peak_rss_mb()
     torch = sys.modules.get("torch")  # only a backend that used torch has GPU memory to report
     if torch is not None and torch.cuda.is_available():

@@ -1,4 +1,5 @@
-"""``bratsx bench``: speed per backend, side by side with MONAI, against the machine's measured peak."""
+"""``bratsx bench``: speed per backend and window, side by side with MONAI and nnU-Net v2, against the machine's
+measured peak."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..atomic import write_bytes_atomic
-from ..bench.run import BENCH_BACKENDS, BenchConfig
+from ..bench.run import BENCH_BACKENDS, PEERS, TORCH_FLAGS, BenchConfig, peer_ratio
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
@@ -46,10 +47,17 @@ def bench(
                          ] = default_of(BenchConfig, "synthetic"),
     backends: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(BENCH_BACKENDS)}.")
                         ] = ",".join(default_of(BenchConfig, "backends")),
+    window: Annotated[str, typer.Option(
+        help="Comma-separated: tiles (overlapping tiles), box (one pass over the brain box); a row per backend "
+             "and window.")] = ",".join(default_of(BenchConfig, "windows")),
     compare: Annotated[Optional[str], typer.Option(
-        help="'monai': also run MONAI's sliding_window_inference (PyTorch eager) on the same weights.",
+        help=f"Comma-separated peers ({', '.join(PEERS)}) run on the same weights: MONAI's "
+             "sliding_window_inference (PyTorch eager), nnU-Net v2's own predictor (mirroring with --tta).",
         show_default=False)] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Mirror TTA in bratsx.")] = default_of(BenchConfig, "tta"),
+    tta: Annotated[bool, typer.Option("--tta", help="Mirror TTA in bratsx, and nnU-Net's mirroring.")
+               ] = default_of(BenchConfig, "tta"),
+    torch_options: Annotated[Optional[str], typer.Option(
+        help=f"Comma-separated, for the torch rows: {', '.join(TORCH_FLAGS)}.", show_default=False)] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Passes over the cases per backend.")
                       ] = default_of(BenchConfig, "repeat"),
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap (bratsx and the peer).")
@@ -63,21 +71,20 @@ def bench(
 ) -> None:
     """Measure tiles/s, effective GFLOP/s (and their share of this machine's GEMM peak of the same
     precision, measured in the same run), per-case latency p50/p95 with stages, cases/min and peak
-    memory for each backend, each in its own process.
+    memory for each backend and window, each in its own process, and each row's Dice agreement with
+    the fp32 tiled row.
 
-    With --compare monai the same weights run through MONAI on the same cases; a speed ratio counts
-    only where the per-region Dice agreement with MONAI's output is at least 0.99 (below that it is
-    shown as "not counted"). Cases with reference labels also get each backend's Dice against them.
+    With --compare the same weights run through the peers on the same cases; a speed ratio counts
+    only where the per-region Dice agreement with the peer's output is at least 0.99 (below that it is
+    shown as "not counted"). Cases with reference labels also get each row's Dice against them.
     """
     from ..bench.run import run_bench
 
-    if compare not in (None, "monai"):
-        raise BratsxError(f"--compare {compare!r}: the only peer is 'monai'")
     if model is None:
         model = _workspace_model(workspace)
-    config = BenchConfig(backends=tuple(b.strip() for b in backends.split(",") if b.strip()), model=model,
-                         cases_dir=cases, synthetic=synthetic, compare_monai=compare == "monai", tta=tta,
-                         repeat=repeat, overlap=overlap, device=device, engine=engine)
+    config = BenchConfig(backends=_listed(backends), model=model, cases_dir=cases, synthetic=synthetic,
+                         windows=_listed(window), compare=_listed(compare), tta=tta, repeat=repeat, overlap=overlap,
+                         device=device, engine=engine, torch_flags=_listed(torch_options))
     with err_console.status("benchmarking") as status:
         report = run_bench(config, on_step=lambda text: status.update(text))
     if json_out is not None:
@@ -87,30 +94,48 @@ def bench(
         console.print(f"report: {escape(str(json_out))}")
 
 
+def _listed(value: Optional[str]) -> tuple[str, ...]:
+    """A comma-separated option as a tuple (empty for none)."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _ratio(entry: dict, peer: str) -> str:
+    """The speed ratio to a peer: counted, or measured but not counted (agreement below 0.99)."""
+    measured = peer_ratio(entry, peer)
+    if measured is None:
+        return ""
+    ratio, counted = measured
+    return f"{ratio:.2f}x" if counted else f"{ratio:.2f}x, not counted"
+
+
 def _render(report: dict) -> None:
     machine = report["machine"]
     peaks = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in report["cpu_gemm_peak_gflops"].items()
                       if gflops)
+    load = report.get("load_average", {})
+    loads = f"; load {load['start'][0]:.1f} -> {load['end'][0]:.1f}" if load else ""
     table = Table(title=f"bratsx bench: {len(report['cases'])} case(s), {report['tile_gflop']:.0f} GFLOP per tile, "
-                        f"{machine['cpu']} x{machine['cores']} (GEMM peak GFLOP/s: {peaks})")
-    referenced = any("dice_vs_reference" in entry for entry in report["backends"].values())
-    columns = ["backend", "device", "build s", "tiles/s", "GFLOP/s (% peak)", "case p50 s", "case p95 s",
-               "cases/min", "RSS MB", "vs MONAI", "agreement WT/TC/ET"]
-    for column in columns + (["Dice vs reference WT/TC/ET"] if referenced else []):
-        table.add_column(column, justify="left" if column in ("backend", "device") else "right")
+                        f"{machine['cpu']} x{machine['cores']} (GEMM peak GFLOP/s: {peaks}{loads})")
+    entries = report["backends"].values()
+    referenced = any("dice_vs_reference" in entry for entry in entries)
+    peers = report.get("peers", [])
+    columns = ["backend", "window", "device", "build s", "tiles/s", "GFLOP/s (% peak)", "case p50 s", "case p95 s",
+               "cases/min", "RSS MB", *(f"vs {peer}" for peer in peers), *(f"agreement {peer}" for peer in peers),
+               "agreement fp32 tiles", *(["Dice vs reference WT/TC/ET"] if referenced else [])]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("backend", "window", "device") else "right")
     for name, entry in report["backends"].items():
         gflops = (f"{entry['effective_gflops']:.1f} ({100 * entry['fraction_of_peak']:.0f}%)"
                   if entry.get("fraction_of_peak") is not None else
                   f"{entry['effective_gflops']:.1f}" if entry.get("effective_gflops") else "")
-        agreement = entry.get("agreement_with_monai")
-        ratio = entry.get("speedup_vs_monai")
-        reference = entry.get("dice_vs_reference")
         table.add_row(
-            name, f"{entry['device']} {entry['precision']}", f"{entry['build_s']:.1f}",
-            f"{entry['tiles_per_s']:.2f}" if entry.get("tiles_per_s") else "", gflops,
+            escape(name), entry.get("window", "tiles"), f"{entry['device']} {entry['precision']}",
+            f"{entry['build_s']:.1f}", f"{entry['tiles_per_s']:.2f}" if entry.get("tiles_per_s") else "", gflops,
             f"{entry['case_p50_s']:.1f}", f"{entry['case_p95_s']:.1f}",
             f"{entry['cases_per_min']:.2f}" if entry.get("cases_per_min") else "", f"{entry['peak_rss_mb']:.0f}",
-            f"{ratio:.2f}x" if ratio else (f"{entry['latency_ratio_vs_monai']:.2f}x, not counted" if agreement else ""),
-            per_region(agreement), *([per_region(reference)] if referenced else []),
+            *(_ratio(entry, peer) for peer in peers),
+            *(per_region(entry.get(f"agreement_with_{peer}")) for peer in peers),
+            per_region(entry.get("agreement_with_fp32_tiles")),
+            *([per_region(entry.get("dice_vs_reference"))] if referenced else []),
         )
     console.print(table)

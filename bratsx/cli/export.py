@@ -34,11 +34,16 @@ def export(
                                                       "WT/TC/ET Dice against fp32 is >= 0.999.")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build an FP16 TensorRT engine (needs TensorRT and an "
                                                     "NVIDIA GPU; implies --fp16), gated the same way.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write model.int8.xml/.bin, an OpenVINO IR quantized to "
+                                                      "int8 by NNCF on the --calib-dir cases' tiles (the "
+                                                      "openvino-int8 backend), refused unless its WT/TC/ET Dice "
+                                                      "against fp32 is >= 0.99.")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = default_of(ExportOptions, "opset"),
     max_batch: Annotated[int, typer.Option(min=1, help="Largest batch of tiles the model accepts.")
                          ] = default_of(ExportOptions, "max_batch"),
     calib_dir: Annotated[Optional[Path], typer.Option(
-        "--calib-dir", help="Cases to run the accuracy gates on. [default: synthetic cases]", exists=True,
+        "--calib-dir", help="Cases to calibrate int8 on and to run the accuracy gates on. [default: synthetic "
+                            "cases]", exists=True,
         file_okay=False, show_default=False)] = None,
     calib_cases: Annotated[int, typer.Option(min=1, help="How many cases (of --calib-dir) the gates run on.")
                            ] = default_of(ExportOptions, "calibration_cases"),
@@ -61,8 +66,9 @@ def export(
     space = Workspace.locate(workspace)
     source = source or space.latest_run()
     out = out or space.model_dir(_model_name(source))
-    options = ExportOptions(fp16=fp16 or trt, trt=trt, opset=opset, max_batch=max_batch, calibration_dir=calib_dir,
-                            calibration_cases=calib_cases, trt_optimization_level=trt_opt_level)
+    options = ExportOptions(fp16=fp16 or trt, trt=trt, int8=int8, opset=opset, max_batch=max_batch,
+                            calibration_dir=calib_dir, calibration_cases=calib_cases,
+                            trt_optimization_level=trt_opt_level)
     with err_console.status("exporting") as status:
         report = export_model(source, out, options, on_step=lambda name: status.update(name))
     space.set_default_model(out)
@@ -73,6 +79,9 @@ def export(
     agreement = report.agreement
     table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
                                     f"relative {agreement.max_rel:.2e} (limit 1e-4)")
+    if report.int8:
+        table.add_row(f"{report.int8.name} (+ .bin)",
+                      f"{report.int8_gate.describe()}; {report.gates['int8']['arithmetic']}")
     if report.fp16_onnx:
         table.add_row(report.fp16_onnx.name, f"{report.fp16_gate.describe()}; {report.gates['fp16']['arithmetic']}")
     if report.engine:

@@ -16,7 +16,7 @@ from ..errors import BratsxError
 from ..labels import LabelConvention
 from ..runtime.backends import BackendName
 from ..runtime.records import CaseRecord
-from ..runtime.segment import SegmentOptions
+from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, progress_bar, reports_errors
 from .options import WorkspaceOption, default_of
 
@@ -53,6 +53,10 @@ def infer(
                                    "Performance).")] = BackendName.AUTO,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. [default: CASES_DIR-predictions]",
                                                 file_okay=False, show_default=False)] = None,
+    window: Annotated[Window, typer.Option(
+        case_sensitive=False, help="tiles: overlapping tiles of the model's patch; box: one pass over the whole "
+                                   "brain box (not for TensorRT engines; README: Performance).")
+                      ] = default_of(SegmentOptions, "window"),
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")
                        ] = default_of(SegmentOptions, "overlap"),
     sw_batch: Annotated[Optional[int], typer.Option(
@@ -124,7 +128,10 @@ def infer(
     slots = worker_slots(workers, devices.split(",") if devices else None, threads)
     with spec.open(device, threads) as ensemble:  # opened here first: a bad model stops the run before any worker
         identity = ensemble.identity
-        segment = SegmentOptions(overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
+        if window is Window.BOX and identity["backend"] == BackendName.TRT.value:
+            raise BratsxError("--window box: a TensorRT engine runs only its tile shape; use --window tiles, or "
+                              "--backend ort, openvino or torch for one pass over the brain box")
+        segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
                                  min_component_voxels=min_component_voxels, et_to_ncr_below=et_to_ncr_below)
         options = InferOptions(segment=segment, save_probabilities=save_probabilities, overwrite=overwrite)
         local = not ray and not devices and workers == 1

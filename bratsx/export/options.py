@@ -18,6 +18,8 @@ class ExportOptions:
     Attributes:
         fp16: also write ``model.fp16.onnx`` (gated on accuracy).
         trt: also build ``model.engine`` from the fp16 ONNX (gated on accuracy); implies ``fp16``.
+        int8: also write ``model.int8.xml``/``.bin``, an OpenVINO IR quantized by NNCF on the calibration
+            cases' tiles (gated on accuracy).
         opset: ONNX opset.
         max_batch: largest batch of tiles the graph and the engine accept.
         calibration_dir: cases to gate on (default: synthetic cases).
@@ -27,6 +29,7 @@ class ExportOptions:
 
     fp16: bool = False
     trt: bool = False
+    int8: bool = False
     opset: int = DEFAULT_OPSET
     max_batch: int = 8
     calibration_dir: Path | None = None

@@ -1,4 +1,5 @@
-"""``bratsx export`` as one function: checkpoint -> verified fp32 ONNX -> gated fp16 ONNX -> gated engine.
+"""``bratsx export`` as one function: checkpoint -> verified fp32 ONNX -> [gated int8 IR] -> gated fp16 ONNX ->
+gated engine.
 
 Each artefact is written only after the previous one passed its check, and a failed check removes
 what it was checking, so the output folder never holds a model that did not pass.
@@ -36,13 +37,16 @@ class ExportReport:
     engine_gate: GateResult | None = None
     engine_build_seconds: float | None = None
     gates: dict = field(default_factory=dict)
+    int8: Path | None = None
+    int8_gate: GateResult | None = None
 
     def moved_to(self, folder: Path) -> ExportReport:
         """The same report with its paths in ``folder`` (where the staging folder was moved)."""
         def moved(path: Path | None) -> Path | None:
             return folder / path.name if path is not None else None
 
-        return replace(self, onnx=moved(self.onnx), fp16_onnx=moved(self.fp16_onnx), engine=moved(self.engine))
+        return replace(self, onnx=moved(self.onnx), fp16_onnx=moved(self.fp16_onnx), engine=moved(self.engine),
+                       int8=moved(self.int8))
 
 
 def _refuse(path: Path, gate: GateResult, what: str) -> BratsxError:
@@ -113,19 +117,32 @@ def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: E
     gates = {"fp32": {"max_abs": agreement.max_abs, "max_rel": agreement.max_rel, "tolerance": FP32_TOLERANCE,
                       "passed": True, "inputs": list(agreement.inputs)}}
     report = ExportReport(onnx_path, agreement, gates=gates)
+    if not (options.fp16 or options.trt or options.int8):
+        return report
+    cases = calibration_cases(trained.contract, scratch, options.calibration_dir, options.calibration_cases)
+    calibration = str(options.calibration_dir) if options.calibration_dir else "synthetic"
+    if options.int8:
+        from .int8 import INT8_GATE_ARITHMETIC, int8_gated
+
+        step("quantizing to int8 (NNCF, calibrated on the cases' tiles) and its accuracy gate")
+        int8_path = out_dir / MODEL_FILES["int8"]
+        int8_gate = int8_gated(onnx_path, int8_path, reference, trained.contract, cases)
+        gates["int8"] = _gate_record(int8_gate, calibration, INT8_GATE_ARITHMETIC)
+        if not int8_gate.passed:
+            int8_path.with_suffix(".bin").unlink(missing_ok=True)
+            raise _refuse(int8_path, int8_gate, "int8 export")
+        report = replace(report, int8=int8_path, int8_gate=int8_gate)
     if not (options.fp16 or options.trt):
         return report
 
     step("converting to fp16 (InstanceNorm and activation kept in fp32)")
     fp16_path = fp16_from_onnx(onnx_path, out_dir / MODEL_FILES["fp16"])
     step("fp16 accuracy gate")
-    cases = calibration_cases(trained.contract, scratch, options.calibration_dir, options.calibration_cases)
-    calibration = str(options.calibration_dir) if options.calibration_dir else "synthetic"
     fp16_gate = accuracy_gate(reference, OrtBackend(fp16_path), trained.contract, cases)
     gates["fp16"] = _gate_record(fp16_gate, calibration, FP16_GATE_ARITHMETIC)
     if not fp16_gate.passed:
         raise _refuse(fp16_path, fp16_gate, "fp16 export")
-    report = ExportReport(onnx_path, agreement, fp16_path, fp16_gate, gates=gates)
+    report = replace(report, fp16_onnx=fp16_path, fp16_gate=fp16_gate)
     if not options.trt:
         return report
 
@@ -142,5 +159,4 @@ def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: E
     gates["engine"] = _gate_record(engine_gate, calibration, "TensorRT fp16 (strongly typed) on the GPU")
     if not engine_gate.passed:
         raise _refuse(engine_path, engine_gate, "TensorRT engine")
-    return ExportReport(onnx_path, agreement, fp16_path, fp16_gate, engine_path, engine_gate, info.build_seconds,
-                        gates=gates)
+    return replace(report, engine=engine_path, engine_gate=engine_gate, engine_build_seconds=info.build_seconds)

@@ -3,11 +3,18 @@
 Each backend is imported lazily, so ``import bratsx.runtime`` needs none of them (and never torch);
 a backend whose package is missing says which extra installs it. Open them with
 :func:`bratsx.runtime.open_model`, which also picks the file a model folder holds for each backend.
+
+Besides tiles of the model's patch, the ONNX Runtime, OpenVINO and PyTorch backends run one volume of any
+spatial shape the network divides (``--window box``): OpenVINO reshapes and compiles the model once per
+shape, ONNX Runtime opens a second session on the same graph with symbolic spatial axes (the exported
+graph holds no spatial size: convolutions, staged normalisations, concatenations). TensorRT engines run
+their tile shape only.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +31,7 @@ __all__ = [
     "OpenVinoBackend",
     "OrtBackend",
     "TorchBackend",
+    "TorchOptions",
     "missing_package_error",
 ]
 
@@ -35,6 +43,7 @@ class BackendName(str, Enum):
     ORT = "ort"
     OPENVINO = "openvino"
     OPENVINO_BF16 = "openvino-bf16"
+    OPENVINO_INT8 = "openvino-int8"
     TORCH = "torch"
     TRT = "trt"
 
@@ -61,7 +70,8 @@ class Backend(Protocol):
     def preferred_batch(self) -> int: ...
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``(N, 4, *patch)`` tiles to float32 ``(N, C, *patch)`` probabilities."""
+        """float32 ``(N, 4, *patch)`` tiles to float32 ``(N, C, *patch)`` probabilities (or one volume of
+        another shape the network divides, where the backend supports it)."""
         ...
 
     def close(self) -> None:
@@ -177,71 +187,146 @@ class OrtBackend(BackendBase):
         self.device = device
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.precision = metadata.get(PRECISION_METADATA_KEY, "fp32")
-        self._ort = ort
+        self._ort, self._model, self._options, self._providers = ort, Path(model), options, providers
         self._binding = self.session.io_binding() if device == "cuda" else None
+        self._any_shape: tuple | None = None  # (session, binding) taking any spatial shape, opened on first use
+
+    def _any_shape_session(self) -> tuple:
+        """A session on the same graph with symbolic spatial axes (for a whole brain box)."""
+        if self._any_shape is None:
+            import onnx
+
+            model = onnx.load(str(self._model))
+            for value in (*model.graph.input, *model.graph.output):
+                for dim, name in zip(value.type.tensor_type.shape.dim[2:], ("depth", "height", "width")):
+                    dim.Clear()
+                    dim.dim_param = name
+            del model.graph.value_info[:]  # inferred shapes of the tile size
+            session = self._ort.InferenceSession(model.SerializeToString(), self._options, providers=self._providers)
+            self._any_shape = (session, session.io_binding() if self._binding is not None else None)
+        return self._any_shape
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self._binding is None:
-            return self.session.run(None, {self.input_name: batch})[0]
-        self._binding.bind_ortvalue_input(self.input_name, self._ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0))
-        self._binding.bind_output(self.output_name, "cuda", 0)
-        self.session.run_with_iobinding(self._binding)
-        return self._binding.copy_outputs_to_cpu()[0]
+        session, binding = self.session, self._binding
+        if any(want is not None and got != want for got, want in zip(batch.shape[2:], self.input_shape[2:])):
+            session, binding = self._any_shape_session()
+        if binding is None:
+            return session.run(None, {self.input_name: batch})[0]
+        binding.bind_ortvalue_input(self.input_name, self._ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0))
+        binding.bind_output(self.output_name, "cuda", 0)
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
 
 class OpenVinoBackend(BackendBase):
-    """OpenVINO on the CPU, compiling the ONNX file directly (IR brings nothing: see the README).
+    """OpenVINO on the CPU, compiling the ONNX file directly (IR brings nothing: see the README), or the
+    int8 IR that ``bratsx export --int8`` writes.
 
     Args:
-        model: the ``.onnx`` file.
+        model: the ``.onnx`` file, or the int8 model's ``.xml``.
         threads: inference threads (default: OpenVINO's choice, every core).
-        precision: ``f32`` (default; exact) or ``bf16`` (faster on CPUs with AVX512-BF16/AMX, where
-            OpenVINO would otherwise pick it silently).
+        precision: ``f32`` (default; exact), ``bf16`` (faster on CPUs with AVX512-BF16/AMX, where
+            OpenVINO would otherwise pick it silently) or ``int8`` (the quantized IR: its quantized
+            convolutions run in int8, the rest in f32).
     """
+
+    #: Compiled shapes kept besides the tile's (a directory of brain boxes compiles one per case).
+    KEPT_SHAPES = 2
 
     def __init__(self, model: Path | str, threads: int | None = None, precision: str = "f32") -> None:
         try:
             import openvino as ov
         except ImportError:
             raise missing_package_error("openvino", "openvino") from None
-        if precision not in ("f32", "bf16"):
-            raise BratsxError(f"OpenVINO precision must be f32 or bf16, got {precision!r}")
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        if precision not in ("f32", "bf16", "int8"):
+            raise BratsxError(f"OpenVINO precision must be f32, bf16 or int8, got {precision!r}")
+        self._config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
+                        "PERFORMANCE_HINT": "LATENCY"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            self.compiled = ov.Core().compile_model(str(model), "CPU", config)
-        except Exception as error:  # OpenVINO raises RuntimeError subclasses with long messages
-            raise BratsxError(f"{model}: OpenVINO cannot compile the model ({error})") from error
+            # A thread budget means other processes share the cores (bratsx infer --workers): OpenVINO would
+            # pin every process's threads to the same first cores (two 1-thread workers on a 2-core machine
+            # both ran on core 0, each at half speed), so pinning is left to the operating system.
+            self._config["INFERENCE_NUM_THREADS"] = threads
+            self._config["ENABLE_CPU_PINNING"] = False
+        self._core, self._path = ov.Core(), Path(model)
+        self.compiled = self._compile(None)
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
         self.input_shape = self._static(self.compiled.input(0).get_partial_shape())
         self.output_shape = self._static(self.output.get_partial_shape())
-        self.name = BackendName.OPENVINO_BF16.value if precision == "bf16" else BackendName.OPENVINO.value
+        self._other_shapes: dict[tuple[int, ...], tuple] = {}
+        names = {"f32": BackendName.OPENVINO, "bf16": BackendName.OPENVINO_BF16, "int8": BackendName.OPENVINO_INT8}
+        self.name = names[precision].value
         self.device, self.precision = "cpu", precision
+
+    def _compile(self, shape: tuple[int, ...] | None):
+        """The model compiled for the CPU, reshaped first to ``shape`` when given."""
+        try:
+            if shape is None:
+                return self._core.compile_model(str(self._path), "CPU", self._config)
+            model = self._core.read_model(str(self._path))
+            model.reshape({model.input(0): list(shape)})
+            return self._core.compile_model(model, "CPU", self._config)
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses with long messages
+            at = f" for input shape {shape}" if shape else ""
+            raise BratsxError(f"{self._path}: OpenVINO cannot compile the model{at} ({error})") from error
 
     @staticmethod
     def _static(shape) -> tuple[int | None, ...]:
         return tuple(d.get_length() if d.is_static else None for d in shape)
 
+    def _request_for(self, shape: tuple[int, ...]) -> tuple:
+        """The infer request and output port for an input of ``shape``."""
+        if all(want is None or got == want for got, want in zip(shape[2:], self.input_shape[2:])):
+            return self.request, self.output
+        if shape not in self._other_shapes:
+            while len(self._other_shapes) >= self.KEPT_SHAPES:
+                self._other_shapes.pop(next(iter(self._other_shapes)))
+            compiled = self._compile(shape)
+            self._other_shapes[shape] = (compiled.create_infer_request(), compiled.output(0))
+        return self._other_shapes[shape]
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return np.array(result[self.output], dtype=np.float32, copy=True)  # the request reuses its buffer
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        request, output = self._request_for(tuple(batch.shape))
+        result = request.infer({0: batch})
+        return np.array(result[output], dtype=np.float32, copy=True)  # the request reuses its buffer
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchOptions:
+    """How the PyTorch backend runs the network.
+
+    Attributes:
+        amp: autocast (fp16 on CUDA, bf16 on CPU).
+        channels_last: ``channels_last_3d`` memory format for the network and its inputs (faster cuDNN
+            convolutions with fp16 on recent GPUs).
+        compile: ``torch.compile`` the network (Inductor; compiled once per input shape).
+        cuda_graphs: with ``compile`` on CUDA, replay CUDA graphs (``mode="reduce-overhead"``), which removes
+            the per-kernel launch cost of small batches.
+    """
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
 
 
 class TorchBackend(BackendBase):
-    """PyTorch eager, from a checkpoint or run directory (imports torch only when built).
+    """PyTorch eager (or compiled), from a checkpoint or run directory (imports torch only when built).
 
     Args:
         checkpoint: a bratsx checkpoint file or run directory.
         device: ``cpu`` or ``cuda``.
-        amp: autocast (fp16 on CUDA, bf16 on CPU).
+        amp: autocast (fp16 on CUDA, bf16 on CPU); the same as ``options.amp``.
+        options: memory format and compilation (see :class:`TorchOptions`).
     """
 
     name = BackendName.TORCH.value
 
-    def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False) -> None:
+    def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False,
+                 options: TorchOptions | None = None) -> None:
         try:
             import torch
         except ImportError:
@@ -250,9 +335,18 @@ class TorchBackend(BackendBase):
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BratsxError("--device cuda asked for, but no CUDA GPU is visible")
+        options = options or TorchOptions()
+        amp = amp or options.amp
         trained = model_from_checkpoint(checkpoint)
         self.contract = trained.contract
         self.network = trained.network.to(device)
+        if options.channels_last:  # weights and every input in channels_last_3d
+            self.network = self.network.to(memory_format=torch.channels_last_3d)
+            self.network.register_forward_pre_hook(
+                lambda module, args: (args[0].contiguous(memory_format=torch.channels_last_3d),))
+        if options.compile:
+            mode = "reduce-overhead" if options.cuda_graphs and device.startswith("cuda") else None
+            self.network = torch.compile(self.network, mode=mode)
         self.device = device
         channels = len(self.contract.modality_order)
         self.input_shape = (None, channels, *self.contract.patch_size)

@@ -15,11 +15,14 @@ from ..contract import ModelContract, read_onnx_contract
 from ..devices import installed, ort_cuda_available, tensorrt_available, torch_cuda_available
 from ..errors import BratsxError
 from ..modelfolder import ModelFolder, find_model_folder
-from .backends import Backend, BackendName, OpenVinoBackend, OrtBackend, TorchBackend
+from .backends import Backend, BackendName, OpenVinoBackend, OrtBackend, TorchBackend, TorchOptions
 
 __all__ = ["OpenedModel", "choose_backend", "open_model"]
 
 _ONNX_BACKENDS = (BackendName.ORT, BackendName.OPENVINO, BackendName.OPENVINO_BF16)
+#: OpenVINO's precision for each of its backend names.
+_OPENVINO_PRECISION = {BackendName.OPENVINO: "f32", BackendName.OPENVINO_BF16: "bf16",
+                       BackendName.OPENVINO_INT8: "int8"}
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,20 @@ def choose_backend(model: Path, folder: ModelFolder | None) -> tuple[BackendName
 
 def _file_for(model: Path, folder: ModelFolder | None, backend: BackendName, device: str) -> Path:
     """The file ``backend`` runs: the one named when it suits the backend, else the folder's."""
-    suits = {BackendName.TRT: model.suffix == ".engine", BackendName.TORCH: _is_checkpoint(model) and folder is None}
+    suits = {BackendName.TRT: model.suffix == ".engine", BackendName.TORCH: _is_checkpoint(model) and folder is None,
+             BackendName.OPENVINO_INT8: False}  # the int8 IR's contract is its folder's
     if suits.get(backend, model.suffix == ".onnx") and (model.is_file() or backend is BackendName.TORCH):
         return model
     if folder is None:
         wanted = {BackendName.TRT: "an .engine file (bratsx export --trt)",
-                  BackendName.TORCH: "a checkpoint or run directory"}.get(backend, "an .onnx file (bratsx export)")
+                  BackendName.TORCH: "a checkpoint or run directory",
+                  BackendName.OPENVINO_INT8: "a model folder exported with bratsx export --int8",
+                  }.get(backend, "an .onnx file (bratsx export)")
         raise BratsxError(f"{model}: the {backend.value} backend takes {wanted}")
     if backend is BackendName.TRT:
         found, flag = folder.file("engine"), "--trt"
+    elif backend is BackendName.OPENVINO_INT8:
+        found, flag = folder.file("int8"), "--int8"
     elif backend is BackendName.TORCH:
         found, flag = folder.checkpoint, None
     else:
@@ -113,6 +121,7 @@ def open_model(
     device: str = "cpu",
     threads: int | None = None,
     ort_tensorrt: bool = False,
+    torch_options: TorchOptions | None = None,
 ) -> OpenedModel:
     """Open ``model`` with ``backend``.
 
@@ -124,6 +133,7 @@ def open_model(
         device: ``cpu`` or ``cuda``, for the ort and torch backends.
         threads: CPU threads (ort, openvino).
         ort_tensorrt: ort on CUDA: put ONNX Runtime's TensorRT execution provider first.
+        torch_options: the torch backend's autocast, memory format and compilation.
 
     Returns:
         The open backend, the model's contract and the file it runs.
@@ -144,19 +154,22 @@ def open_model(
         name, device = choose_backend(model, folder)
     path = _file_for(model, folder, name, device)
     if name is BackendName.TORCH:
-        opened: Backend = TorchBackend(path, device=device)
+        opened: Backend = TorchBackend(path, device=device, options=torch_options)
         contract = opened.contract
     elif name is BackendName.TRT:
         from .tensorrt_backend import TrtBackend
 
         opened = TrtBackend(path)
         contract = opened.contract  # the engine's own, from its sidecar
+    elif name is BackendName.OPENVINO_INT8:
+        contract = folder.contract  # _file_for found the IR in a model folder
+        opened = OpenVinoBackend(path, threads, "int8")
     else:
         contract = read_onnx_contract(path)
         if name is BackendName.ORT:
             opened = OrtBackend(path, threads, device, ort_tensorrt, patch=contract.patch_size)
         else:
-            opened = OpenVinoBackend(path, threads, "bf16" if name is BackendName.OPENVINO_BF16 else "f32")
+            opened = OpenVinoBackend(path, threads, _OPENVINO_PRECISION[name])
     try:
         _check_fits(opened, contract, path)
     except BratsxError:

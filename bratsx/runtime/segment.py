@@ -1,5 +1,12 @@
 """One case, end to end: load -> preprocess -> sliding window -> paste back -> regions -> labels -> metrics.
 
+Tiles, mirrorings and models are averaged as logits, and the output activation applied once to the blend,
+as nnU-Net and MONAI do with the same network (averaging probabilities instead thresholds differently where
+overlapping tiles disagree). Backends return probabilities (the activation is inside every model file), so
+each output is mapped back to logits first. Every backend computes that activation in float32 (the fp16
+export keeps Sigmoid/Softmax in fp32 and TensorRT builds it strongly typed, the torch backend casts its logits
+to float, OpenVINO bf16 returns f32 sigmoids), so one cap, where a float32 sigmoid rounds to 1, serves all.
+
 :func:`segment_case` is the single path from a case to its segmentation. ``bratsx infer`` schedules it
 over directories (threads, worker processes, Ray actors), the export accuracy gates compare two
 backends through it, the bench times it and the web app's jobs call it, so all of them compute the
@@ -20,20 +27,25 @@ from ..cases import Case
 from ..contract import ModelContract
 from ..errors import LabelError
 from ..imageio import LoadedCase, load_case
-from ..labels import LabelConvention, labels_from_regions, regions_from_labels, regions_from_probabilities
+from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_labels, regions_from_probabilities
 from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
-from ..preprocessing import Preprocessed, paste, preprocess
-from ..sliding_window import sliding_window_predict
+from ..preprocessing import INFERENCE_MARGIN, Preprocessed, paste, preprocess
+from ..sliding_window import Window, box_predict, sliding_window_predict
 from .backends import Backend
 
-__all__ = ["PreparedCase", "SegmentOptions", "Segmentation", "STAGES", "prepare_case", "segment_case",
-           "tile_predictor"]
+__all__ = ["LOGIT_CAP", "STAGES", "PreparedCase", "SegmentOptions", "Segmentation", "Window",
+           "logits_from_probabilities", "prepare_case", "probabilities_from_logits", "segment_case", "tile_predictor",
+           "tiled_logits"]
 
 #: Stages timed for every case, in order.
 STAGES = ("load", "preprocess", "inference", "postprocess", "write")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+
+#: Largest logit magnitude a float32 sigmoid tells apart from certainty (beyond it the probability rounds to
+#: 1): logit(1 - 2**-24). Logits are capped symmetrically at it.
+LOGIT_CAP = 16.6
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +53,8 @@ class SegmentOptions:
     """How a case is segmented.
 
     Attributes:
+        window: ``tiles`` (overlapping tiles of the model's patch, Gaussian-blended) or ``box`` (one forward
+            pass over the whole brain box, padded to the network's divisor; not for TensorRT engines).
         overlap: sliding-window overlap (fraction of a tile shared with each neighbour).
         sw_batch: tiles per backend call (``None``: the backend's preferred batch).
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
@@ -50,6 +64,7 @@ class SegmentOptions:
         et_to_ncr_below: relabel ET as necrotic core when fewer ET voxels than this are predicted.
     """
 
+    window: Window = Window.TILES
     overlap: float = 0.5
     sw_batch: int | None = None
     tta: bool = False
@@ -95,23 +110,55 @@ class Segmentation:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def tile_predictor(backends: Sequence[Backend], tta: bool) -> Predictor:
-    """One tile predictor averaging several models and, with ``tta``, the 8 mirrorings of each tile.
+def logits_from_probabilities(probabilities: np.ndarray, output_mode: OutputMode) -> np.ndarray:
+    """Back from a backend's probabilities to logits (float32), to average those.
 
-    The mirrored copies travel in one batch with the tiles, so a backend sees ``8 x`` larger batches
-    rather than 8 times as many calls.
+    Sigmoid outputs give their logits, capped symmetrically at :data:`LOGIT_CAP` (so an output that rounded
+    to 1 weighs no more than one that rounded to 0); softmax outputs give log-probabilities, which differ
+    from the logits by a per-voxel constant that no argmax sees.
+    """
+    if OutputMode(output_mode) is OutputMode.LABELS:
+        return np.log(np.maximum(probabilities, np.float32(1e-30)))
+    cap = np.float32(LOGIT_CAP)
+    clipped = np.clip(probabilities, np.float32(1e-30), np.float32(1 - 2**-24))
+    return np.clip(np.log(clipped) - np.log1p(-clipped), -cap, cap)
+
+
+def probabilities_from_logits(logits: np.ndarray, output_mode: OutputMode) -> np.ndarray:
+    """The output activation (sigmoid or softmax over the channels) on float32 ``(C, ...)`` logits, in place."""
+    if OutputMode(output_mode) is OutputMode.LABELS:
+        logits -= logits.max(axis=0, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=0, keepdims=True)
+        return logits
+    np.negative(logits, out=logits)
+    np.exp(logits, out=logits)
+    logits += 1
+    return np.reciprocal(logits, out=logits)
+
+
+def tile_predictor(backends: Sequence[Backend], tta: bool, output_mode: OutputMode = OutputMode.REGIONS,
+                   flips_batched: bool = True) -> Predictor:
+    """One tile predictor averaging, as logits, several models and, with ``tta``, the 8 mirrorings of each tile.
+
+    With ``flips_batched`` the mirrored copies travel in one batch with the tiles, so a backend sees
+    ``8 x`` larger batches rather than 8 times as many calls; without it (a whole brain box, whose
+    activations would not fit 8 times over) each mirroring is its own call. The predictor returns logits
+    (see :func:`logits_from_probabilities`); :func:`probabilities_from_logits` turns their blend back.
     """
     flips = [axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n)] if tta else [()]
+    groups = [flips] if flips_batched else [[axes] for axes in flips]
 
     def predict(tiles: np.ndarray) -> np.ndarray:
-        stacked = np.concatenate([np.flip(tiles, axes) if axes else tiles for axes in flips])
         total = None
-        for backend in backends:
-            out = np.asarray(backend.run(stacked), dtype=np.float32)
-            for i, axes in enumerate(flips):
-                part = out[i * len(tiles) : (i + 1) * len(tiles)]
-                part = np.flip(part, axes) if axes else part
-                total = part.copy() if total is None else total + part
+        for group in groups:
+            stacked = np.concatenate([np.flip(tiles, axes) if axes else tiles for axes in group])
+            for backend in backends:
+                out = logits_from_probabilities(np.asarray(backend.run(stacked), dtype=np.float32), output_mode)
+                for i, axes in enumerate(group):
+                    part = out[i * len(tiles) : (i + 1) * len(tiles)]
+                    part = np.flip(part, axes) if axes else part
+                    total = part.copy() if total is None else total + part
         return total / (len(backends) * len(flips))
 
     return predict
@@ -133,9 +180,34 @@ def prepare_case(case: Case, contract: ModelContract) -> PreparedCase:
     except LabelError as error:
         loaded, label_error = load_case(case, with_label=False), str(error)
     loaded_at = time.perf_counter()
-    ready = preprocess(loaded.image, contract.crop_margin)
+    ready = preprocess(loaded.image, INFERENCE_MARGIN)  # contract.crop_margin is the training cache's
     seconds = {"load": loaded_at - started, "preprocess": time.perf_counter() - loaded_at}
     return PreparedCase(loaded, ready, seconds, label_error)
+
+
+def _certain_background(output_mode: OutputMode) -> np.ndarray:
+    """Logits of certain background, per channel: for the voxels no tile covered (tiles without brain)."""
+    if OutputMode(output_mode) is OutputMode.LABELS:
+        return np.array([0.0] + [-LOGIT_CAP] * (output_mode.channels - 1), dtype=np.float32)
+    return np.full(output_mode.channels, -LOGIT_CAP, dtype=np.float32)
+
+
+def _divisor(contract: ModelContract) -> int:
+    """What every spatial input size must be a multiple of: 2 per downsampling stage of the network
+    (``NetworkConfig.divisor``, read from the contract without importing torch)."""
+    return 2 ** (len(contract.network["features"]) - 1)
+
+
+def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Sequence[Backend], output_mode: OutputMode,
+                 *, tta: bool = False, overlap: float = 0.5, batch_size: int = 1, mask: np.ndarray | None = None,
+                 on_tiles: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Blended logits of ``backends`` over a preprocessed ``image``, tile by tile (what inference and the
+    trainer's validation both compute; :func:`probabilities_from_logits` turns them into probabilities).
+
+    Voxels no tile covers (tiles without brain) are certain background.
+    """
+    return sliding_window_predict(image, patch, tile_predictor(backends, tta, output_mode), overlap, batch_size,
+                                  mask, on_tiles, _certain_background(output_mode))
 
 
 def _postprocess(regions: np.ndarray, options: SegmentOptions) -> np.ndarray:
@@ -182,8 +254,15 @@ def segment_case(
     sw_batch = options.sw_batch or backends[0].preferred_batch
 
     started = time.perf_counter()
-    cropped = sliding_window_predict(ready.image, contract.patch_size, tile_predictor(backends, options.tta),
-                                     options.overlap, sw_batch, ready.mask, on_tiles)
+    if Window(options.window) is Window.BOX:
+        predict = tile_predictor(backends, options.tta, contract.output_mode, flips_batched=False)
+        logits = box_predict(ready.image, _divisor(contract), predict)
+        if on_tiles is not None:
+            on_tiles(1, 1)
+    else:
+        logits = tiled_logits(ready.image, contract.patch_size, backends, contract.output_mode, tta=options.tta,
+                              overlap=options.overlap, batch_size=sw_batch, mask=ready.mask, on_tiles=on_tiles)
+    cropped = probabilities_from_logits(logits, contract.output_mode)
     seconds["inference"] = time.perf_counter() - started
 
     started = time.perf_counter()

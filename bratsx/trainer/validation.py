@@ -1,7 +1,9 @@
 """Validation during training: full-volume sliding-window prediction and Dice per region.
 
-Uses the same sliding window (tile grid, Gaussian blending, empty-tile skipping) as ``bratsx infer``,
-on the cached, preprocessed cases, so a validation Dice is what inference would score on them.
+Uses the same tiling and blending as ``bratsx infer`` (:func:`~bratsx.runtime.segment.tiled_logits`: tile
+grid, empty-tile skipping, Gaussian blending of logits), on the cached, preprocessed cases, so a validation
+Dice is what inference would score on them (up to the tile grid: the cache's crop keeps a 2-voxel margin that
+inference's does not).
 """
 
 from __future__ import annotations
@@ -14,11 +16,24 @@ from torch import nn
 
 from ..labels import REGION_ORDER, OutputMode, regions_from_labels, regions_from_probabilities
 from ..metrics import region_dice
-from ..sliding_window import sliding_window_predict
+from ..runtime.backends import BackendBase
+from ..runtime.segment import probabilities_from_logits, tiled_logits
 from .cache import CACHE_CONVENTION, CachedCase
 from .network import predict_tiles
 
 __all__ = ["validate"]
+
+
+class _NetworkInTraining(BackendBase):
+    """The network being trained, run on tiles as inference runs a backend."""
+
+    def __init__(self, model: nn.Module, output_mode: OutputMode, device: torch.device,
+                 autocast_dtype: torch.dtype | None) -> None:
+        self.model, self.output_mode, self.autocast_dtype = model, output_mode, autocast_dtype
+        self.torch_device = device
+
+    def run(self, tiles: np.ndarray) -> np.ndarray:
+        return predict_tiles(self.model, tiles, self.output_mode, self.torch_device, self.autocast_dtype)
 
 
 def validate(
@@ -33,17 +48,15 @@ def validate(
 ) -> dict[str, float]:
     """Mean Dice per region (``WT``, ``TC``, ``ET``) over ``cases``, and ``mean`` of the three."""
 
-    def predict(tiles: np.ndarray) -> np.ndarray:
-        return predict_tiles(model, tiles, output_mode, device, autocast_dtype)
-
+    network = _NetworkInTraining(model, output_mode, device, autocast_dtype)
     was_training = model.training
     model.eval()
     scores: dict[str, list[float]] = {region.value: [] for region in REGION_ORDER}
     try:
         for case in cases:
-            probs = sliding_window_predict(
-                np.asarray(case.image()), patch, predict, overlap, batch_size, np.asarray(case.mask())
-            )
+            logits = tiled_logits(np.asarray(case.image()), patch, [network], output_mode, overlap=overlap,
+                                  batch_size=batch_size, mask=np.asarray(case.mask()))
+            probs = probabilities_from_logits(logits, output_mode)
             reference = regions_from_labels(np.asarray(case.labels()), CACHE_CONVENTION)
             for region, value in region_dice(regions_from_probabilities(probs, output_mode), reference).items():
                 scores[region.value].append(value)

@@ -37,3 +37,37 @@ def test_bench_on_a_tiny_set_writes_a_complete_report(tiny_run, tmp_path):
 def test_bench_refuses_an_unknown_backend():
     result = CliRunner().invoke(app, ["bench", "--backends", "ort,tensorflow"])
     assert result.exit_code == 2 and "choose among" in result.output
+
+
+@pytest.mark.slow
+def test_bench_compares_with_nnunet_and_measures_the_box_window(tiny_run, tmp_path):
+    pytest.importorskip("nnunetv2")
+    write_synthetic_dataset(tmp_path / "cases", cases=1, shape=(40, 36, 30), seed=3)
+    report_path = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--model", str(tiny_run), "--cases", str(tmp_path / "cases"), "--backends", "ort",
+        "--window", "tiles,box", "--compare", "nnunet", "--repeat", "1", "--json", str(report_path)],
+        env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert set(report["backends"]) == {"ort", "ort+box", "nnunet"}
+    assert report["fp32_reference"] == "ort" and report["peers"] == ["nnunet"]
+    assert [len(report["load_average"][when]) for when in ("start", "end")] == [3, 3]
+    box = report["backends"]["ort+box"]
+    assert box["window"] == "box" and set(box["agreement_with_fp32_tiles"]) == {"WT", "TC", "ET"}
+    for name in ("ort", "ort+box"):
+        entry = report["backends"][name]
+        assert entry["latency_ratio_vs_nnunet"] > 0 and set(entry["agreement_with_nnunet"]) == {"WT", "TC", "ET"}
+        counted = min(entry["agreement_with_nnunet"].values()) >= 0.99
+        assert entry["speedup_vs_nnunet"] == (entry["latency_ratio_vs_nnunet"] if counted else None)
+    assert "vs nnunet" in result.output
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--window", "tiles,diagonal", "choose among tiles, box"),
+    ("--compare", "monai,deepmedic", "the peers are monai, nnunet"),
+    ("--torch-options", "compile,turbo", "choose among channels_last, compile, cuda_graphs"),
+])
+def test_bench_refuses_an_unknown_window_peer_or_torch_option(option, value, message):
+    result = CliRunner().invoke(app, ["bench", option, value], env={"COLUMNS": "250"})
+    assert result.exit_code != 0 and message in result.output

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from sharpened import sharpened_checkpoint
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
@@ -14,7 +15,7 @@ from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from bratsx.export.pipeline import ExportOptions, export_model
 from bratsx.export.verify import FP32_TOLERANCE, compare_with_torch, verification_inputs
 from bratsx.runtime.backends import OrtBackend
-from bratsx.trainer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from bratsx.trainer.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +93,9 @@ def test_a_folder_without_checkpoints_fails_clearly(tmp_path):
 
 
 def decisive_checkpoint(tiny_run, tmp_path, first_conv_scale=1.0):
-    """The tiny checkpoint with confident outputs (final head x50), optionally with a first conv
-    scaled so far that fp16 activations overflow."""
-    state = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
-    model = {k: v.clone() for k, v in state["model"].items()}
-    model["heads.0.weight"] *= 50
-    model["heads.0.bias"] *= 50
-    model["encoder.0.0.0.weight"] *= first_conv_scale
-    model["encoder.0.0.0.bias"] *= first_conv_scale
-    return save_checkpoint({k: v for k, v in state.items() if k not in ("format", "format_version")} | {"model": model},
-                           tmp_path / f"scaled{first_conv_scale:g}.pt")
+    """The tiny checkpoint with confident outputs, optionally with a first conv scaled so far that fp16
+    activations overflow."""
+    return sharpened_checkpoint(tiny_run, tmp_path / f"scaled{first_conv_scale:g}.pt", first_conv_scale)
 
 
 def test_fp16_gate_passes_a_sane_model(tiny_run, tmp_path):

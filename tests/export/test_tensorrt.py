@@ -277,3 +277,18 @@ def test_export_trt_builds_gates_and_records_an_engine_with_the_stand_ins(gpu, t
     assert (tmp_path / "timing.cache").exists()  # the timing cache is kept beside the model folder
     with TrtBackend(report.engine) as backend:  # the folder's model.json does not replace the engine's sidecar
         assert backend.contract.patch_size == (16, 16, 16)
+
+
+def test_infer_refuses_the_box_window_on_an_engine_before_any_case(gpu, fp16_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from bratsx.cli.app import app
+    from bratsx.synth import write_synthetic_dataset
+
+    engine = build(fp16_onnx, tmp_path)
+    write_synthetic_dataset(tmp_path / "cases", cases=1, shape=(24, 24, 20), seed=2)
+    result = CliRunner().invoke(app, ["infer", str(tmp_path / "cases"), "--model", str(engine), "--backend", "trt",
+                                      "--window", "box", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "--window box: a TensorRT engine runs only its tile shape" in result.output
+    assert not any((tmp_path / "out").glob("*.nii.gz"))  # refused before any case was segmented

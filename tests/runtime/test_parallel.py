@@ -131,3 +131,13 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_partial_output(cases_dir, tmp_p
     assert len(records) < 4  # it was stopped midway
     written = {p.name.removesuffix(".nii.gz") for p in out.glob("*.nii.gz")}
     assert written == {case_id for case_id, r in records.items() if r.status == "ok"}
+
+
+def test_openvino_with_a_thread_budget_leaves_pinning_to_the_os(tiny_onnx):
+    """Workers get a share of the cores each; pinned, every 1-thread worker would run on the same first core."""
+    pytest.importorskip("openvino")
+    from bratsx.runtime.backends import OpenVinoBackend
+
+    compiled = OpenVinoBackend(tiny_onnx, threads=1).compiled
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False

@@ -1,0 +1,199 @@
+"""The nnU-Net v2 peer: nnU-Net's own predictor running bratsx's network and weights.
+
+What an nnU-Net user gets for the same model: :class:`nnunetv2.inference.predict_from_raw_data.nnUNetPredictor`
+set up with ``manual_initialization`` (bratsx's ``UNet3D``, whose eval-mode forward returns the logits
+nnU-Net expects, and its weights as the one parameter set), plans that describe what bratsx trained on
+(one ``3d_fullres`` configuration: the model's patch and spacing, ``ZScoreNormalization`` with
+``use_mask_for_norm`` for every modality, no transposition) and a dataset description whose regions write
+BraTS 2018-2021 labels directly (``regions_class_order`` edema, core, enhancing: the order in which
+:func:`bratsx.labels.labels_from_regions` lets inner regions win). Each case then goes through nnU-Net's
+own stages, timed one by one: ``SimpleITKIO.read_images``, ``DefaultPreprocessor.run_case_npy`` (crop to
+the non-zero box, z-score in the filled non-zero mask; no resampling at the model's spacing),
+``predict_logits_from_preprocessed_data`` (tile step 0.5, its Gaussian, fp16 accumulation of logits,
+mirroring when asked), ``convert_predicted_logits_to_segmentation_with_correct_shape`` and
+``write_seg``: the body of nnU-Net's ``export_prediction_from_logits``.
+
+Orientation: SimpleITK returns a stored L,P,S volume as the ``(z, y, x)`` array bratsx's canonical
+orientation is (see :mod:`bratsx.geometry`), so the network sees the same array in both. Cases stored
+otherwise are refused rather than silently fed to the network in another orientation.
+
+Needs torch and nnunetv2 (``pip install 'bratsx[dev]'``). nnU-Net prints progress on stdout; it is
+logged at debug level instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+
+from ..cases import Case
+from ..contract import ModelContract
+from ..errors import BratsxError
+from ..geometry import CANONICAL_ORIENTATION
+from ..labels import MODALITY_ORDER, LabelConvention, OutputMode, Tissue
+
+__all__ = ["NNUNET_CONFIGURATION", "nnunet_dataset_json", "nnunet_plans", "nnunet_predictor",
+           "nnunet_segment_case", "nnunet_tile_count"]
+
+logger = logging.getLogger(__name__)
+
+#: The one configuration the plans describe.
+NNUNET_CONFIGURATION = "3d_fullres"
+#: Stored orientation whose SimpleITK array is bratsx's canonical (z, y, x) array.
+_STORED_AS_CANONICAL = "".join(reversed(CANONICAL_ORIENTATION))
+#: nnU-Net's tile step (fraction of the patch between neighbouring tiles): its default, overlap 0.5.
+TILE_STEP = 0.5
+
+
+@contextlib.contextmanager
+def _nnunet_output_logged() -> Iterator[None]:
+    """Capture what nnU-Net prints (progress, hints) and log it at debug level."""
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        yield
+    if captured.getvalue().strip():
+        logger.debug("nnU-Net: %s", captured.getvalue().strip())
+
+
+def nnunet_dataset_json(contract: ModelContract) -> dict[str, Any]:
+    """nnU-Net's ``dataset.json`` for a bratsx model: channels in bratsx's order and labels that come out
+    in a BraTS convention (2018-2021 for region models, 2023 for label models)."""
+    channels = {str(i): name for i, name in enumerate(contract.modality_order)}
+    if contract.output_mode is OutputMode.REGIONS:
+        values = LabelConvention.BRATS2020.tissue_values
+        edema, core, enhancing = (values[t] for t in (Tissue.EDEMA, Tissue.NECROTIC_CORE, Tissue.ENHANCING))
+        labels: dict[str, Any] = {"background": 0, "whole tumor": [edema, core, enhancing],
+                                  "tumor core": [core, enhancing], "enhancing tumor": [enhancing]}
+        order: list[int] | None = [edema, core, enhancing]
+    else:
+        labels = {"background": 0, **{t.name.lower(): v for t, v in LabelConvention.BRATS2023.tissue_values.items()}}
+        order = None
+    dataset = {"channel_names": channels, "labels": labels, "numTraining": 0, "file_ending": ".nii.gz"}
+    if order is not None:
+        dataset["regions_class_order"] = order
+    return dataset
+
+
+def nnunet_plans(contract: ModelContract) -> dict[str, Any]:
+    """nnU-Net plans describing what the bratsx model was trained on, for ``manual_initialization``.
+
+    The architecture entry is informative only (the network object is handed over directly).
+    """
+    spacing = [float(s) for s in contract.spacing]
+    patch = [int(p) for p in contract.patch_size]
+    channels = len(contract.modality_order)
+    configuration = {
+        "data_identifier": "bratsx", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": patch, "median_image_size_in_voxels": patch, "spacing": spacing,
+        "normalization_schemes": ["ZScoreNormalization"] * channels, "use_mask_for_norm": [True] * channels,
+        "resampling_fn_data": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+        "architecture": {"network_class_name": "bratsx.trainer.network.UNet3D", "arch_kwargs": dict(contract.network),
+                         "_kw_requires_import": []},
+        "batch_dice": False,
+    }
+    return {
+        "dataset_name": "Dataset000_bratsx", "plans_name": "bratsxPlans", "experiment_planner_used": "bratsx",
+        "label_manager": "LabelManager", "image_reader_writer": "SimpleITKIO",
+        "original_median_spacing_after_transp": spacing, "original_median_shape_after_transp": patch,
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "configurations": {NNUNET_CONFIGURATION: configuration},
+        "foreground_intensity_properties_per_channel": {str(c): {} for c in range(channels)},
+    }
+
+
+def nnunet_predictor(network, contract: ModelContract, mirroring: bool = False, device: str = "cpu"):
+    """nnU-Net's predictor with bratsx's network and weights, set up as nnU-Net's trainer sets it up.
+
+    Args:
+        network: the bratsx ``UNet3D`` (its eval-mode forward returns logits).
+        contract: its contract (patch, spacing, output mode, modalities).
+        mirroring: nnU-Net's test-time mirroring over the three spatial axes (8 passes per tile).
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        An initialised ``nnUNetPredictor``.
+
+    Raises:
+        BratsxError: nnunetv2 is not installed.
+    """
+    import torch
+
+    try:
+        with _nnunet_output_logged():
+            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+            from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    except ImportError:
+        raise BratsxError("nnunetv2 is not installed: pip install 'bratsx[dev]'") from None
+    plans = PlansManager(nnunet_plans(contract))
+    with _nnunet_output_logged():
+        predictor = nnUNetPredictor(tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=mirroring,
+                                    perform_everything_on_device=device.startswith("cuda"),
+                                    device=torch.device(device), verbose=False, allow_tqdm=False)
+    network = network.to(device).eval()
+    predictor.manual_initialization(network, plans, plans.get_configuration(NNUNET_CONFIGURATION),
+                                    [network.state_dict()], nnunet_dataset_json(contract), "bratsx", (0, 1, 2))
+    return predictor
+
+
+def _check_orientation(case: Case, path: Path) -> None:
+    orientation = "".join(nib.aff2axcodes(nib.load(path).affine))
+    if orientation != _STORED_AS_CANONICAL:
+        raise BratsxError(f"case {case.case_id}: {path.name} is stored {orientation}; nnU-Net's SimpleITK reader would "
+                          f"hand the network another orientation than bratsx (which reads {_STORED_AS_CANONICAL} "
+                          "volumes as they are); leave the case out of --compare nnunet or store it as "
+                          f"{_STORED_AS_CANONICAL}")
+
+
+def nnunet_segment_case(predictor, case: Case, out_dir: Path) -> dict[str, float]:
+    """Segment one case through nnU-Net's own stages into ``out_dir/<id>.nii.gz``; seconds per stage.
+
+    Raises:
+        BratsxError: a case not stored as L,P,S (see the module docstring).
+    """
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+
+    files = [str(case.images[m]) for m in MODALITY_ORDER]
+    _check_orientation(case, Path(files[0]))
+    plans, configuration = predictor.plans_manager, predictor.configuration_manager
+    reader = plans.image_reader_writer_class()
+    seconds = {}
+    with _nnunet_output_logged():
+        start = time.perf_counter()
+        data, properties = reader.read_images(files)
+        seconds["load"] = time.perf_counter() - start
+        start = time.perf_counter()
+        data, _, properties = configuration.preprocessor_class(verbose=False).run_case_npy(
+            data, None, properties, plans, configuration, predictor.dataset_json)
+        seconds["preprocess"] = time.perf_counter() - start
+        start = time.perf_counter()
+        import torch
+
+        logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+        seconds["inference"] = time.perf_counter() - start
+        start = time.perf_counter()
+        segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, plans, configuration, predictor.label_manager, properties)
+        seconds["postprocess"] = time.perf_counter() - start
+        start = time.perf_counter()
+        reader.write_seg(segmentation, str(out_dir / f"{case.case_id}{predictor.dataset_json['file_ending']}"),
+                         properties)
+        seconds["write"] = time.perf_counter() - start
+    return seconds
+
+
+def nnunet_tile_count(predictor, shape: tuple[int, int, int]) -> int:
+    """How many tiles nnU-Net plans for a cropped volume of ``shape`` (padded to the patch first, as it does)."""
+    padded = tuple(max(s, p) for s, p in zip(shape, predictor.configuration_manager.patch_size))
+    return len(predictor._internal_get_sliding_window_slicers(padded))

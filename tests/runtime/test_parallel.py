@@ -107,7 +107,7 @@ INTERRUPTED_RUN = textwrap.dedent("""
     from bratsx.runtime.segment import SegmentOptions
 
     cases, out, pids = map(Path, sys.argv[1:])
-    infer_parallel(discover_cases(cases), StandIn(seconds_per_batch=0.1, pids=pids), out,
+    infer_parallel(discover_cases(cases), StandIn(seconds_per_batch=1.0, pids=pids), out,
                    InferOptions(segment=SegmentOptions(overlap=0.0)), worker_slots(2, threads=2))
 """)
 
@@ -119,7 +119,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_partial_output(cases_dir, tmp_p
                             str(tmp_path / "pids")], env={**os.environ, "PYTHONPATH": str(tests)},
                            stderr=subprocess.PIPE, text=True)
     workers = worker_pids(tmp_path / "pids", 2)
-    time.sleep(1.0)  # both workers are inside a case
+    time.sleep(1.0)  # both workers are inside their first case (1 s per batch of tiles)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode != 0 and "KeyboardInterrupt" in stderr

@@ -98,6 +98,7 @@ def test_a_killed_worker_loses_no_finished_case_and_a_rerun_completes_the_rest(c
 
 
 INTERRUPTED_RUN = textwrap.dedent("""
+    import signal
     import sys
     from pathlib import Path
     from standins import StandIn
@@ -106,6 +107,7 @@ INTERRUPTED_RUN = textwrap.dedent("""
     from bratsx.runtime.parallel import infer_parallel, worker_slots
     from bratsx.runtime.segment import SegmentOptions
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under a background pytest
     cases, out, pids = map(Path, sys.argv[1:])
     infer_parallel(discover_cases(cases), StandIn(seconds_per_batch=1.0, pids=pids), out,
                    InferOptions(segment=SegmentOptions(overlap=0.0)), worker_slots(2, threads=2))

@@ -23,11 +23,8 @@ logged at debug level instead.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +35,7 @@ from ..contract import ModelContract
 from ..errors import BratsxError
 from ..geometry import CANONICAL_ORIENTATION
 from ..labels import MODALITY_ORDER, LabelConvention, OutputMode, Tissue
+from ..printed import printed_to_debug_log
 
 __all__ = ["NNUNET_CONFIGURATION", "nnunet_dataset_json", "nnunet_plans", "nnunet_predictor",
            "nnunet_segment_case", "nnunet_tile_count"]
@@ -50,16 +48,6 @@ NNUNET_CONFIGURATION = "3d_fullres"
 _STORED_AS_CANONICAL = "".join(reversed(CANONICAL_ORIENTATION))
 #: nnU-Net's tile step (fraction of the patch between neighbouring tiles): its default, overlap 0.5.
 TILE_STEP = 0.5
-
-
-@contextlib.contextmanager
-def _nnunet_output_logged() -> Iterator[None]:
-    """Capture what nnU-Net prints (progress, hints) and log it at debug level."""
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        yield
-    if captured.getvalue().strip():
-        logger.debug("nnU-Net: %s", captured.getvalue().strip())
 
 
 def nnunet_dataset_json(contract: ModelContract) -> dict[str, Any]:
@@ -131,13 +119,13 @@ def nnunet_predictor(network, contract: ModelContract, mirroring: bool = False, 
     import torch
 
     try:
-        with _nnunet_output_logged():
+        with printed_to_debug_log(logger, "nnU-Net"):
             from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
             from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     except ImportError:
         raise BratsxError("nnunetv2 is not installed: pip install 'bratsx[dev]'") from None
     plans = PlansManager(nnunet_plans(contract))
-    with _nnunet_output_logged():
+    with printed_to_debug_log(logger, "nnU-Net"):
         predictor = nnUNetPredictor(tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=mirroring,
                                     perform_everything_on_device=device.startswith("cuda"),
                                     device=torch.device(device), verbose=False, allow_tqdm=False)
@@ -169,7 +157,7 @@ def nnunet_segment_case(predictor, case: Case, out_dir: Path) -> dict[str, float
     plans, configuration = predictor.plans_manager, predictor.configuration_manager
     reader = plans.image_reader_writer_class()
     seconds = {}
-    with _nnunet_output_logged():
+    with printed_to_debug_log(logger, "nnU-Net"):
         start = time.perf_counter()
         data, properties = reader.read_images(files)
         seconds["load"] = time.perf_counter() - start

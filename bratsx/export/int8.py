@@ -18,8 +18,6 @@ refused unless the WT/TC/ET Dice against fp32 is at least :data:`INT8_GATE_DICE`
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -30,6 +28,7 @@ import numpy as np
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..printed import printed_to_debug_log
 from ..runtime.backends import Backend, OpenVinoBackend
 from ..runtime.segment import prepare_case
 from ..sliding_window import planned_tiles
@@ -95,17 +94,16 @@ def int8_from_onnx(source: Path, out: Path, tiles: Sequence[np.ndarray]) -> Path
     # per tile would otherwise stretch the 256 levels (ET Dice vs fp32 0.984 with min/max, 0.990 with these)
     ranges = AdvancedQuantizationParameters(
         activations_range_estimator_params=RangeEstimatorParametersSet.MEAN_QUANTILE)
-    progress, nncf_logger = io.StringIO(), logging.getLogger("nncf")
+    nncf_logger = logging.getLogger("nncf")
     level = nncf_logger.level
     nncf_logger.setLevel(logging.WARNING)  # NNCF logs each operation it leaves out, on a handler of its own
     try:
-        with contextlib.redirect_stdout(progress):  # and draws progress bars on stdout
+        with printed_to_debug_log(logger, "NNCF"):  # and draws progress bars on stdout
             quantized = nncf.quantize(model, nncf.Dataset(list(tiles)), preset=nncf.QuantizationPreset.MIXED,
                                       subset_size=len(tiles), advanced_parameters=ranges,
                                       ignored_scope=nncf.IgnoredScope(names=ends, types=kept, validate=False))
     finally:
         nncf_logger.setLevel(level)
-    logger.debug("NNCF: %s", progress.getvalue().strip())
     ov.save_model(quantized, str(out), compress_to_fp16=False)
     return out
 

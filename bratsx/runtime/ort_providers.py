@@ -18,9 +18,7 @@ No GPU exists where bratsx is developed: these functions are tested against a st
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BratsxError
+from ..printed import printed_to_debug_log
 
 __all__ = ["CPU", "CUDA", "TENSORRT", "check_session_providers", "missing_cuda_libraries", "ort_providers"]
 
@@ -44,14 +43,11 @@ def _preload_cuda_libraries(ort: Any) -> None:
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
         return
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with printed_to_debug_log(logger, "onnxruntime.preload_dlls") as printed:
         try:
             preload()
         except Exception as error:  # noqa: BLE001 - a failed preload only means the libraries come from the system
             printed.write(str(error))
-    if printed.getvalue().strip():
-        logger.debug("onnxruntime.preload_dlls: %s", printed.getvalue().strip())
 
 
 def _shape(input_name: str, batch: int, channels: int, patch: Sequence[int]) -> str:

@@ -48,8 +48,9 @@ def infer(
                               "run dir (torch). Repeat to average an ensemble. [default: the workspace's default "
                               "model, else the bundled one]", exists=True, show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(
-        case_sensitive=False, help="Inference engine. auto: PyTorch for a checkpoint, else the first that runs here: a TensorRT engine, "
-                                   "ONNX Runtime on CUDA, OpenVINO (f32), ONNX Runtime on the CPU. openvino-bf16 "
+        case_sensitive=False, help="Inference engine. auto: PyTorch for a checkpoint, else the first that runs "
+                                   "here: a TensorRT engine, ONNX Runtime on CUDA, OpenVINO (f32), ONNX Runtime on "
+                                   "the CPU. openvino-bf16 "
                                    "computes in bf16: 1.7-2.0x faster than openvino on CPUs with AVX512-BF16; "
                                    "openvino-int8 runs the model folder's int8 IR (bratsx export --int8) (README: "
                                    "Performance).")] = BackendName.AUTO,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bratsx.atomic import TEMPORARY_PREFIX
 from bratsx.contract import ModelContract
 from bratsx.runtime.backends import BackendBase
 from bratsx.runtime.ensemble import Ensemble
@@ -61,10 +62,19 @@ def worker_pids(folder: Path, count: int, timeout: float = 60.0) -> list[int]:
     raise TimeoutError(f"{count} workers did not start within {timeout} s")
 
 
+def outputs(folder: Path, pattern: str = "*.nii.gz") -> list[str]:
+    """The names of the files matching ``pattern`` in ``folder``, less bratsx's hidden temporaries.
+
+    A worker killed while writing leaves a ``.bratsx-tmp-*`` file that a later run removes once stale
+    (:func:`bratsx.atomic.remove_stale_temporaries`); it is never a user's output.
+    """
+    return sorted(p.name for p in folder.glob(pattern) if not p.name.startswith(TEMPORARY_PREFIX))
+
+
 def same_files(first: Path, second: Path, pattern: str = "*.nii.gz") -> list[str]:
-    """The names of the files matching ``pattern`` in ``first``, after checking ``second`` has the same bytes."""
-    names = sorted(p.name for p in first.glob(pattern))
-    assert names == sorted(p.name for p in second.glob(pattern))
+    """The names of the outputs matching ``pattern`` in ``first``, after checking ``second`` has the same bytes."""
+    names = outputs(first, pattern)
+    assert names == outputs(second, pattern)
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     return names

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from standins import StandIn, same_files, worker_pids
+from standins import StandIn, outputs, same_files, worker_pids
 
 from bratsx.atomic import TEMPORARY_PREFIX
 from bratsx.cases import discover_cases
@@ -87,7 +87,8 @@ def test_a_killed_worker_loses_no_finished_case_and_a_rerun_completes_the_rest(c
     assert set(read_records(tmp_path / "out")) == {c.case_id for c in cases}  # every case accounted for
     lost = [r for r in first if r.status == "failed"]
     assert lost and all("killed by SIGKILL" in r.error for r in lost)
-    assert all(output_path(tmp_path / "out", r.case_id).is_file() for r in first if r.status == "ok")
+    finished = sorted(output_path(tmp_path / "out", r.case_id).name for r in first if r.status == "ok")
+    assert outputs(tmp_path / "out") == finished  # nothing partial under a final name
 
     rerun = infer_parallel(cases, StandIn(), tmp_path / "out", FAST, worker_slots(2, threads=2))
     assert [r.status for r in rerun] == ["ok"] * len(cases)

@@ -103,17 +103,21 @@ def find_model_folder(path: Path | str) -> ModelFolder | None:
 
 def write_model_json(
     folder: Path,
+    name: str,
     contract: ModelContract,
     source: dict[str, Any],
     gates: dict[str, Any],
 ) -> Path:
-    """Describe ``folder`` (atomically): the contract, the source, the gates and a hash of every model file."""
+    """Describe ``folder`` (atomically): the contract, the source, the gates and a hash of every model file.
+
+    ``name`` is the model folder's final name: ``folder`` may be the staging folder it is renamed from.
+    """
     files = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
              for path in sorted(folder.glob("model.*")) if path.is_file() and path.name != MODEL_JSON}
     info = {
         "format": _FORMAT,
         "format_version": 1,
-        "name": folder.name,
+        "name": name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "bratsx_version": __version__,
         "source": source,

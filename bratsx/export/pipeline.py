@@ -97,7 +97,7 @@ def export_model(
         checkpoint = trained.checkpoint.resolve()
         source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
                        "run": str(checkpoint.parent.parent)}
-        write_model_json(staging, trained.contract, source_info, report.gates)
+        write_model_json(staging, out_dir.name, trained.contract, source_info, report.gates)
     return report.moved_to(out_dir)
 
 

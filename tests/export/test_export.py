@@ -168,6 +168,7 @@ def test_export_writes_a_model_folder_that_describes_itself(exported):
 
     report, trained = exported
     folder = ModelFolder.read(report.onnx.parent)
+    assert folder.info["name"] == folder.name == report.onnx.parent.name  # not the staging folder's name
     assert folder.contract == read_onnx_contract(report.onnx)
     assert folder.info["files"]["model.onnx"]["sha256"] == file_sha256(report.onnx)
     assert folder.info["gates"]["fp32"]["passed"] and folder.info["gates"]["fp32"]["max_rel"] < FP32_TOLERANCE

@@ -33,7 +33,11 @@ REGIONS = ("WT", "TC", "ET")
 
 
 def portable_source(model_dir: Path, run: Path) -> dict:
-    """Replace the machine-specific source of ``model.json`` with how to reproduce the model."""
+    """Replace the machine-specific parts of ``model.json`` with how to reproduce the model.
+
+    Those are the source (run and checkpoint paths) and the folder each gate ran on (a temporary
+    folder of links to the held-out cases).
+    """
     info = json.loads((model_dir / MODEL_JSON).read_text())
     config = json.loads((run / "config.json").read_text())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
@@ -47,6 +51,9 @@ def portable_source(model_dir: Path, run: Path) -> dict:
         "features": config["features"], "patch": config["patch"], "steps": records[-1]["step"],
         "best_epoch": best["epoch"], "training_hours": sum(r["seconds"] for r in records) / 3600,
     }
+    for gate in info["gates"].values():
+        if "calibration" in gate:
+            gate["calibration"] = "the held-out cases of benchmarks/brats2018_split.json"
     write_bytes_atomic(model_dir / MODEL_JSON, (json.dumps(info, indent=2) + "\n").encode())
     return info["source"]
 

@@ -51,7 +51,7 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def choose_backend(model: Path, folder: ModelFolder | None) -> tuple[BackendName, str]:
-    """The fastest installed backend for a model, and its device.
+    """The fastest installed backend that runs a model at full precision (fp32, or a gated engine), and its device.
 
     TensorRT for an engine (named, or in the folder with TensorRT installed); ONNX Runtime on CUDA
     when onnxruntime-gpu sees a GPU; then OpenVINO (f32); then ONNX Runtime on the CPU; PyTorch for a
@@ -128,8 +128,8 @@ def open_model(
     Args:
         model: a model folder (or any file in one), an ``.onnx`` file, an ``.engine`` file, or a
             checkpoint or run directory (torch backend).
-        backend: a :class:`BackendName`; ``auto`` picks the fastest installed (see :func:`choose_backend`)
-            and its device, ignoring ``device``.
+        backend: a :class:`BackendName`; ``auto`` picks the fastest installed at full precision, and
+            its device, ignoring ``device`` (see :func:`choose_backend`).
         device: ``cpu`` or ``cuda``, for the ort and torch backends.
         threads: CPU threads (ort, openvino).
         ort_tensorrt: ort on CUDA: put ONNX Runtime's TensorRT execution provider first.

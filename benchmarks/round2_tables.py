@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bratsx.bench.run import peer_ratio
+from bratsx.bench.run import ratio_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLES = {
@@ -25,14 +25,6 @@ TABLES = {
 
 def _regions(values: dict | None) -> str:
     return " / ".join(f"{values[r]:.3f}" for r in ("WT", "TC", "ET")) if values else ""
-
-
-def _ratio(entry: dict, peer: str) -> str:
-    measured = peer_ratio(entry, peer)
-    if measured is None:
-        return ""
-    ratio, counted = measured
-    return f"**{ratio:.2f}x**" if counted else f"{ratio:.2f}x (not counted)"
 
 
 def _share(entry: dict) -> str:
@@ -64,7 +56,7 @@ def table(path: Path) -> str:
         inference = stages["inference"] / max(sum(stages.values()), 1e-9)
         cells = [name, entry.get("window", "tiles"), f"{entry['device']} {entry['precision']}",
                  f"{entry['case_p50_s']:.1f} s", f"{100 * inference:.0f}%", _share(entry),
-                 f"{entry['peak_rss_mb'] / 1024:.1f} GB", *(_ratio(entry, peer) for peer in peers),
+                 f"{entry['peak_rss_mb'] / 1024:.1f} GB", *(ratio_text(entry, peer, "**") for peer in peers),
                  *(_regions(entry.get(f"agreement_with_{peer}")) for peer in peers),
                  _regions(entry.get("agreement_with_fp32_tiles")), _regions(entry.get("dice_vs_reference"))]
         lines.append("| " + " | ".join(cells) + " |")

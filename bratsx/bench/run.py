@@ -39,7 +39,7 @@ from .flops import tile_flops
 from .machine import machine_info
 from .peak import cpu_gemm_gflops
 
-__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peer_ratio", "run_bench"]
+__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "ratio_text", "run_bench"]
 
 #: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
@@ -128,12 +128,16 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | No
     return checkpoint, export_model(checkpoint, work / "model").onnx, int8
 
 
-def peer_ratio(entry: dict[str, Any], peer: str) -> tuple[float, bool] | None:
-    """A report row's speed ratio to ``peer`` and whether it counts (agreement >= :data:`AGREEMENT_FLOOR`);
-    ``None`` where that peer was not run."""
+def ratio_text(entry: dict[str, Any], peer: str, emphasis: str = "") -> str:
+    """A report row's speed ratio to ``peer`` as shown: ``2.60x`` when it counts (agreement >=
+    :data:`AGREEMENT_FLOOR`), wrapped in ``emphasis`` (``**`` in Markdown); ``2.90x, not counted`` when
+    the outputs differ; empty where that peer was not run."""
     if f"latency_ratio_vs_{peer}" not in entry:
-        return None
-    return entry[f"latency_ratio_vs_{peer}"], entry.get(f"speedup_vs_{peer}") is not None
+        return ""
+    ratio = entry[f"latency_ratio_vs_{peer}"]
+    if entry.get(f"speedup_vs_{peer}") is None:
+        return f"{ratio:.2f}x, not counted"
+    return f"{emphasis}{ratio:.2f}x{emphasis}"
 
 
 def row_name(backend: str, window: str) -> str:

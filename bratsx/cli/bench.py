@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..atomic import write_bytes_atomic
-from ..bench.run import BENCH_BACKENDS, PEERS, TORCH_FLAGS, BenchConfig, peer_ratio
+from ..bench.run import BENCH_BACKENDS, PEERS, TORCH_FLAGS, BenchConfig, ratio_text
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
@@ -99,15 +99,6 @@ def _listed(value: Optional[str]) -> tuple[str, ...]:
     return tuple(item.strip() for item in (value or "").split(",") if item.strip())
 
 
-def _ratio(entry: dict, peer: str) -> str:
-    """The speed ratio to a peer: counted, or measured but not counted (agreement below 0.99)."""
-    measured = peer_ratio(entry, peer)
-    if measured is None:
-        return ""
-    ratio, counted = measured
-    return f"{ratio:.2f}x" if counted else f"{ratio:.2f}x, not counted"
-
-
 def _render(report: dict) -> None:
     machine = report["machine"]
     peaks = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in report["cpu_gemm_peak_gflops"].items()
@@ -133,7 +124,7 @@ def _render(report: dict) -> None:
             f"{entry['build_s']:.1f}", f"{entry['tiles_per_s']:.2f}" if entry.get("tiles_per_s") else "", gflops,
             f"{entry['case_p50_s']:.1f}", f"{entry['case_p95_s']:.1f}",
             f"{entry['cases_per_min']:.2f}" if entry.get("cases_per_min") else "", f"{entry['peak_rss_mb']:.0f}",
-            *(_ratio(entry, peer) for peer in peers),
+            *(ratio_text(entry, peer) for peer in peers),
             *(per_region(entry.get(f"agreement_with_{peer}")) for peer in peers),
             per_region(entry.get("agreement_with_fp32_tiles")),
             *([per_region(entry.get("dice_vs_reference"))] if referenced else []),

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from .datasetjson import label_set_from_dataset_json
 from .errors import BratsxError, CaseError, LabelError
-from .labels import MODALITY_ORDER, LabelConvention, Modality
+from .labels import DEFAULT_CANDIDATES, MODALITY_ORDER, LabelConvention, Modality, candidate_sets
 
 __all__ = ["Case", "Discovery", "Layout", "Skipped", "discover", "discover_cases", "match_file_name", "nifti_stem"]
 
@@ -50,8 +51,22 @@ class Layout(str, Enum):
 
     @property
     def convention(self) -> LabelConvention | None:
-        """The label convention of this layout; ``None`` for ``plain``, read from the values."""
+        """The label set this layout's files are written in by default; ``None`` for ``plain``."""
         return _LAYOUT_CONVENTION[self]
+
+    def candidates(self, case_id: str) -> tuple[LabelConvention, ...]:
+        """The label sets a case of this layout could belong to.
+
+        BraTS 2018-2021 and MSD layouts state theirs; the BraTS 2023 layout serves every challenge
+        since 2023 (glioma, post-treatment glioma, meningioma, metastases, pediatric), told apart by
+        the id's prefix; plain folders go by the id too.
+        """
+        if self in (Layout.BRATS2020, Layout.MSD):
+            return (_LAYOUT_CONVENTION[self],)
+        named = candidate_sets(case_id)
+        if self is Layout.BRATS2023 and named == DEFAULT_CANDIDATES:
+            return tuple(c for c in named if c is not LabelConvention.BRATS2020)
+        return named
 
 
 _LAYOUT_CONVENTION: dict[Layout, LabelConvention | None] = {
@@ -114,6 +129,7 @@ class Case:
         problems: what discovery found wrong (missing or doubled files, entries that are no readable
             file, a folder it cannot list); problems of the reference alone are
             :class:`~bratsx.errors.LabelError`, so the case can still be segmented.
+        stated_labels: the label set a dataset file states for it (MSD/nnU-Net ``dataset.json``).
     """
 
     case_id: str
@@ -122,11 +138,22 @@ class Case:
     images: Mapping[Modality, Path]
     label: Path | None = None
     problems: tuple[CaseError, ...] = field(default=())
+    stated_labels: LabelConvention | None = None
+
+    @property
+    def label_sets(self) -> tuple[LabelConvention, ...]:
+        """The label sets its maps could be in: the stated one, else the layout's candidates for its id."""
+        return (self.stated_labels,) if self.stated_labels else self.layout.candidates(self.case_id)
 
     @property
     def convention(self) -> LabelConvention | None:
-        """Label convention of the layout (``None`` for plain folders: read from the values)."""
-        return self.layout.convention
+        """The label set its outputs are written in when none is given: the one candidate, or the first
+        of candidates that write a network's tissues alike (2023 and 2024 glioma); ``None`` when
+        nothing narrows them (plain folders) or they write differently (pediatric 2023 and 2024)."""
+        sets = self.label_sets
+        if sets == DEFAULT_CANDIDATES or len({c.label_set.model_values for c in sets}) > 1:
+            return None
+        return sets[0]
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -270,8 +297,15 @@ def _case_from_folder(folder: Path, files: list[Path], layout: Layout, case_id: 
 
 
 def _msd_cases(dataset: Path) -> list[Case]:
-    """One case per 4D image in ``imagesTr``/``imagesTs``, labels from ``labelsTr``."""
+    """One case per 4D image in ``imagesTr``/``imagesTs``, labels from ``labelsTr``, in the label set
+    the dataset's ``dataset.json`` states (MSD's own when it has none; a damaged one is a problem of
+    each case's reference)."""
     label_folder = dataset / MSD_LABEL_FOLDER
+    stated, dataset_problem = None, None
+    try:
+        stated = label_set_from_dataset_json(dataset)
+    except BratsxError as error:
+        dataset_problem = str(error)
     labels: dict[str, list[Path]] = {}
     for path in _nifti_entries(label_folder) if label_folder.is_dir() else []:
         labels.setdefault(nifti_stem(path) or "", []).append(path)
@@ -296,8 +330,11 @@ def _msd_cases(dataset: Path) -> list[Case]:
                 problems.append(LabelError(stem, f"two label files ({listed}); keep one", label_folder))
             elif found and (reason := _not_a_file(found[0])):
                 problems.append(LabelError(stem, f"the label file {reason}", found[0]))
+            if found and dataset_problem:
+                problems.append(LabelError(stem, dataset_problem, dataset))
             images = dict.fromkeys(MODALITY_ORDER, paths[0])
-            cases.append(Case(stem, Layout.MSD, dataset, images, found[0] if found else None, tuple(problems)))
+            cases.append(Case(stem, Layout.MSD, dataset, images, found[0] if found else None, tuple(problems),
+                              stated))
     return cases
 
 

@@ -28,7 +28,15 @@ from .atomic import atomic_path
 from .cases import NIFTI_SUFFIXES, Case, Layout
 from .errors import BratsxError, CaseError, LabelError
 from .geometry import Geometry, affine_problem
-from .labels import MODALITY_ORDER, LabelConvention, Modality, detect_convention, unexpected_values
+from .labels import (
+    MODALITY_ORDER,
+    LabelConvention,
+    LabelSetError,
+    Modality,
+    candidate_sets,
+    detect_convention,
+    unexpected_values,
+)
 
 #: What decoding damaged gzip data raises (ISA-L's IsalError derives from Exception alone).
 _GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, ValueError)
@@ -303,20 +311,30 @@ def _to_canonical_float32(
         raise CaseError(case_id, f"{what} has {bad} NaN or infinite voxels{scaling}", path)
 
 
-def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: LabelConvention | None = None):
-    """The convention of a label map (given, or read from its values), checked against its values.
+def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: LabelConvention | None = None,
+                     candidates: tuple[LabelConvention, ...] | None = None) -> LabelConvention:
+    """The label set of a map (given, or read from its values), checked against its values.
+
+    Args:
+        labels: the label map.
+        case_id, path: named in errors.
+        convention: the set, when stated (``--labels``, the layout, a dataset.json).
+        candidates: the sets the case could belong to when none is stated (default: by its id,
+            :func:`~bratsx.labels.candidate_sets`).
 
     Raises:
-        CaseError: when the values fit neither BraTS convention, or not the given one.
+        CaseError: one line: the values fit no candidate, or candidates that read them differently
+            (naming them and ``--labels``), or not the given set.
     """
-    convention = convention or detect_convention(labels)
     if convention is None:
-        raise CaseError(case_id, "label values match neither BraTS convention (0/1/2/4 or 0/1/2/3); "
-                        "give the convention", path)
+        try:
+            convention = detect_convention(labels, candidates or candidate_sets(case_id))
+        except LabelSetError as error:
+            raise CaseError(case_id, str(error), path) from None
     bad = unexpected_values(labels, convention)
     if bad:
         allowed = sorted(convention.allowed_values)
-        raise CaseError(case_id, f"label values {bad} are not in the {convention.value} convention {allowed}", path)
+        raise CaseError(case_id, f"label values {bad} are not in the {convention.value} label set {allowed}", path)
     return convention
 
 
@@ -341,7 +359,7 @@ def _read_label(case: Case, geometry: Geometry, convention: LabelConvention | No
         data, label_geometry = read_label_file(case.label, case.case_id)
         _check_same_grid(case.case_id, case.label, label_geometry.shape, label_geometry.affine, geometry,
                          "the images'")
-        convention = label_convention(data, case.case_id, case.label, convention or case.convention)
+        convention = label_convention(data, case.case_id, case.label, convention, case.label_sets)
     return np.ascontiguousarray(geometry.to_canonical(data), dtype=np.uint8), convention
 
 

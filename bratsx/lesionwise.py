@@ -9,8 +9,9 @@ implementation, repository ``rachitsaluja/BraTS-2023-Metrics``, file ``metrics.p
 43c905242b2eecf421d4ab2da7af8ece9777d322 (``main``; blob e1a00f4), and its README (the formula
 figure and the threshold/dilation table ``figs/BraTS_ThreshDil.png``).
 
-The definition, for each region (WT, TC, ET) separately; :class:`LesionRule` holds the parameters,
-BraTS-GLI's by default:
+The definition, for each region (WT, TC, ET, and the other regions a label set evaluates) separately;
+:class:`~bratsx.labels.LesionRule` holds the parameters, which each label set of
+:data:`~bratsx.labels.LABEL_SETS` gives per region (BraTS 2023 glioma's by default):
 
 1. Connected components of prediction and reference use 26-connectivity.
 2. The reference mask is dilated ``dilation_iterations`` times (3 for glioma) with the 18-connected
@@ -29,8 +30,10 @@ BraTS-GLI's by default:
 6. Score = sum over counted lesions and false positives / (TP + FN + FP). With nothing to count
    (no counted lesion, no false positive) the case scores Dice 1 and HD95 0.
 
-The other 2023 challenges differ only in the parameters: MEN dilation 1 / threshold 50, SSA and PED
-3 / 50, MET 1 / 2. One deliberate difference from the reference: the HD95 of a matched lesion is
+The other challenges differ in the parameters (MEN dilation 1 / threshold 50, MET 1 / 2, pediatric
+2024 5 / 10, post-treatment glioma 2024 3 or 5 / 20 or 10 by region: see the label-set table). The
+2024 reference code also merges lesions across tissues before scoring; that step is not reproduced.
+One deliberate difference from the reference: the HD95 of a matched lesion is
 :func:`bratsx.metrics.hd95` (95th percentile of the pooled voxel-surface distances of both
 directions), the one HD95 of bratsx, where the reference uses DeepMind's ``surface_distance``
 (surfel-area-weighted, the larger of the two directed 95th percentiles); on 67 random matched
@@ -46,7 +49,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import BratsxError
-from .labels import REGION_ORDER
+from .labels import LABEL_SETS, EvaluatedRegion, LabelConvention, LesionRule
 from .metrics import dice, hd95
 
 __all__ = ["LESION_HD95_PENALTY", "LesionRule", "LesionScores", "lesion_scores", "lesion_wise_metrics"]
@@ -56,21 +59,6 @@ LESION_HD95_PENALTY = 374.0
 
 _COMPONENTS = np.ones((3, 3, 3), bool)  # 26-connectivity
 _DILATION = ndimage.generate_binary_structure(3, 2)  # 18-connected structuring element, as the reference
-
-
-@dataclass(frozen=True, kw_only=True)
-class LesionRule:
-    """A challenge's lesion-wise parameters; the defaults are BraTS 2023 glioma's (BraTS-GLI).
-
-    Attributes:
-        dilation_iterations: dilations of the reference that decide which lesions merge and which
-            predicted components match.
-        volume_threshold_mm3: reference lesions of this volume or less are not counted (the same for
-            WT, TC and ET).
-    """
-
-    dilation_iterations: int = 3
-    volume_threshold_mm3: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -195,36 +183,42 @@ def lesion_scores(
     )
 
 
+#: The regions scored when no label set is named: BraTS 2023 glioma's WT, TC and ET.
+_DEFAULT_REGIONS = LABEL_SETS[LabelConvention.BRATS2023].regions
+
+
 def lesion_wise_metrics(
     prediction: np.ndarray,
     reference: np.ndarray,
     spacing: Sequence[float],
-    rule: LesionRule = LesionRule(),
+    regions: Sequence[EvaluatedRegion] = _DEFAULT_REGIONS,
 ) -> dict[str, float]:
-    """BraTS 2023 lesion-wise metrics per region, keyed ``"<metric>_<region>"`` like ``case_metrics``.
+    """Lesion-wise metrics per region, keyed ``"<metric>_<region>"`` like ``case_metrics``.
 
-    Keys for each region of :data:`~bratsx.labels.REGION_ORDER`: ``lesion_dice``, ``lesion_hd95``
-    (mm), ``lesions_tp``, ``lesions_fn``, ``lesions_fp`` (the counts are ints).
+    Keys for each region: ``lesion_dice``, ``lesion_hd95`` (mm), ``lesions_tp``, ``lesions_fn``,
+    ``lesions_fp`` (the counts are ints).
 
     Args:
-        prediction: ``(3, ...)`` boolean region masks (WT, TC, ET) as predicted.
-        reference: ``(3, ...)`` boolean region masks of the ground truth, same shape.
+        prediction: ``(R, ...)`` boolean region masks as predicted, one channel per region of ``regions``.
+        reference: ``(R, ...)`` boolean region masks of the ground truth, same shape.
         spacing: voxel size in mm along the three spatial axes.
-        rule: the challenge's parameters (default BraTS 2023 glioma), the same for every region.
+        regions: the regions of the channels with their lesion-wise parameters (a label set's
+            :attr:`~bratsx.labels.LabelSet.regions`; default BraTS 2023 glioma's WT, TC, ET).
 
     Returns:
         The five values for each region.
 
     Raises:
-        BratsxError: when the arrays are not ``(3, z, y, x)`` or differ in shape.
+        BratsxError: when the arrays are not ``(R, z, y, x)`` or differ in shape.
     """
-    if np.ndim(prediction) != 4 or len(prediction) != len(REGION_ORDER) or np.shape(prediction) != np.shape(reference):
-        raise BratsxError(f"lesion-wise metrics need two (3, z, y, x) region masks of one shape, got prediction "
-                          f"{np.shape(prediction)} and reference {np.shape(reference)}")
+    if np.ndim(prediction) != 4 or len(prediction) != len(regions) or np.shape(prediction) != np.shape(reference):
+        raise BratsxError(f"lesion-wise metrics need two ({len(regions)}, z, y, x) region masks of one shape "
+                          f"({', '.join(r.name for r in regions)}), got prediction {np.shape(prediction)} and "
+                          f"reference {np.shape(reference)}")
     result: dict[str, float] = {}
-    for channel, region in enumerate(REGION_ORDER):
-        scores = lesion_scores(prediction[channel], reference[channel], spacing, rule)
-        name = region.value
+    for channel, region in enumerate(regions):
+        scores = lesion_scores(prediction[channel], reference[channel], spacing, region.lesion)
+        name = region.name
         result[f"lesion_dice_{name}"] = scores.dice
         result[f"lesion_hd95_{name}"] = scores.hd95
         result[f"lesions_tp_{name}"] = scores.true_positives

@@ -88,16 +88,17 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]
                      np.percentile(to_prediction[reference_surface], 95)))
 
 
-def case_metrics(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """Every metric per region for ``(3, ...)`` boolean region masks, keyed ``"<metric>_<region>"``.
+def case_metrics(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float],
+                 names: Sequence[str] = tuple(r.value for r in REGION_ORDER)) -> dict[str, float]:
+    """Every metric per region for ``(R, ...)`` boolean region masks, keyed ``"<metric>_<region>"``.
 
     Metrics: ``dice``, ``sensitivity``, ``specificity``, ``hd95`` (mm), ``volume_pred_ml`` and
-    ``volume_ref_ml``.
+    ``volume_ref_ml``. ``names`` names the channels (default WT, TC, ET; a label set's evaluated
+    regions for :func:`bratsx.labels.evaluated_region_masks`).
     """
     result: dict[str, float] = {}
-    for channel, region in enumerate(REGION_ORDER):
+    for channel, name in enumerate(names):
         p, r = np.asarray(prediction[channel], bool), np.asarray(reference[channel], bool)
-        name = region.value
         result[f"dice_{name}"] = dice(p, r)
         result[f"sensitivity_{name}"] = sensitivity(p, r)
         result[f"specificity_{name}"] = specificity(p, r)

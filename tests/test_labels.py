@@ -5,6 +5,7 @@ import pytest
 
 from bratsx.labels import (
     LabelConvention,
+    LabelSetError,
     OutputMode,
     Tissue,
     convert_labels,
@@ -24,6 +25,12 @@ EXPECTED_REGIONS = {
 EXPECTED_VALUES = {
     LabelConvention.BRATS2020: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 4},
     LabelConvention.BRATS2023: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 3},
+    LabelConvention.BRATS2024: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 3},
+    LabelConvention.MEN: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 3},
+    LabelConvention.MET: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 3},
+    LabelConvention.PED2023: {Tissue.NECROTIC_CORE: 1, Tissue.EDEMA: 2, Tissue.ENHANCING: 3},
+    # pediatric 2024: ET 1, NET 2 (the core a network predicts), CC 3, ED 4
+    LabelConvention.PED2024: {Tissue.NECROTIC_CORE: 2, Tissue.EDEMA: 4, Tissue.ENHANCING: 1},
     LabelConvention.MSD: {Tissue.NECROTIC_CORE: 2, Tissue.EDEMA: 1, Tissue.ENHANCING: 3},
 }
 
@@ -95,15 +102,25 @@ def test_unexpected_values_catches_fractional_float_labels():
 @pytest.mark.parametrize(
     "values,expected",
     [
-        ([0, 1, 2, 4], LabelConvention.BRATS2020),
-        ([0, 1, 2, 3], LabelConvention.BRATS2023),
-        ([0, 1, 2], LabelConvention.BRATS2020),  # no ET: both conventions read the same
-        ([0, 3, 4], None),
-        ([0, 7], None),
+        ([0, 1, 2, 3], LabelConvention.BRATS2023),  # 2023 and 2024 read 1-3 alike: the first
+        ([0, 1, 2], LabelConvention.BRATS2020),  # no ET: every adult glioma set reads the same
+        ([0, 3, 4], LabelConvention.BRATS2024),  # ET 3 and 4 together: only the set with RC holds both
     ],
 )
 def test_detect_convention_from_values(values, expected):
     assert detect_convention(np.array(values, dtype=np.uint8)) == expected
+
+
+@pytest.mark.parametrize("values", [[0, 1, 2, 4], [0, 4]])
+def test_detect_convention_refuses_values_two_candidates_read_differently(values):
+    # 4 is ET in BraTS 2018-2021 and RC in 2024: never guessed
+    with pytest.raises(LabelSetError, match=r"ambiguous .*--labels brats2020\|brats2024"):
+        detect_convention(np.array(values, dtype=np.uint8))
+
+
+def test_detect_convention_refuses_values_no_candidate_holds():
+    with pytest.raises(LabelSetError, match=r"fit none .*--labels"):
+        detect_convention(np.array([0, 7], dtype=np.uint8))
 
 
 @pytest.mark.parametrize("mode,channels", [(OutputMode.REGIONS, 3), (OutputMode.LABELS, 4)])

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..labels import LabelConvention
 from .common import console, reports_errors
+from .options import LabelsOption
 from .render import status_cell
 
 
@@ -23,16 +23,17 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where metrics.csv and summary.json go. "
                                                 "[default: PREDICTIONS/evaluation]", file_okay=False,
                                                 show_default=False)] = None,
-    convention: Annotated[Optional[LabelConvention], typer.Option(
-        case_sensitive=False, help="Label convention of both (needed for MSD labels). [default: read from values]",
-        show_default=False)] = None,
+    convention: LabelsOption = None,
     lesion_wise: Annotated[bool, typer.Option(
-        "--lesion-wise", help="Also the BraTS 2023 lesion-wise Dice and HD95 per region (26-connected lesions, "
-                              "ground truth dilated 3 voxels, lesions of 50 mm3 or less ignored).")] = False,
+        "--lesion-wise", help="Also the lesion-wise Dice and HD95 per region (26-connected lesions), with the "
+                              "label set's dilation and minimum volume (2023 glioma: 3 voxels, 50 mm3).")] = False,
     allow_missing: Annotated[bool, typer.Option(
         "--allow-missing", help="Exit 0 even when a reference has no prediction (it is still reported).")] = False,
 ) -> None:
-    """Dice, sensitivity, specificity, HD95 (mm) and volumes per region (WT, TC, ET), BraTS rules.
+    """Dice, sensitivity, specificity, HD95 (mm) and volumes per region of the label set, BraTS rules.
+
+    The regions are those the set's challenge evaluates (WT, TC, ET; with brats2024 also NETC, SNFH and
+    the resection cavity RC, scored apart from the tumour).
 
     Files are matched by case id. Empty masks follow BraTS: both empty scores Dice 1 and HD95 0;
     one empty scores Dice 0 and HD95 373.13. Every case of either folder is reported: scored, failed,
@@ -40,7 +41,7 @@ def evaluate(
     with code 1 when a case cannot be scored or a reference has no prediction (see --allow-missing).
     """
     from ..runtime.evaluate import evaluate_directories
-    from ..runtime.summary import aggregate, write_summary
+    from ..runtime.summary import aggregate, scored_regions, write_summary
 
     results = evaluate_directories(predictions, references, convention, lesion_wise)
     out = out or predictions / "evaluation"  # never over infer's own metrics.csv and summary.json
@@ -48,13 +49,14 @@ def evaluate(
     write_summary(results, out, {"predictions": str(predictions), "references": str(references)}, 0.0)
     table = Table(title=f"{sum(r.status == 'ok' for r in results)} of {len(results)} case(s) scored")
     table.add_column("metric")
-    for region in ("WT", "TC", "ET"):
+    regions = scored_regions(results)
+    for region in regions:
         table.add_column(f"{region} mean ± std (median)")
     stats = aggregate(results)
     metrics = ("dice", "sensitivity", "specificity", "hd95", "volume_pred_ml", "volume_ref_ml")
     for metric in metrics + (("lesion_dice", "lesion_hd95") if lesion_wise else ()):
         cells = []
-        for region in ("WT", "TC", "ET"):
+        for region in regions:
             s = stats.get(f"{metric}_{region}")
             cells.append(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['median']:.3f})" if s else "")
         table.add_row(metric, *cells)

@@ -9,11 +9,20 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["WorkspaceOption", "default_of", "shown_default", "xyz_to_canonical"]
+from ..labels import LabelConvention
+
+__all__ = ["LabelsOption", "WorkspaceOption", "default_of", "shown_default", "xyz_to_canonical"]
 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(
     "--workspace", "-w", help="Workspace folder for runs/ and models/. [default: $BRATSX_HOME, else the current "
                               "folder]", file_okay=False, show_default=False)]
+
+#: ``--labels NAME`` (``--convention`` is its older name): the label set in use, one of the README's table.
+LabelsOption = Annotated[Optional[LabelConvention], typer.Option(
+    "--labels", "--convention", case_sensitive=False,
+    help="Label set: brats2020 (2018-2021), brats2023 (glioma), brats2024 (post-treatment glioma, RC 4), "
+         "brats-men, brats-met, brats-ped2023, brats-ped2024, msd. [default: stated by the layout, case id or "
+         "dataset.json, else read from the values where they are unambiguous]", show_default=False)]
 
 
 def default_of(options: type, name: str) -> Any:

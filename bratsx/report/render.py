@@ -63,12 +63,13 @@ def _check_grid(case_id: str, path: Path, geometry: Geometry, reference: Geometr
                         f"{reference.shape} {reference.orientation}; was it made from this case?", path)
 
 
-def _tissues(path: Path, case_id: str, convention: LabelConvention | None, grid: Geometry) -> np.ndarray:
+def _tissues(path: Path, case: Case, convention: LabelConvention | None, grid: Geometry) -> np.ndarray:
     """A label file as a canonical tissue map (values :class:`~bratsx.labels.Tissue`), checked against the grid."""
-    data, geometry = read_label_file(path, case_id)
-    _check_grid(case_id, path, geometry, grid)
-    # The values decide the convention; all lie in the box around the non-zero voxels, which is far faster to scan.
-    convention = label_convention(data[bounding_box(data != 0)], case_id, path, convention)
+    data, geometry = read_label_file(path, case.case_id)
+    _check_grid(case.case_id, path, geometry, grid)
+    # Unless given, the values decide the set among the case's candidates; all lie in the box around the
+    # non-zero voxels, which is far faster to scan.
+    convention = label_convention(data[bounding_box(data != 0)], case.case_id, path, convention, case.label_sets)
     return convert_labels(grid.to_canonical(data), convention, CLASS_CONVENTION)
 
 
@@ -100,9 +101,8 @@ def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = R
         CaseError: a file is unreadable, its label values fit no convention, or its grid differs from the images'.
     """
     background, geometry = _background(case, options.background)
-    msd = LabelConvention.MSD if case.layout is Layout.MSD else None
-    predicted = None if prediction is None else _tissues(prediction, case.case_id, options.convention or msd, geometry)
-    reference = None if case.label is None else _tissues(case.label, case.case_id, case.convention, geometry)
+    predicted = None if prediction is None else _tissues(prediction, case, options.convention, geometry)
+    reference = None if case.label is None else _tissues(case.label, case, options.convention, geometry)
     return CaseVolumes(case.case_id, background, predicted, reference, geometry.canonical_spacing,
                        MODALITY_NAMES[options.background])
 

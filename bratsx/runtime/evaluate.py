@@ -1,8 +1,9 @@
 """``bratsx evaluate``: BraTS metrics for segmentations made by anything, against references.
 
-Predictions and references are matched by case id (:func:`segmentation_files`). Each file's label
-convention is read from its values (BraTS 2018-2021 or 2023+), or given; both must lie on the same
-grid. Every case of either folder is accounted for: scored, failed, missing (a reference without a
+Predictions and references are matched by case id (:func:`segmentation_files`). Each case's label
+set is given, stated by the references' dataset.json, or read from the reference's values where they
+are unambiguous for the sets its id could belong to; its challenge's regions are scored. Both files
+must lie on the same grid. Every case of either folder is accounted for: scored, failed, missing (a reference without a
 prediction), unreferenced (a prediction without a reference) or ambiguous (two candidate files).
 """
 
@@ -13,10 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cases import nifti_stem
+from ..cases import MSD_LABEL_FOLDER, nifti_stem
+from ..datasetjson import label_set_from_dataset_json
 from ..errors import BratsxError, CaseError
 from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
-from ..labels import LabelConvention, regions_from_labels
+from ..labels import (
+    DEFAULT_CANDIDATES,
+    REGION_ORDER,
+    LabelConvention,
+    candidate_sets,
+    evaluated_region_masks,
+    regions_from_labels,
+    unexpected_values,
+)
 from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
 from .records import CaseRecord
@@ -64,24 +74,45 @@ def segmentation_files(folder: Path) -> SegmentationFiles:
     return SegmentationFiles(found, ambiguous)
 
 
-def _regions(path: Path, case_id: str, convention: LabelConvention | None):
-    data, geometry = read_label_file(path, case_id)
-    return regions_from_labels(data, label_convention(data, case_id, path, convention)), geometry
+def _stated_set(references: Path) -> LabelConvention | None:
+    """The label set the references' ``dataset.json`` states (in the folder, or beside ``labelsTr``)."""
+    return label_set_from_dataset_json(references) or (
+        label_set_from_dataset_json(references.parent) if references.name == MSD_LABEL_FOLDER else None)
 
 
-def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConvention | None,
+def _masks(data: np.ndarray, convention: LabelConvention, scored: LabelConvention) -> np.ndarray:
+    """The masks of ``scored``'s evaluated regions, from a map in ``convention`` (WT, TC, ET only when they differ)."""
+    return evaluated_region_masks(data, scored) if convention is scored else regions_from_labels(data, convention)
+
+
+def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConvention | None,
            lesion_wise: bool) -> CaseRecord:
+    """Score one case in the reference's label set: stated, else read from its values among the id's candidates.
+
+    The prediction is read in the same set when its values fit it; a prediction written in another set
+    (BraTS 2023 values against 2018-2021 references) is read in its own, and only the WT, TC and ET
+    regions every set shares are scored; its values are read among the sets of the id and the adult glioma sets.
+    """
     record = CaseRecord(case_id, "ok", output=str(predicted))
     try:
-        prediction, geometry = _regions(predicted, case_id, convention)
-        truth, reference_geometry = _regions(reference, case_id, convention)
+        truth_data, reference_geometry = read_label_file(reference, case_id)
+        prediction_data, geometry = read_label_file(predicted, case_id)
         if geometry.shape != reference_geometry.shape or np.abs(
                 geometry.affine - reference_geometry.affine).max() > AFFINE_TOLERANCE:
             raise CaseError(case_id, f"prediction grid {geometry.shape} {geometry.orientation} does not match "
                             f"the reference's {reference_geometry.shape} {reference_geometry.orientation}", predicted)
-        record.metrics = case_metrics(prediction, truth, geometry.spacing)
+        scored = label_convention(truth_data, case_id, reference, stated)
+        widened = tuple(dict.fromkeys((*candidate_sets(case_id), *DEFAULT_CANDIDATES)))
+        own = None if stated or not unexpected_values(prediction_data, scored) else label_convention(
+            prediction_data, case_id, predicted, None, widened)
+        predicted_in = label_convention(prediction_data, case_id, predicted, own or scored)
+        regions = scored.label_set.regions if predicted_in is scored else \
+            tuple(scored.label_set.region(r.value) for r in REGION_ORDER)
+        prediction, truth = _masks(prediction_data, predicted_in, scored), _masks(truth_data, scored, predicted_in)
+        record.label_set = scored.value
+        record.metrics = case_metrics(prediction, truth, geometry.spacing, [r.name for r in regions])
         if lesion_wise:
-            record.metrics.update(lesion_wise_metrics(prediction, truth, geometry.spacing))
+            record.metrics.update(lesion_wise_metrics(prediction, truth, geometry.spacing, regions))
     except CaseError as error:
         record.status, record.error = "failed", str(error)
     return record
@@ -92,11 +123,15 @@ def evaluate_directories(
 ) -> list[CaseRecord]:
     """One record per case id found in either folder, sorted by id.
 
-    With ``lesion_wise``, the BraTS 2023 lesion-wise Dice and HD95 are added per region.
+    Each case is scored on the regions its label set evaluates (``convention``, else the one the
+    references' ``dataset.json`` states, else read per case from the reference's values among the sets
+    its id could belong to; an ambiguous map fails that case in one line naming the candidates). With
+    ``lesion_wise``, the lesion-wise Dice and HD95 are added per region with the set's parameters.
 
     Raises:
-        BratsxError: when no case id appears in both folders.
+        BratsxError: when no case id appears in both folders, or the references' dataset.json cannot be read.
     """
+    convention = convention or _stated_set(Path(references))
     predicted, referenced = segmentation_files(predictions), segmentation_files(references)
     if not set(predicted.found) & set(referenced.found):
         raise BratsxError(f"no case id appears both in {predictions} and in {references}")

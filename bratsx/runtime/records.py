@@ -38,6 +38,7 @@ class CaseRecord:
         settings: the segmentation options.
         seconds: per stage.
         metrics: BraTS metrics against the reference, when there is one.
+        label_set: the label set the reference was read in and the metrics score the regions of.
         metrics_error: why there are no metrics although a reference was given.
         volumes_ml: predicted WT/TC/ET volumes.
         note: what the scheduler did and why (``reused``, ``stale: input changed``, ...).
@@ -53,6 +54,7 @@ class CaseRecord:
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] | None = None
+    label_set: str | None = None
     metrics_error: str | None = None
     volumes_ml: dict[str, float] | None = None
     note: str | None = None

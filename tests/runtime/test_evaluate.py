@@ -17,13 +17,13 @@ def write_pair(tmp_path, prediction, reference, case_id="case_1"):
 
 def test_metrics_across_conventions_by_hand(tmp_path):
     reference = np.zeros((10, 10, 10), np.uint8)
-    reference[2:4, 2:4, 2:4] = 3  # ET, BraTS 2023 values
+    reference[2:4, 2:4, 2:4] = 4  # ET, BraTS 2018-2021 values (the id says 2018)
     reference[4:6, 2:4, 2:4] = 2  # edema
     prediction = np.zeros((10, 10, 10), np.uint8)
-    prediction[2:4, 2:4, 2:4] = 4  # the same ET, BraTS 2018-2021 values
-    write_pair(tmp_path, prediction, reference)
+    prediction[2:4, 2:4, 2:4] = 3  # the same ET, BraTS 2023 values
+    write_pair(tmp_path, prediction, reference, case_id="Brats18_TCIA_001_1")
     [result] = evaluate_directories(tmp_path / "pred", tmp_path / "ref")
-    assert result.error is None
+    assert result.error is None and result.label_set == "brats2020"
     assert result.metrics["dice_ET"] == 1.0 and result.metrics["dice_TC"] == 1.0
     assert result.metrics["dice_WT"] == pytest.approx(2 * 8 / (8 + 16))
     assert result.metrics["sensitivity_WT"] == pytest.approx(0.5)

@@ -155,6 +155,26 @@ class Case:
             return None
         return sets[0]
 
+    def output_convention(self, model: LabelConvention | None = None) -> LabelConvention:
+        """The label set an output is written in when neither ``--labels`` nor a reference says.
+
+        :attr:`convention`; else the model's (its contract's) set when the case could be in it; else,
+        for a case nothing narrows, BraTS 2018-2021's 0/1/2/4.
+
+        Raises:
+            CaseError: the id names sets that write a network's tissues differently (pediatric 2023 and
+                2024) and the model's set is none of them: one line naming them and ``--labels``.
+        """
+        sets = self.label_sets
+        if self.convention is not None:
+            return self.convention
+        if model is not None and (model in sets or sets == DEFAULT_CANDIDATES):
+            return model
+        if sets == DEFAULT_CANDIDATES:
+            return LabelConvention.BRATS2020
+        raise CaseError(self.case_id, f"its id fits label sets that write tumour labels differently "
+                        f"({', '.join(c.value for c in sets)}); choose one with --labels", self.folder)
+
     @property
     def files(self) -> tuple[Path, ...]:
         """Every distinct input file of the case, label included."""

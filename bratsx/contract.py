@@ -59,6 +59,9 @@ class ModelContract:
         canonical_orientation: nibabel axis codes of the arrays the network sees.
         label_values: label value of each tissue in the BraTS 2023 convention, which outputs in
             ``labels`` mode index (channel i = class i).
+        label_set: the label set of the data it was trained on (``bratsx train --labels``, or read from
+            the training labels), the set its outputs are written in when a case states none; ``None``
+            in model folders written before label sets were recorded (they still load).
         validation_dice: mean validation Dice per region, when known.
         checkpoint_sha256: hash of the checkpoint a model file was exported from.
         bratsx_version: version that trained the model.
@@ -75,6 +78,7 @@ class ModelContract:
     label_values: dict[str, int] = field(
         default_factory=lambda: {t.name.lower(): v for t, v in LabelConvention.BRATS2023.tissue_values.items()}
     )
+    label_set: LabelConvention | None = None
     validation_dice: dict[str, float] | None = None
     checkpoint_sha256: str | None = None
     bratsx_version: str = __version__
@@ -84,6 +88,8 @@ class ModelContract:
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "modality_order", tuple(self.modality_order))
         object.__setattr__(self, "output_mode", OutputMode(self.output_mode))
+        if self.label_set is not None:
+            object.__setattr__(self, "label_set", LabelConvention(self.label_set))
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -105,6 +111,7 @@ class ModelContract:
         values["spacing"] = list(self.spacing)
         values["modality_order"] = list(self.modality_order)
         values["output_mode"] = self.output_mode.value
+        values["label_set"] = None if self.label_set is None else self.label_set.value
         values["channel_names"] = list(self.channel_names)
         return values
 

@@ -270,7 +270,7 @@ def write_synthetic_dataset(
         cases: number of cases.
         shape: volume shape per case.
         layout: ``brats2020``, ``brats2023``, ``msd`` or ``plain``; labels follow its convention
-            (``plain`` uses BraTS 2018-2021's 0/1/2/4).
+            (``plain`` uses BraTS 2023's 0/1/2/3).
         seed: dataset seed; case ``i`` is the same whatever ``cases`` is.
         overwrite: replace existing cases of the same ids.
         on_case: called with each case id once it is written (for progress display).
@@ -296,7 +296,9 @@ def write_synthetic_dataset(
                 "pass --overwrite to replace them, or choose another folder"
             )
     out.mkdir(parents=True, exist_ok=True)
-    convention = layout.convention or LabelConvention.BRATS2020  # plain folders: 0/1/2/4
+    # plain folders: BraTS 2023's 0/1/2/3, which no adult glioma set reads differently (0/1/2/4 is ET in
+    # 2018-2021 but resection cavity in 2024: a plain folder with it needs --labels)
+    convention = layout.convention or LabelConvention.BRATS2023
     written = []
     for index, case_id in enumerate(ids, start=1):
         case = synthesize_case(tuple(shape), seed, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,12 +14,11 @@ from rich.text import Text
 
 from ..cases import Layout, discover
 from ..errors import BratsxError
-from ..labels import LabelConvention
 from ..runtime.backends import BackendName
 from ..runtime.records import CaseRecord
 from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, progress_bar, reports_errors
-from .options import WorkspaceOption, default_of
+from .options import LabelsOption, WorkspaceOption, default_of
 
 
 def _default_model(workspace: Optional[Path]) -> Path:
@@ -67,9 +67,7 @@ def infer(
         show_default=False)] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average all 8 mirrorings of every tile (8x the work).")
                    ] = default_of(SegmentOptions, "tta"),
-    convention: Annotated[Optional[LabelConvention], typer.Option(
-        case_sensitive=False, help="Label values of the outputs. [default: each input's own]",
-        show_default=False)] = None,
+    convention: LabelsOption = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities",
                                                      help="Also write float16 probabilities.")] = False,
     min_component_voxels: Annotated[int, typer.Option(min=0, help="Remove tumour components smaller than this.")
@@ -78,8 +76,9 @@ def infer(
                                                              "than this are predicted.")
                                ] = default_of(SegmentOptions, "et_to_ncr_below"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo cases whose output is up to date.")] = False,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Reference labels, if not in the case folders.",
-                                                   exists=True, file_okay=False, show_default=False)] = None,
+    labels: Annotated[Optional[Path], typer.Option("--references", help="Reference labels, if not in the case "
+                                                   "folders.", exists=True, file_okay=False, show_default=False)
+                      ] = None,
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. [default: all cores]",
@@ -107,7 +106,7 @@ def infer(
 
     Each case also gets OUT/records/<case_id>.json (inputs, model, settings, timings, metrics), from
     which OUT/metrics.csv and OUT/summary.json are written. Where a case has a reference segmentation
-    (or --labels has one), Dice, sensitivity, specificity, HD95 and volumes per region are reported.
+    (or --references has one), Dice, sensitivity, specificity, HD95 and volumes per region are reported.
     A rerun reuses up-to-date outputs and redoes stale ones (input, model or settings changed). A bad
     case is reported and the others finish; the exit code is then 1.
     """
@@ -124,6 +123,8 @@ def infer(
     for skipped in found.skipped:
         console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
     cases = part_of(found.cases, num_parts, part_id)
+    if convention is not None:  # --labels: the set of every reference and output, stated, never read from values
+        cases = [dataclasses.replace(case, stated_labels=convention) for case in cases]
     references = segmentation_files(labels).found if labels else None
     out = out or _output_folder(cases_dir)
     models = model or [_default_model(workspace)]

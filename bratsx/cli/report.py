@@ -11,10 +11,11 @@ import typer
 from rich.markup import escape
 
 from ..errors import BratsxError
-from ..labels import LabelConvention, Modality
+from ..labels import Modality
 from ..report.flags import FlagOptions
 from ..report.options import RenderOptions
 from .common import console, err_console, progress_bar, reports_errors
+from .options import LabelsOption
 
 _FLAGS, _RENDER = FlagOptions(), RenderOptions()
 
@@ -40,9 +41,7 @@ def report(
     outlier_z: Annotated[float, typer.Option(min=0.0, help="Flag cases whose robust z-score of WT volume exceeds "
                                              "this.")] = _FLAGS.outlier_z,
     opacity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Opacity of the label colours.")] = _RENDER.alpha,
-    convention: Annotated[Optional[LabelConvention], typer.Option(
-        case_sensitive=False, help="Label convention of the predictions. [default: read from the values; MSD "
-        "for MSD cases]", show_default=False)] = None,
+    convention: LabelsOption = None,
 ) -> None:
     """Draw every case of PATH and write PATH/report/report.html, one file that opens offline.
 

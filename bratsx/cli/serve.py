@@ -14,7 +14,7 @@ from ..errors import BratsxError
 from ..runtime.backends import BackendName
 from ..serve.settings import ServeSettings, is_loopback
 from .common import console, reports_errors
-from .options import WorkspaceOption, default_of
+from .options import LabelsOption, WorkspaceOption, default_of
 
 
 def _default_model(workspace: Optional[Path], review: bool) -> Optional[Path]:
@@ -65,6 +65,7 @@ def serve(
                               ] = default_of(ServeSettings, "expire_minutes"),
     jobs_per_model: Annotated[int, typer.Option(min=1, help="Jobs segmented at once (each holds a case in "
                                                 "memory).")] = default_of(ServeSettings, "jobs_per_model"),
+    labels: LabelsOption = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Start the web app and print its address: upload a case (four NIfTI files or a .zip of the case folder),
@@ -88,7 +89,7 @@ def serve(
     settings = ServeSettings(
         model=model, backend=backend, threads=threads, host=host, port=port, token=token, data_dir=data_dir,
         max_upload_mb=max_upload_mb, max_unzipped_mb=max_unzipped_mb, expire_minutes=expire_minutes,
-        jobs_per_model=jobs_per_model, cases_dir=cases, predictions_dir=predictions)
+        jobs_per_model=jobs_per_model, cases_dir=cases, predictions_dir=predictions, labels=labels)
     if model is None:
         settings = dataclasses.replace(settings, model=_default_model(workspace, settings.review))
     state = AppState.open(settings)

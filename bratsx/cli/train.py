@@ -15,7 +15,7 @@ from ..errors import BratsxError
 from ..labels import OutputMode
 from ..trainer.config import TrainConfig
 from .common import console, err_console, reports_errors
-from .options import WorkspaceOption, shown_default, xyz_to_canonical
+from .options import LabelsOption, WorkspaceOption, shown_default, xyz_to_canonical
 from .render import TrainingDisplay, training_progress
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -99,6 +99,7 @@ def train(
         show_default=False)] = None,
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
+    labels: LabelsOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT from checkpoints/last.pt, exactly.")] = False,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -126,7 +127,7 @@ def train(
         "lr": lr, "val_every": val_every, "fold": fold, "val_fraction": val_fraction, "split_file": split,
         "patience": patience, "max_time": parse_duration(max_time) if max_time else None, "gpus": gpus,
         "amp": amp, "workers": workers, "seed": seed, "cache_dir": cache_dir,
-        "layout": layout.value if layout else None,
+        "layout": layout.value if layout else None, "labels": labels.value if labels else None,
         "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None,
     }
     if not resume and gpus is None:

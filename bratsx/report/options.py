@@ -18,7 +18,8 @@ class RenderOptions:
         background: modality under the labels.
         gif: also write the axial fly-through.
         alpha: label opacity.
-        convention: label convention of the predictions (default: MSD for MSD cases, else read from the values).
+        convention: label set of the predictions and references (default: stated by the case's layout, id or
+            dataset.json, else read from the values where they are unambiguous).
     """
 
     background: Modality = Modality.T1CE

@@ -18,17 +18,8 @@ from ..cases import MSD_LABEL_FOLDER, nifti_stem
 from ..datasetjson import label_set_from_dataset_json
 from ..errors import BratsxError, CaseError
 from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
-from ..labels import (
-    DEFAULT_CANDIDATES,
-    REGION_ORDER,
-    LabelConvention,
-    candidate_sets,
-    evaluated_region_masks,
-    regions_from_labels,
-    unexpected_values,
-)
-from ..lesionwise import lesion_wise_metrics
-from ..metrics import case_metrics
+from ..labels import DEFAULT_CANDIDATES, LabelConvention, candidate_sets, unexpected_values
+from ..scoring import score_label_maps
 from .records import CaseRecord
 
 __all__ = ["SegmentationFiles", "evaluate_directories", "segmentation_files"]
@@ -80,11 +71,6 @@ def _stated_set(references: Path) -> LabelConvention | None:
         label_set_from_dataset_json(references.parent) if references.name == MSD_LABEL_FOLDER else None)
 
 
-def _masks(data: np.ndarray, convention: LabelConvention, scored: LabelConvention) -> np.ndarray:
-    """The masks of ``scored``'s evaluated regions, from a map in ``convention`` (WT, TC, ET only when they differ)."""
-    return evaluated_region_masks(data, scored) if convention is scored else regions_from_labels(data, convention)
-
-
 def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConvention | None,
            lesion_wise: bool) -> CaseRecord:
     """Score one case in the reference's label set: stated, else read from its values among the id's candidates.
@@ -106,13 +92,9 @@ def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConventi
         own = None if stated or not unexpected_values(prediction_data, scored) else label_convention(
             prediction_data, case_id, predicted, None, widened)
         predicted_in = label_convention(prediction_data, case_id, predicted, own or scored)
-        regions = scored.label_set.regions if predicted_in is scored else \
-            tuple(scored.label_set.region(r.value) for r in REGION_ORDER)
-        prediction, truth = _masks(prediction_data, predicted_in, scored), _masks(truth_data, scored, predicted_in)
         record.label_set = scored.value
-        record.metrics = case_metrics(prediction, truth, geometry.spacing, [r.name for r in regions])
-        if lesion_wise:
-            record.metrics.update(lesion_wise_metrics(prediction, truth, geometry.spacing, regions))
+        record.metrics = score_label_maps(prediction_data, predicted_in, truth_data, scored, geometry.spacing,
+                                          lesion_wise=lesion_wise)
     except CaseError as error:
         record.status, record.error = "failed", str(error)
     return record

@@ -263,6 +263,8 @@ def segment_one(
     record.output = output_path(Path(), case.case_id).name
     record.seconds = segmentation.seconds
     record.metrics, record.metrics_error = segmentation.metrics, segmentation.metrics_error
+    if segmentation.metrics is not None:
+        record.label_set = segmentation.loaded.convention.value
     geometry = segmentation.loaded.geometry
     record.volumes_ml = {region.value: volume_ml(segmentation.regions[i], geometry.canonical_spacing)
                          for i, region in enumerate(REGION_ORDER)}

@@ -27,10 +27,9 @@ from ..cases import Case
 from ..contract import ModelContract
 from ..errors import LabelError
 from ..imageio import LoadedCase, load_case
-from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_labels, regions_from_probabilities
-from ..lesionwise import lesion_wise_metrics
-from ..metrics import case_metrics
+from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_probabilities
 from ..preprocessing import INFERENCE_MARGIN, Preprocessed, paste, preprocess
+from ..scoring import score_label_maps
 from ..sliding_window import Window, box_predict, sliding_window_predict
 from .backends import Backend
 
@@ -58,8 +57,8 @@ class SegmentOptions:
         overlap: sliding-window overlap (fraction of a tile shared with each neighbour).
         sw_batch: tiles per backend call (``None``: the backend's preferred batch).
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
-        convention: label convention of the output (default: the input's own; plain folders
-            without labels get BraTS 2018-2021's 0/1/2/4).
+        convention: label set of the output and of the reference (``--labels``; default: the input's
+            own, else the case's layout or id, else the model's; plain folders get BraTS 2018-2021's 0/1/2/4).
         min_component_voxels: remove tumour components smaller than this.
         et_to_ncr_below: relabel ET as necrotic core when fewer ET voxels than this are predicted.
     """
@@ -164,8 +163,9 @@ def tile_predictor(backends: Sequence[Backend], tta: bool, output_mode: OutputMo
     return predict
 
 
-def prepare_case(case: Case, contract: ModelContract) -> PreparedCase:
-    """Load ``case`` (with its reference when it has one) and preprocess it as ``contract`` says.
+def prepare_case(case: Case, contract: ModelContract, labels: LabelConvention | None = None) -> PreparedCase:
+    """Load ``case`` (with its reference when it has one, read in ``labels`` when given) and preprocess it
+    as ``contract`` says.
 
     A reference segmentation that cannot be read does not stop the case: it is loaded without one,
     and the problem is kept in ``label_error`` to be reported beside the segmentation.
@@ -176,7 +176,7 @@ def prepare_case(case: Case, contract: ModelContract) -> PreparedCase:
     started = time.perf_counter()
     label_error = None
     try:
-        loaded = load_case(case, with_label=case.label is not None)
+        loaded = load_case(case, with_label=case.label is not None, convention=labels)
     except LabelError as error:
         loaded, label_error = load_case(case, with_label=False), str(error)
     loaded_at = time.perf_counter()
@@ -248,7 +248,7 @@ def segment_case(
         CaseError: the case cannot be loaded.
     """
     options = options or SegmentOptions()
-    prepared = case if isinstance(case, PreparedCase) else prepare_case(case, contract)
+    prepared = case if isinstance(case, PreparedCase) else prepare_case(case, contract, options.convention)
     loaded, ready = prepared.loaded, prepared.ready
     seconds = dict(prepared.seconds)
     sw_batch = options.sw_batch or backends[0].preferred_batch
@@ -268,12 +268,11 @@ def segment_case(
     started = time.perf_counter()
     probabilities = paste(cropped, ready.box, ready.full_shape)
     regions = _postprocess(regions_from_probabilities(probabilities, contract.output_mode), options)
-    convention = options.convention or loaded.convention or loaded.case.convention or LabelConvention.BRATS2020
+    convention = options.convention or loaded.convention or loaded.case.output_convention(contract.label_set)
     labels = labels_from_regions(regions, convention)
     metrics = None
     if loaded.label is not None:
-        reference = regions_from_labels(loaded.label, loaded.convention)
-        spacing = loaded.geometry.canonical_spacing
-        metrics = {**case_metrics(regions, reference, spacing), **lesion_wise_metrics(regions, reference, spacing)}
+        metrics = score_label_maps(labels, convention, loaded.label, loaded.convention,
+                                   loaded.geometry.canonical_spacing, lesion_wise=True)
     seconds["postprocess"] = time.perf_counter() - started
     return Segmentation(loaded, probabilities, regions, labels, convention, metrics, prepared.label_error, seconds)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_bytes_atomic
-from ..cases import Layout
 from ..errors import BratsxError
 from ..imageio import label_convention, read_label_file
 from ..labels import LabelConvention, Modality
@@ -53,13 +52,15 @@ class ReviewBatch:
     Args:
         cases_dir: the cases the run segmented.
         predictions_dir: the run's output folder; verdicts go to its ``qc.csv``.
+        labels: the label set of its predictions (``--labels``; default: each case's, as the report reads it).
 
     Raises:
         BratsxError: nothing to review, or an unreadable ``qc.csv``.
     """
 
-    def __init__(self, cases_dir: Path, predictions_dir: Path) -> None:
+    def __init__(self, cases_dir: Path, predictions_dir: Path, labels: LabelConvention | None = None) -> None:
         self.cases_dir, self.predictions_dir = Path(cases_dir), Path(predictions_dir)
+        self.labels = labels
         self.qc_path = self.predictions_dir / QC_NAME
         self.entries: dict[str, CaseEntry] = {e.case_id: e for e in collect_batch(self.predictions_dir, cases_dir)}
         rows = {case_id: ReportRow(entry) for case_id, entry in self.entries.items()}
@@ -105,7 +106,8 @@ class ReviewBatch:
         return path
 
     def legend(self, case_id: str) -> list[dict[str, Any]]:
-        """The prediction's label values and colours (its convention read from its values, as the report does).
+        """The prediction's label values and colours (its set given, else read among the case's candidates, as the
+        report does).
 
         Raises:
             KeyError: no prediction.
@@ -115,8 +117,8 @@ class ReviewBatch:
             entry = self.entries[case_id]
             path = self.file(case_id, LABEL_ROLE)
             data, _ = read_label_file(path, case_id)
-            msd = LabelConvention.MSD if entry.case is not None and entry.case.layout is Layout.MSD else None
-            self._conventions[case_id] = label_convention(data, case_id, path, msd)
+            candidates = entry.case.label_sets if entry.case is not None else None
+            self._conventions[case_id] = label_convention(data, case_id, path, self.labels, candidates)
         return label_legend(self._conventions[case_id])
 
     def record(self, case_id: str, verdict: str, comment: str, reviewer: str = "") -> Verdict:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BratsxError
+from ..labels import LabelConvention
 from ..runtime.backends import BackendName
 
 __all__ = ["MEGABYTE", "ServeSettings", "is_loopback"]
@@ -50,6 +51,8 @@ class ServeSettings:
         jobs_per_model: jobs segmented at once per model (each one holds a case in memory).
         cases_dir: review mode: the cases a ``bratsx infer`` run segmented.
         predictions_dir: review mode: that run's output folder (verdicts go to its ``qc.csv``).
+        labels: the label set of uploads' outputs and of the batch under review (``--labels``); ``None``:
+            each case's own (its layout, id or values), as ``bratsx infer`` and ``bratsx report`` read it.
     """
 
     model: Path | None = None
@@ -66,6 +69,7 @@ class ServeSettings:
     jobs_per_model: int = 1
     cases_dir: Path | None = None
     predictions_dir: Path | None = None
+    labels: LabelConvention | None = None
 
     def __post_init__(self) -> None:
         if (self.cases_dir is None) != (self.predictions_dir is None):

@@ -70,7 +70,7 @@ class AppState:
         if settings.model is None and not settings.review:
             raise BratsxError("nothing to serve: give a model to segment uploads, or --cases and --predictions to "
                               "review a batch")
-        review = ReviewBatch(settings.cases_dir, settings.predictions_dir) if settings.review else None
+        review = ReviewBatch(settings.cases_dir, settings.predictions_dir, settings.labels) if settings.review else None
         try:
             if settings.data_dir is not None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)

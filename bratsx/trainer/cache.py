@@ -81,6 +81,8 @@ def _fingerprint(case: Case, margin: int) -> str:
     for path in case.files:
         stat = path.stat()
         digest.update(f"|{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    if case.stated_labels is not None:  # the same file read in another label set is another entry
+        digest.update(f"|labels:{case.stated_labels.value}".encode())
     return digest.hexdigest()[:16]
 
 

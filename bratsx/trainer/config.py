@@ -64,6 +64,8 @@ class TrainConfig:
         seed: seeds the network init, patch sampling and augmentation.
         cache_dir: preprocessed-case cache (shared between runs).
         layout: force a case layout instead of detecting it.
+        labels: the label set of the training labels (``--labels``); ``None``: each case's layout, id or
+            values say (an ambiguous map stops the run in one line). Recorded in the model's contract.
         augment: augmentation probabilities.
         resume: continue ``run_dir/checkpoints/last.pt``.
     """
@@ -97,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     cache_dir: Path | None = None
     layout: str | None = None
+    labels: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     resume: bool = False
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from ..cases import Case, discover
 from ..contract import ModelContract
 from ..errors import BratsxError
-from ..labels import REGION_ORDER
+from ..labels import REGION_ORDER, LabelConvention
 from .augment import augment_batch
 from .cache import CachedCase, build_cache, default_cache_dir, read_cache
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -236,6 +236,9 @@ def _work_timeout(cases: int, world: int) -> timedelta:
 def _labelled_cases(config: TrainConfig) -> tuple[dict[str, Case], tuple[str, ...]]:
     """The labelled cases to train on, and a line for everything passed over (unlabelled cases, skipped folders)."""
     found = discover(config.data_dir, config.layout)
+    if config.labels is not None:  # stated: every reference is read in it, never guessed from its values
+        stated = LabelConvention(config.labels)
+        found = replace(found, cases=tuple(replace(c, stated_labels=stated) for c in found.cases))
     broken = [c for c in found.cases if c.problems]
     if broken:
         raise broken[0].problems[0]
@@ -245,6 +248,14 @@ def _labelled_cases(config: TrainConfig) -> tuple[dict[str, Case], tuple[str, ..
     passed_over = tuple(f"case {c.case_id}: no label file, not used for training"
                         for c in found.cases if c.label is None)
     return labelled, passed_over + tuple(f"{s.path}: {s.reason}" for s in found.skipped)
+
+
+def _label_set_of(config: TrainConfig, cases: dict[str, Case]) -> LabelConvention | None:
+    """The label set the contract records: ``--labels``, else the one every training case's layout or id states."""
+    if config.labels is not None:
+        return LabelConvention(config.labels)
+    stated = {case.convention for case in cases.values()}
+    return stated.pop() if len(stated) == 1 else None
 
 
 def _resolve_split(config: TrainConfig, case_ids: list[str], saved: dict | None) -> tuple[Split, list[Split]]:
@@ -362,7 +373,8 @@ class _Run:
         self.memory_format = torch.channels_last_3d if self.device.type == "cpu" else torch.contiguous_format
         self.model = UNet3D(network).to(self.device, memory_format=self.memory_format)
         self.contract = ModelContract(config.patch, config.output_mode, network.to_dict(),
-                                      spacing=_median_spacing(self.train_cases + self.val_cases))
+                                      spacing=_median_spacing(self.train_cases + self.val_cases),
+                                      label_set=_label_set_of(config, cases))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          nesterov=True, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)

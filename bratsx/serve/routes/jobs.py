@@ -94,7 +94,7 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Job(job_id, folder, case, SegmentOptions(convention=chosen or implied), inputs)
+    return Job(job_id, folder, case, SegmentOptions(convention=chosen or settings.labels or implied), inputs)
 
 
 @router.post("/jobs", status_code=201)

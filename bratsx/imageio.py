@@ -36,6 +36,7 @@ from .labels import (
     candidate_sets,
     detect_convention,
     unexpected_values,
+    with_adult_glioma,
 )
 
 #: What decoding damaged gzip data raises (ISA-L's IsalError derives from Exception alone).
@@ -56,6 +57,7 @@ __all__ = [
     "use_gzip_decoder",
     "load_case",
     "label_convention",
+    "prediction_convention",
     "read_label_file",
     "inspect_case",
     "save_nifti_atomic",
@@ -326,9 +328,12 @@ def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: L
         CaseError: one line: the values fit no candidate, or candidates that read them differently
             (naming them and ``--labels``), or not the given set.
     """
+    candidates = candidates or candidate_sets(case_id)
+    if convention is None and len(candidates) == 1:
+        convention = candidates[0]  # the layout or id states it
     if convention is None:
         try:
-            convention = detect_convention(labels, candidates or candidate_sets(case_id))
+            convention = detect_convention(labels, candidates)
         except LabelSetError as error:
             raise CaseError(case_id, str(error), path) from None
     bad = unexpected_values(labels, convention)
@@ -336,6 +341,22 @@ def label_convention(labels: np.ndarray, case_id: str, path: Path, convention: L
         allowed = sorted(convention.allowed_values)
         raise CaseError(case_id, f"label values {bad} are not in the {convention.value} label set {allowed}", path)
     return convention
+
+
+def prediction_convention(labels: np.ndarray, case_id: str, path: Path, convention: LabelConvention | None,
+                          candidates: tuple[LabelConvention, ...]) -> LabelConvention:
+    """The label set of a prediction for a case whose maps could be in ``candidates``: given, else read among
+    them, else among them and the adult glioma sets (another tool may write BraTS 2023 values for a 2018 case).
+
+    Raises:
+        CaseError: as :func:`label_convention`, about the wider candidates.
+    """
+    try:
+        return label_convention(labels, case_id, path, convention, candidates)
+    except CaseError:
+        if convention is not None:
+            raise
+        return label_convention(labels, case_id, path, None, with_adult_glioma(candidates))
 
 
 @contextmanager

@@ -56,6 +56,7 @@ __all__ = [
     "regions_from_probabilities",
     "unexpected_values",
     "value_meaning",
+    "with_adult_glioma",
 ]
 
 
@@ -400,6 +401,12 @@ def detect_convention(
         raise LabelSetError(f"label values {sorted({0, *values})} are ambiguous ({readings}); choose the set "
                             f"with --labels {'|'.join(c.value for c in fitting)}")
     return fitting[0]
+
+
+def with_adult_glioma(candidates: tuple[LabelConvention, ...]) -> tuple[LabelConvention, ...]:
+    """``candidates`` and then :data:`DEFAULT_CANDIDATES`: the sets a prediction made for such a case may be
+    written in (another tool may write BraTS 2023 values for a BraTS 2018 case)."""
+    return tuple(dict.fromkeys((*candidates, *DEFAULT_CANDIDATES)))
 
 
 def _value_table(values: tuple[int, ...]) -> np.ndarray:

@@ -29,7 +29,7 @@ def assert_channels_in_bratsx_order(image):
 
 @pytest.mark.parametrize("layout", [Layout.BRATS2020, Layout.BRATS2023, Layout.PLAIN])
 def test_folder_layouts_load_in_flair_t1_t1ce_t2_order(tmp_path, layout):
-    labels = {Layout.BRATS2020: (1, 2, 4), Layout.BRATS2023: (1, 2, 3), Layout.PLAIN: (1, 2, 4)}[layout]
+    labels = {Layout.BRATS2020: (1, 2, 4), Layout.BRATS2023: (1, 2, 3), Layout.PLAIN: (1, 2, 3)}[layout]
     write_folder_case(tmp_path, layout, "case_a", label_values=labels)
     loaded = load_case(only_case(tmp_path))
     assert_channels_in_bratsx_order(loaded.image)
@@ -44,11 +44,24 @@ def test_msd_4d_image_loads_its_channels_in_order(tmp_path):
     assert loaded.convention is LabelConvention.MSD
 
 
-@pytest.mark.parametrize("values,expected",
-                         [((1, 2, 4), LabelConvention.BRATS2020), ((1, 2, 3), LabelConvention.BRATS2023)])
+@pytest.mark.parametrize("values,expected", [
+    ((1, 2), LabelConvention.BRATS2020),  # every adult glioma set reads core and edema alike
+    ((1, 2, 3), LabelConvention.BRATS2023),
+    ((1, 2, 3, 4), LabelConvention.BRATS2024),  # ET 3 beside 4: only the post-treatment set holds both
+])
 def test_plain_layout_reads_the_convention_from_the_values(tmp_path, values, expected):
     write_folder_case(tmp_path, Layout.PLAIN, "case_a", label_values=values)
     assert load_case(only_case(tmp_path)).convention is expected
+
+
+def test_plain_layout_refuses_values_read_differently_and_reads_them_when_stated(tmp_path):
+    # 4 is ET in BraTS 2018-2021 and RC in 2024: a plain case says neither, so the reference is refused in one line
+    write_folder_case(tmp_path, Layout.PLAIN, "case_a", label_values=(1, 2, 4))
+    case = only_case(tmp_path)
+    with pytest.raises(LabelError, match=r"^case case_a, file seg\.nii\.gz: label values \[0, 1, 2, 4\] are "
+                                         r"ambiguous .* choose the set with --labels brats2020\|brats2024$"):
+        load_case(case)
+    assert load_case(case, convention=LabelConvention.BRATS2020).convention is LabelConvention.BRATS2020
 
 
 def test_file_scaling_is_applied_in_float32(brats2020_case):

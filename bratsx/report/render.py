@@ -18,7 +18,7 @@ from ..atomic import write_bytes_atomic
 from ..cases import Case, Layout
 from ..errors import BratsxError, CaseError
 from ..geometry import Geometry
-from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, read_label_file
+from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, prediction_convention, read_label_file
 from ..labels import CLASS_CONVENTION, MODALITY_ORDER, LabelConvention, Modality, convert_labels
 from .gif import flythrough_gif
 from .options import RenderOptions
@@ -63,13 +63,15 @@ def _check_grid(case_id: str, path: Path, geometry: Geometry, reference: Geometr
                         f"{reference.shape} {reference.orientation}; was it made from this case?", path)
 
 
-def _tissues(path: Path, case: Case, convention: LabelConvention | None, grid: Geometry) -> np.ndarray:
+def _tissues(path: Path, case: Case, convention: LabelConvention | None, grid: Geometry, *,
+             prediction: bool) -> np.ndarray:
     """A label file as a canonical tissue map (values :class:`~bratsx.labels.Tissue`), checked against the grid."""
     data, geometry = read_label_file(path, case.case_id)
     _check_grid(case.case_id, path, geometry, grid)
     # Unless given, the values decide the set among the case's candidates; all lie in the box around the
     # non-zero voxels, which is far faster to scan.
-    convention = label_convention(data[bounding_box(data != 0)], case.case_id, path, convention, case.label_sets)
+    read = prediction_convention if prediction else label_convention
+    convention = read(data[bounding_box(data != 0)], case.case_id, path, convention, case.label_sets)
     return convert_labels(grid.to_canonical(data), convention, CLASS_CONVENTION)
 
 
@@ -101,8 +103,11 @@ def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = R
         CaseError: a file is unreadable, its label values fit no convention, or its grid differs from the images'.
     """
     background, geometry = _background(case, options.background)
-    predicted = None if prediction is None else _tissues(prediction, case, options.convention, geometry)
-    reference = None if case.label is None else _tissues(case.label, case, options.convention, geometry)
+    # --labels names the predictions' set, and the reference's where the case's layout or id leaves it open
+    given = options.convention
+    predicted = None if prediction is None else _tissues(prediction, case, given, geometry, prediction=True)
+    reference = None if case.label is None else _tissues(case.label, case, given if len(case.label_sets) > 1
+                                                         else None, geometry, prediction=False)
     return CaseVolumes(case.case_id, background, predicted, reference, geometry.canonical_spacing,
                        MODALITY_NAMES[options.background])
 

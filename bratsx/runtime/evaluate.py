@@ -17,8 +17,8 @@ import numpy as np
 from ..cases import MSD_LABEL_FOLDER, nifti_stem
 from ..datasetjson import label_set_from_dataset_json
 from ..errors import BratsxError, CaseError
-from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
-from ..labels import DEFAULT_CANDIDATES, LabelConvention, candidate_sets, unexpected_values
+from ..imageio import AFFINE_TOLERANCE, label_convention, prediction_convention, read_label_file
+from ..labels import LabelConvention, candidate_sets, unexpected_values
 from ..scoring import score_label_maps
 from .records import CaseRecord
 
@@ -88,10 +88,8 @@ def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConventi
             raise CaseError(case_id, f"prediction grid {geometry.shape} {geometry.orientation} does not match "
                             f"the reference's {reference_geometry.shape} {reference_geometry.orientation}", predicted)
         scored = label_convention(truth_data, case_id, reference, stated)
-        widened = tuple(dict.fromkeys((*candidate_sets(case_id), *DEFAULT_CANDIDATES)))
-        own = None if stated or not unexpected_values(prediction_data, scored) else label_convention(
-            prediction_data, case_id, predicted, None, widened)
-        predicted_in = label_convention(prediction_data, case_id, predicted, own or scored)
+        predicted_in = scored if stated or not unexpected_values(prediction_data, scored) else \
+            prediction_convention(prediction_data, case_id, predicted, None, candidate_sets(case_id))
         record.label_set = scored.value
         record.metrics = score_label_maps(prediction_data, predicted_in, truth_data, scored, geometry.spacing,
                                           lesion_wise=lesion_wise)

@@ -8,7 +8,8 @@ Compared: per region of the BraTS 2023 glioma set (the package's ``GoAT`` config
 and of the 2024-2025 post-treatment set (its ``gli`` config: also NETC, SNFH and RC 4), which regions are
 scored, the whole-volume Dice and, on lesions far enough apart that no dilation merges them, the matched,
 missed and false-positive lesion counts. HD95 is not compared: Panoptica's whole-volume HD95 is another
-definition than bratsx's (:func:`bratsx.metrics.hd95`), 25.0 against 31.9 mm for WT on these maps. The package matches lesions by connected components and bipartite Dice
+definition than bratsx's (:func:`bratsx.metrics.hd95`), 25.0 against 31.9 mm for WT on these maps.
+The package matches lesions by connected components and bipartite Dice
 matching (no dilation, no volume threshold), so its lesion-wise Dice is another formula and not compared.
 """
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,9 @@ def run_bench(config: BenchConfig, on_step: Callable[[str], None] | None = None)
     """
     step = on_step or (lambda text: None)
     _check_config(config)
+    # the workers run in a scratch folder: a relative path from the command line means the caller's folder
+    config = replace(config, **{name: Path(value).absolute() for name in ("model", "cases_dir", "engine")
+                                if (value := getattr(config, name)) is not None})
     with tempfile.TemporaryDirectory(prefix="bratsx-bench-") as scratch:
         return _run_bench(config, Path(scratch), step)
 

@@ -173,7 +173,11 @@ def infer(
     wall = time.perf_counter() - started
     summary_dir = out / "parts" / f"{part_id}-of-{num_parts}" if num_parts > 1 else out
     summary_dir.mkdir(parents=True, exist_ok=True)
-    summary = write_summary(records, summary_dir, {"model": identity, "overlap": overlap, "tta": tta}, wall)
+    try:
+        summary = write_summary(records, summary_dir, {"model": identity, "overlap": overlap, "tta": tta}, wall)
+    except BratsxError:  # a full disk: every case's outcome is still shown before the one line about it
+        render_records(records, out, None, wall)
+        raise
     render_records(records, out, summary, wall)
     if num_parts > 1:
         console.print(f"part {part_id} of {num_parts}: when every part is done, bratsx summarize "

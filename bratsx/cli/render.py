@@ -38,8 +38,8 @@ def status_cell(record: CaseRecord) -> Text:
     return literal(f"{record.status}: {record.error or record.note or ''}", "yellow")
 
 
-def render_records(records: Sequence[CaseRecord], out: Path, summary: Path, wall: float) -> None:
-    """The per-case table of an inference run, then where its files are."""
+def render_records(records: Sequence[CaseRecord], out: Path, summary: Path | None, wall: float) -> None:
+    """The per-case table of an inference run, then where its files are (``summary`` None: not written)."""
     table = Table(title=Text.assemble(f"{len(records)} case(s) -> ", literal(out)))
     for column in ("case", "status", "Dice WT", "Dice TC", "Dice ET", "HD95 WT", "WT mL", "seconds"):
         table.add_column(column, no_wrap=column != "status")
@@ -54,8 +54,9 @@ def render_records(records: Sequence[CaseRecord], out: Path, summary: Path, wall
     failed = [r for r in records if r.status == "failed"]
     if failed:
         err_console.print(f"[red]{len(failed)} case(s) failed[/]; the others were written")
-    console.print(Text.assemble(f"{wall:.1f} s in all; metrics and latency: ", literal(out / "metrics.csv"), ", ",
-                                literal(summary)))
+    if summary is not None:
+        console.print(Text.assemble(f"{wall:.1f} s in all; metrics and latency: ", literal(out / "metrics.csv"),
+                                    ", ", literal(summary)))
 
 
 def training_progress() -> Progress:

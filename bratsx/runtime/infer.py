@@ -72,6 +72,18 @@ def probabilities_path(out_dir: Path, case_id: str) -> Path:
     return out_dir / f"{case_id}_probabilities.nii.gz"
 
 
+def _resolved(path: Path | str) -> Path | None:
+    """``path`` through its links, or ``None`` when it cannot be resolved (a symlink loop).
+
+    An input that cannot be resolved cannot be read either: its case fails alone when it is loaded, and
+    no output can land on it. Before Python 3.13 a loop raises RuntimeError, since then OSError.
+    """
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def check_output_folder(cases: Sequence[Case], out_dir: Path, references: dict[str, Path] | None = None) -> None:
     """Refuse, before any work, an output folder that cannot be written or whose outputs would land on inputs.
 
@@ -84,16 +96,16 @@ def check_output_folder(cases: Sequence[Case], out_dir: Path, references: dict[s
     inputs: dict[Path, str] = {}
     for case in cases:
         for path in (*case.images.values(), case.label, (references or {}).get(case.case_id)):
-            if path is not None:
-                inputs[Path(path).resolve()] = case.case_id
-    if out_dir.resolve() in inputs:
-        raise BratsxError(f"--out {out_dir} is an input file of case {inputs[out_dir.resolve()]}; choose a new folder")
+            if path is not None and (resolved := _resolved(path)) is not None:
+                inputs[resolved] = case.case_id
+    if _resolved(out_dir) in inputs:
+        raise BratsxError(f"--out {out_dir} is an input file of case {inputs[_resolved(out_dir)]}; choose a new folder")
     for case in cases:
         for output in (output_path(out_dir, case.case_id), probabilities_path(out_dir, case.case_id)):
-            owner = inputs.get(output.resolve())
+            owner = inputs.get(_resolved(output))
             if owner is not None:
                 raise BratsxError(f"--out {out_dir}: the output {output.name} would replace an input of case "
-                                  f"{owner} ({output.resolve()}); choose an output folder outside the inputs")
+                                  f"{owner} ({_resolved(output)}); choose an output folder outside the inputs")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".bratsx-probe-{time.time_ns()}"
@@ -275,7 +287,8 @@ def segment_one(
 def write_one(output: CaseOutput, out_dir: Path) -> CaseRecord:
     """Write a segmented case's files, then its record (both atomically); a failed case gets its record only.
 
-    The record is written last, so a record saying ``ok`` always describes complete outputs.
+    The record is written last, so a record saying ``ok`` always describes complete outputs; when the
+    record cannot be written (a full disk), the case's outputs are removed and it fails in one line.
 
     Returns:
         The record as written (``failed`` with the reason when writing failed).
@@ -291,7 +304,14 @@ def write_one(output: CaseOutput, out_dir: Path) -> CaseRecord:
         except OSError as error:
             record.status, record.output = "failed", None
             record.error = f"case {record.case_id}: writing failed ({error.strerror or error})"
-    write_record(out_dir, record.stamped())
+    try:
+        write_record(out_dir, record.stamped())
+    except OSError as error:  # a full disk: no output may stay without the record that describes it
+        for written in (output_path(out_dir, record.case_id), probabilities_path(out_dir, record.case_id)):
+            written.unlink(missing_ok=True)
+        record.status, record.output = "failed", None
+        record.error = f"case {record.case_id}: writing its record failed ({error.strerror or error}); " \
+                       "its output was removed"
     return record
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import write_bytes_atomic
+from ..errors import BratsxError
 from .records import CaseRecord
 from .segment import STAGES
 
@@ -51,6 +52,9 @@ def scored_regions(records: Sequence[CaseRecord]) -> list[str]:
 def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, Any], wall_seconds: float) -> Path:
     """Write ``metrics.csv`` (one row per case) and ``summary.json``; returns the JSON's path.
 
+    Raises:
+        BratsxError: either file cannot be written (a full disk), in one line.
+
     Args:
         records: one per case of the batch (reused, redone and new alike).
         out_dir: where both files go.
@@ -65,7 +69,7 @@ def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, A
         table.writerow([r.case_id, r.status, *((r.metrics or {}).get(k, "") for k in metric_keys),
                         *(round(r.seconds[s], 4) if s in r.seconds else "" for s in STAGES),
                         r.error or r.metrics_error or ""])
-    write_bytes_atomic(out_dir / "metrics.csv", buffer.getvalue().encode())
+    _write(out_dir / "metrics.csv", buffer.getvalue().encode())
 
     ok = [r for r in records if r.status == "ok"]
     segmented_now = [r for r in ok if r.note != "reused"]
@@ -86,5 +90,18 @@ def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, A
         "metrics": aggregate(records),
     }
     path = out_dir / "summary.json"
-    write_bytes_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
+    _write(path, (json.dumps(summary, indent=2) + "\n").encode())
     return path
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically; a failure (a full disk) is one line naming the file, never a partial file.
+
+    Raises:
+        BratsxError: the file cannot be written.
+    """
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as error:
+        raise BratsxError(f"{path}: cannot write it ({error.strerror or error}); the per-case records beside it "
+                          "are complete, and bratsx summarize rebuilds it once there is room") from None

@@ -7,14 +7,15 @@ HD95 is :data:`EMPTY_HD95`, the diagonal of the 240x240x155 mm BraTS volume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from .labels import REGION_ORDER, Region
 
-__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "sensitivity", "specificity", "volume_ml"]
+__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "scored_regions", "sensitivity", "specificity",
+           "volume_ml"]
 
 #: HD95 (mm) scored by BraTS when exactly one of prediction and reference is empty.
 EMPTY_HD95 = 373.13
@@ -106,3 +107,12 @@ def case_metrics(prediction: np.ndarray, reference: np.ndarray, spacing: Sequenc
         result[f"volume_pred_ml_{name}"] = volume_ml(p, spacing)
         result[f"volume_ref_ml_{name}"] = volume_ml(r, spacing)
     return result
+
+
+def scored_regions(metrics: Iterable[Mapping[str, float] | None]) -> list[str]:
+    """The regions of a table of cases' metrics: WT, TC and ET, then the other regions some case scores
+    (``dice_<region>`` keys) as they first appear: a label set's own, NETC, SNFH and RC for BraTS 2024."""
+    found = dict.fromkeys(r.value for r in REGION_ORDER)
+    for case in metrics:
+        found.update(dict.fromkeys(key.removeprefix("dice_") for key in case or {} if key.startswith("dice_")))
+    return list(found)

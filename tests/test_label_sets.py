@@ -217,3 +217,10 @@ def test_an_unlabelled_pediatric_case_needs_its_label_set_unless_the_model_state
     assert case.output_convention(LabelConvention.PED2024) is LabelConvention.PED2024
     assert Case("BraTS-GLI-00001-000", Layout.BRATS2023, tmp_path, {}).output_convention() is LabelConvention.BRATS2023
     assert Case("case_1", Layout.PLAIN, tmp_path, {}).output_convention() is LabelConvention.BRATS2020
+
+
+def test_tables_show_wt_tc_et_then_each_sets_own_regions():
+    from bratsx.metrics import scored_regions
+
+    assert scored_regions([None, {"dice_WT": 1.0}]) == ["WT", "TC", "ET"]
+    assert scored_regions([{"dice_WT": 1.0, "dice_RC": 0.5}, {"dice_NETC": 1.0}]) == ["WT", "TC", "ET", "RC", "NETC"]

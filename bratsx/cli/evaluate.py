@@ -40,8 +40,9 @@ def evaluate(
     missing (a reference without a prediction), unreferenced or ambiguous (two candidate files). Exits
     with code 1 when a case cannot be scored or a reference has no prediction (see --allow-missing).
     """
+    from ..metrics import scored_regions
     from ..runtime.evaluate import evaluate_directories
-    from ..runtime.summary import aggregate, scored_regions, write_summary
+    from ..runtime.summary import aggregate, write_summary
 
     results = evaluate_directories(predictions, references, convention, lesion_wise)
     out = out or predictions / "evaluation"  # never over infer's own metrics.csv and summary.json
@@ -49,7 +50,7 @@ def evaluate(
     write_summary(results, out, {"predictions": str(predictions), "references": str(references)}, 0.0)
     table = Table(title=f"{sum(r.status == 'ok' for r in results)} of {len(results)} case(s) scored")
     table.add_column("metric")
-    regions = scored_regions(results)
+    regions = scored_regions(r.metrics for r in results)
     for region in regions:
         table.add_column(f"{region} mean ± std (median)")
     stats = aggregate(results)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import REGION_ORDER, Tissue
+from ..metrics import scored_regions
 from .collect import CaseEntry
 from .colors import TISSUE_COLORS, TISSUE_NAMES
 from .flags import Flag, FlagKind, FlagOptions, flag_explanations
@@ -100,25 +101,27 @@ def _facts(facts: Sequence[tuple[str, str]]) -> str:
 def _summary_table(entries: Sequence[CaseEntry]) -> str:
     """Mean and median of each Dice/HD95 column over the cases that have it."""
     rows = []
+    scored = scored_regions(e.metrics for e in entries)
     for prefix, heading, decimals in _METRIC_COLUMNS:
         cells = []
-        for region in REGION_ORDER:
-            values = [e.metrics[f"{prefix}_{region.value}"] for e in entries if f"{prefix}_{region.value}" in e.metrics]
+        for region in scored:
+            values = [e.metrics[f"{prefix}_{region}"] for e in entries if f"{prefix}_{region}" in e.metrics]
             cells.append(f"<td>{np.mean(values):.{decimals}f} / {np.median(values):.{decimals}f}</td>" if values
                          else "<td></td>")
         if any(cell != "<td></td>" for cell in cells):
             rows.append(f"<tr><th>{escape(heading)}</th>{''.join(cells)}</tr>")
     if not rows:
         return "<p>No reference segmentations: no metrics.</p>"
-    regions = "".join(f"<th>{r.value} mean / median</th>" for r in REGION_ORDER)
+    regions = "".join(f"<th>{escape(region)} mean / median</th>" for region in scored)
     return f'<table class="summary"><tr><th></th>{regions}</tr>{"".join(rows)}</table>'
 
 
 def _metric_columns(rows: Sequence[ReportRow]) -> list[tuple[str, str, int]]:
-    """(key, heading, decimals) of each metric some case has, in the table's order."""
+    """(key, heading, decimals) of each metric some case has, in the table's order: per region of the label set
+    the records were scored in (WT, TC, ET, then its own: NETC, SNFH and RC, scored apart, for BraTS 2024)."""
     present = {key for row in rows for key in row.entry.metrics}
-    return [(f"{prefix}_{r.value}", f"{heading} {r.value}", decimals) for prefix, heading, decimals in _METRIC_COLUMNS
-            for r in REGION_ORDER if f"{prefix}_{r.value}" in present]
+    return [(f"{prefix}_{region}", f"{heading} {region}", decimals) for prefix, heading, decimals in _METRIC_COLUMNS
+            for region in scored_regions(row.entry.metrics for row in rows) if f"{prefix}_{region}" in present]
 
 
 def _legend() -> str:

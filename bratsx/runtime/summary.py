@@ -20,7 +20,7 @@ from ..errors import BratsxError
 from .records import CaseRecord
 from .segment import STAGES
 
-__all__ = ["aggregate", "scored_regions", "write_summary"]
+__all__ = ["aggregate", "write_summary"]
 
 
 def aggregate(records: Sequence[CaseRecord]) -> dict[str, dict[str, float]]:
@@ -35,18 +35,6 @@ def aggregate(records: Sequence[CaseRecord]) -> dict[str, dict[str, float]]:
         stats[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
                       "median": float(np.median(values)), "cases": len(values)}
     return stats
-
-
-def scored_regions(records: Sequence[CaseRecord]) -> list[str]:
-    """The regions the records' metrics score (``dice_<region>`` keys), WT, TC and ET first, then as they
-    first appear (a label set's own regions: NETC, SNFH, RC for BraTS 2024)."""
-    found = dict.fromkeys(("WT", "TC", "ET"))
-    for record in records:
-        for key in record.metrics or {}:
-            if key.startswith("dice_"):
-                found.setdefault(key.removeprefix("dice_"))
-    present = {key.removeprefix("dice_") for r in records for key in r.metrics or {} if key.startswith("dice_")}
-    return [region for region in found if region in present or not present]
 
 
 def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, Any], wall_seconds: float) -> Path:

@@ -154,3 +154,13 @@ def test_the_run_report_embeds_its_curves_and_lists_the_epochs():
     images = [a["src"] for tag, a in parse(page).tags if tag == "img"]
     assert images == ["data:image/png;base64,iVBORw0KGgogZmFrZQ=="]
     assert "<x>" not in page and "0.633" in page and "★" in page and "http://" not in page
+
+
+def test_the_page_scores_the_regions_of_the_label_set_in_use_with_rc_apart():
+    metrics = {"dice_WT": 0.9, "dice_TC": 0.8, "dice_ET": 1.0, "dice_NETC": 0.7, "dice_SNFH": 0.6, "dice_RC": 0.5}
+    page = batch_report_html([ReportRow(CaseEntry("BraTS-GLI-00001-100", "ok", metrics=metrics), None, ())],
+                             title="t", facts=[], storage_key="k")
+    headings = re.findall(r"<th[^>]*>([^<]*)</th>", page[page.index('<table id="cases"'):])
+    assert [h for h in headings if h.startswith("Dice ")] == ["Dice WT", "Dice TC", "Dice ET", "Dice NETC",
+                                                               "Dice SNFH", "Dice RC"]
+    assert "<th>RC mean / median</th>" in page and "<td>0.500 / 0.500</td>" in page

@@ -224,3 +224,36 @@ def test_tables_show_wt_tc_et_then_each_sets_own_regions():
 
     assert scored_regions([None, {"dice_WT": 1.0}]) == ["WT", "TC", "ET"]
     assert scored_regions([{"dice_WT": 1.0, "dice_RC": 0.5}, {"dice_NETC": 1.0}]) == ["WT", "TC", "ET", "RC", "NETC"]
+
+
+def _segment(cases_dir, out):
+    from standins import CONTRACT, SlowThreshold
+
+    from bratsx.cases import discover_cases
+    from bratsx.runtime.infer import infer_cases
+
+    return {r.case_id: r for r in infer_cases(discover_cases(cases_dir), [SlowThreshold()], CONTRACT, out)}
+
+
+def test_an_ambiguous_reference_costs_only_its_own_metrics_and_the_batch_finishes(tmp_path):
+    from casefiles import write_folder_case
+
+    write_folder_case(tmp_path / "cases", Layout.PLAIN, "case_a", label_values=(1, 2, 4))
+    write_folder_case(tmp_path / "cases", Layout.BRATS2020, "BraTS20_Training_001")
+    records = _segment(tmp_path / "cases", tmp_path / "out")
+    assert [r.status for r in records.values()] == ["ok", "ok"]
+    assert records["case_a"].metrics is None
+    assert records["case_a"].metrics_error.startswith("case case_a, file seg.nii.gz: label values [0, 1, 2, 4] are "
+                                                      "ambiguous")
+    assert records["BraTS20_Training_001"].metrics is not None
+    assert records["BraTS20_Training_001"].label_set == "brats2020"
+
+
+def test_a_damaged_dataset_json_costs_the_references_not_the_segmentations(tmp_path):
+    from casefiles import write_msd_case
+
+    write_msd_case(tmp_path / "msd", "BRATS_001")
+    (tmp_path / "msd" / "dataset.json").write_text('{"labels": {"0": "background", "1": "liver"}}')
+    [record] = _segment(tmp_path / "msd", tmp_path / "out").values()
+    assert record.status == "ok" and record.metrics is None
+    assert "dataset.json: label names ['liver'] are no tissue bratsx knows" in record.metrics_error

@@ -92,6 +92,7 @@ class Region(str, Enum):
 #: Channel order of region probabilities and region masks.
 REGION_ORDER: tuple[Region, ...] = (Region.WT, Region.TC, Region.ET)
 
+
 class OutputMode(str, Enum):
     """What a network's output channels are.
 
@@ -336,7 +337,6 @@ def value_meaning(convention: LabelConvention, value: int) -> str:
     row = convention.label_set
     tissue = next((t for t, v in row.model_values if v == value), None)
     return tissue.name if tissue is not None else row.tissue(value).name
-
 
 
 _LUT_SIZE = 256

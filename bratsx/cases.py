@@ -158,8 +158,10 @@ class Case:
     def output_convention(self, model: LabelConvention | None = None) -> LabelConvention:
         """The label set an output is written in when neither ``--labels`` nor a reference says.
 
-        :attr:`convention`; else the model's (its contract's) set when the case could be in it; else,
-        for a case nothing narrows, BraTS 2018-2021's 0/1/2/4.
+        :attr:`convention`; else the model's (its contract's) set when the case could be in it; for a
+        case nothing narrows, BraTS 2023's 0/1/2/3 unless the model states a set other than adult
+        glioma: every adult glioma set reads 0/1/2/3 alike, where 2018-2021's ET 4 would read back as
+        2024's resection cavity.
 
         Raises:
             CaseError: the id names sets that write a network's tissues differently (pediatric 2023 and
@@ -168,10 +170,10 @@ class Case:
         sets = self.label_sets
         if self.convention is not None:
             return self.convention
-        if model is not None and (model in sets or sets == DEFAULT_CANDIDATES):
-            return model
         if sets == DEFAULT_CANDIDATES:
-            return LabelConvention.BRATS2020
+            return model if model is not None and model not in sets else LabelConvention.BRATS2023
+        if model in sets:
+            return model
         raise CaseError(self.case_id, f"its id fits label sets that write tumour labels differently "
                         f"({', '.join(c.value for c in sets)}); choose one with --labels", self.folder)
 

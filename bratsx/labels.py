@@ -313,8 +313,10 @@ LABEL_SETS: dict[LabelConvention, LabelSet] = {s.name: s for s in (
 
 #: Sets a case whose id and layout say nothing could belong to: adult glioma, all years. Pediatric,
 #: meningioma, metastases and MSD maps are recognised by their ids, a dataset.json or ``--labels``.
+#: BraTS 2023 comes first: where the candidates read a map alike (0/1/2), it is the set taken, and
+#: the one whose values (ET 3) read back unambiguously when bratsx writes an output in it.
 DEFAULT_CANDIDATES: tuple[LabelConvention, ...] = (
-    LabelConvention.BRATS2020, LabelConvention.BRATS2023, LabelConvention.BRATS2024)
+    LabelConvention.BRATS2023, LabelConvention.BRATS2024, LabelConvention.BRATS2020)
 
 
 class LabelSetError(BratsxError):
@@ -379,8 +381,8 @@ def detect_convention(
     """The label set of a map, read from its values among the sets it could belong to.
 
     The candidates whose values hold every value present are kept. When they all read each present
-    value as the same tissue (``{1, 2}`` is core and edema in every adult glioma set), the first in
-    :data:`LABEL_SETS` order is returned: the map means the same under each. When two read a value
+    value as the same tissue (``{1, 2}`` is core and edema in every adult glioma set), the first
+    candidate is returned: the map means the same under each. When two read a value
     differently (4 is enhancing tumour in BraTS 2018-2021 but resection cavity in 2024), nothing is
     guessed.
 
@@ -396,6 +398,7 @@ def detect_convention(
                             f"belong to ({allowed}); choose the set with --labels")
     meanings = {c: tuple(value_meaning(c, v) for v in values) for c in fitting}
     if len(set(meanings.values())) > 1:
+        fitting.sort(key=list(LABEL_SETS).index)  # named in table order
         readings = "; ".join(f"{c.value} reads " + ", ".join(
             f"{v} as {c.label_set.tissue(v).name}" for v in values) for c in fitting)
         raise LabelSetError(f"label values {sorted({0, *values})} are ambiguous ({readings}); choose the set "

@@ -45,7 +45,7 @@ def test_msd_4d_image_loads_its_channels_in_order(tmp_path):
 
 
 @pytest.mark.parametrize("values,expected", [
-    ((1, 2), LabelConvention.BRATS2020),  # every adult glioma set reads core and edema alike
+    ((1, 2), LabelConvention.BRATS2023),  # every adult glioma set reads core and edema alike
     ((1, 2, 3), LabelConvention.BRATS2023),
     ((1, 2, 3, 4), LabelConvention.BRATS2024),  # ET 3 beside 4: only the post-treatment set holds both
 ])

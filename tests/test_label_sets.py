@@ -74,7 +74,7 @@ def test_the_2024_post_treatment_set_scores_rc_netc_and_snfh_as_their_own_region
     ("BraTS-MET-00001-000", (LabelConvention.MET,)),
     ("BraTS-PED-00030-000", (LabelConvention.PED2023, LabelConvention.PED2024)),
     ("BRATS_001", (LabelConvention.MSD,)),
-    ("patient7", (LabelConvention.BRATS2020, LabelConvention.BRATS2023, LabelConvention.BRATS2024)),
+    ("patient7", (LabelConvention.BRATS2023, LabelConvention.BRATS2024, LabelConvention.BRATS2020)),
 ])
 def test_a_cases_id_names_the_sets_it_could_belong_to(case_id, expected):
     assert candidate_sets(case_id) == expected
@@ -216,7 +216,10 @@ def test_an_unlabelled_pediatric_case_needs_its_label_set_unless_the_model_state
         case.output_convention()
     assert case.output_convention(LabelConvention.PED2024) is LabelConvention.PED2024
     assert Case("BraTS-GLI-00001-000", Layout.BRATS2023, tmp_path, {}).output_convention() is LabelConvention.BRATS2023
-    assert Case("case_1", Layout.PLAIN, tmp_path, {}).output_convention() is LabelConvention.BRATS2020
+    # a plain case: BraTS 2023's values, which read back unambiguously (2018's ET 4 would not)
+    plain = Case("case_1", Layout.PLAIN, tmp_path, {})
+    assert plain.output_convention() is plain.output_convention(LabelConvention.BRATS2020) is LabelConvention.BRATS2023
+    assert plain.output_convention(LabelConvention.PED2024) is LabelConvention.PED2024  # a set the values cannot say
 
 
 def test_tables_show_wt_tc_et_then_each_sets_own_regions():

@@ -103,7 +103,7 @@ def test_unexpected_values_catches_fractional_float_labels():
     "values,expected",
     [
         ([0, 1, 2, 3], LabelConvention.BRATS2023),  # 2023 and 2024 read 1-3 alike: the first
-        ([0, 1, 2], LabelConvention.BRATS2020),  # no ET: every adult glioma set reads the same
+        ([0, 1, 2], LabelConvention.BRATS2023),  # no ET: every adult glioma set reads the same; 2023 first
         ([0, 3, 4], LabelConvention.BRATS2024),  # ET 3 and 4 together: only the set with RC holds both
     ],
 )

@@ -58,7 +58,7 @@ class SegmentOptions:
         sw_batch: tiles per backend call (``None``: the backend's preferred batch).
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
         convention: label set of the output and of the reference (``--labels``; default: the input's
-            own, else the case's layout or id, else the model's; plain folders get BraTS 2018-2021's 0/1/2/4).
+            own, else the case's layout or id, else the model's; plain folders get BraTS 2023's 0/1/2/3).
         min_component_voxels: remove tumour components smaller than this.
         et_to_ncr_below: relabel ET as necrotic core when fewer ET voxels than this are predicted.
     """

@@ -8,6 +8,9 @@ A model folder describes itself, as nnU-Net's trained-model folders do::
       model.fp16.onnx     fp16 compute (only when it passed its accuracy gate)
       model.int8.xml/.bin OpenVINO IR quantized to int8 by NNCF (only when it passed its accuracy gate)
       model.engine        TensorRT engine (only when built and gated), with its build sidecar model.engine.json
+      model.postprocess.json  the post-processing spec tuned on data (bratsx postprocess tune), replacing the
+                          one in the ONNX contract; model.json records its hash, how it was chosen and the
+                          specs it replaced (its history, which --reset walks back)
 
 :func:`file_for` picks the file each backend runs, so users name a folder and a backend and never
 a file.
@@ -25,10 +28,14 @@ from . import __version__
 from .atomic import write_bytes_atomic
 from .contract import ModelContract, file_sha256
 from .errors import BratsxError
+from .postprocess import PostprocessSpec, read_spec
 
-__all__ = ["MODEL_FILES", "MODEL_JSON", "ModelFolder", "find_model_folder", "write_model_json"]
+__all__ = ["MODEL_FILES", "MODEL_JSON", "POSTPROCESS_FILE", "ModelFolder", "find_model_folder", "reset_postprocess",
+           "set_postprocess", "write_model_json"]
 
 MODEL_JSON = "model.json"
+#: The folder's tuned post-processing spec (its hash, provenance and history are in model.json).
+POSTPROCESS_FILE = "model.postprocess.json"
 #: The files a model folder may hold, by what they are.
 MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.xml", "engine": "model.engine"}
 #: Model files kept only while model.json records their accuracy gate as passed.
@@ -87,6 +94,22 @@ class ModelFolder:
         return Path(recorded) if recorded and Path(recorded).is_file() else None
 
     @property
+    def postprocess(self) -> PostprocessSpec | None:
+        """The folder's tuned post-processing spec (``None``: none, the ONNX contract's applies).
+
+        Raises:
+            BratsxError: model.json records a spec whose file is missing, altered or invalid.
+        """
+        if self.info.get("postprocess") is None:
+            return None
+        path = self.path / POSTPROCESS_FILE
+        recorded = self.info.get("files", {}).get(POSTPROCESS_FILE, {}).get("sha256")
+        if not path.is_file() or file_sha256(path) != recorded:
+            raise BratsxError(f"{path}: missing or not the file {MODEL_JSON} describes (hash differs); tune again "
+                              "with bratsx postprocess tune, or undo with --reset")
+        return read_spec(path)
+
+    @property
     def precisions(self) -> list[str]:
         """Which of fp32, fp16, int8 and a TensorRT engine the folder holds."""
         return [kind for kind in MODEL_FILES if self.file(kind) is not None]
@@ -118,7 +141,7 @@ def write_model_json(
         "format": _FORMAT,
         "format_version": 1,
         "name": name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
         "bratsx_version": __version__,
         "source": source,
         "contract": contract.to_dict(),
@@ -126,6 +149,56 @@ def write_model_json(
         "gates": gates,
         "files": files,
     }
-    path = folder / MODEL_JSON
-    write_bytes_atomic(path, (json.dumps(info, indent=2) + "\n").encode())
-    return path
+    _write_info(folder, info)
+    return folder / MODEL_JSON
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_info(folder: Path, info: dict[str, Any]) -> None:
+    write_bytes_atomic(folder / MODEL_JSON, (json.dumps(info, indent=2) + "\n").encode())
+
+
+def set_postprocess(folder: ModelFolder, spec: PostprocessSpec, how: dict[str, Any]) -> ModelFolder:
+    """Store ``spec`` as ``folder``'s post-processing: ``model.postprocess.json`` (atomically), hashed in model.json
+    with ``how`` it was chosen; the spec it replaces (if any) goes to the end of ``postprocess_history``.
+
+    Returns:
+        The folder as now described.
+    """
+    info = json.loads(json.dumps(folder.info))  # a deep copy: the caller's stays as it was
+    if info.get("postprocess") is not None:
+        info.setdefault("postprocess_history", []).append(info["postprocess"])
+    data = (json.dumps(spec.to_dict(), indent=2) + "\n").encode()
+    path = write_bytes_atomic(folder.path / POSTPROCESS_FILE, data)
+    info.setdefault("files", {})[POSTPROCESS_FILE] = {"sha256": file_sha256(path), "bytes": len(data)}
+    info["postprocess"] = {"spec": spec.to_dict(), "set": _now(), **how}
+    _write_info(folder.path, info)
+    return ModelFolder(folder.path, info)
+
+
+def reset_postprocess(folder: ModelFolder) -> ModelFolder:
+    """Undo the last :func:`set_postprocess`: restore the spec it replaced, or, with no history, remove the tuned
+    spec (the ONNX contract's applies again).
+
+    Raises:
+        BratsxError: the folder has no tuned spec to undo.
+    """
+    info = json.loads(json.dumps(folder.info))
+    if info.get("postprocess") is None:
+        raise BratsxError(f"{folder.path}: no tuned post-processing to undo")
+    history = info.get("postprocess_history") or []
+    if history:
+        previous = history.pop()
+        restored = set_postprocess(ModelFolder(folder.path, {**info, "postprocess": None}),
+                                   PostprocessSpec.from_dict(previous["spec"]),
+                                   {k: v for k, v in previous.items() if k not in ("spec", "set")})
+        return restored
+    info.pop("postprocess", None)
+    info.pop("postprocess_history", None)
+    info.get("files", {}).pop(POSTPROCESS_FILE, None)
+    _write_info(folder.path, info)
+    (folder.path / POSTPROCESS_FILE).unlink(missing_ok=True)
+    return ModelFolder(folder.path, info)

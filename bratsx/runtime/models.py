@@ -8,7 +8,7 @@ really computes what its contract says live here alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..contract import ModelContract, read_onnx_contract
@@ -153,6 +153,7 @@ def open_model(
     if name is BackendName.AUTO:
         name, device = choose_backend(model, folder)
     path = _file_for(model, folder, name, device)
+    tuned = folder.postprocess if folder is not None else None
     if name is BackendName.TORCH:
         opened: Backend = TorchBackend(path, device=device, options=torch_options)
         contract = opened.contract
@@ -170,6 +171,8 @@ def open_model(
             opened = OrtBackend(path, threads, device, ort_tensorrt, patch=contract.patch_size)
         else:
             opened = OpenVinoBackend(path, threads, _OPENVINO_PRECISION[name])
+    if tuned is not None:  # a folder's tuned spec replaces the one exported into the file
+        contract = replace(contract, postprocess=tuned.to_dict())
     try:
         _check_fits(opened, contract, path)
     except BratsxError:

@@ -30,8 +30,8 @@ from .contract import ModelContract, file_sha256
 from .errors import BratsxError
 from .postprocess import PostprocessSpec, read_spec
 
-__all__ = ["MODEL_FILES", "MODEL_JSON", "POSTPROCESS_FILE", "ModelFolder", "find_model_folder", "reset_postprocess",
-           "set_postprocess", "write_model_json"]
+__all__ = ["MODEL_FILES", "MODEL_JSON", "POSTPROCESS_FILE", "ModelFolder", "carry_postprocess", "find_model_folder",
+           "reset_postprocess", "set_postprocess", "write_model_json"]
 
 MODEL_JSON = "model.json"
 #: The folder's tuned post-processing spec (its hash, provenance and history are in model.json).
@@ -179,6 +179,23 @@ def set_postprocess(folder: ModelFolder, spec: PostprocessSpec, how: dict[str, A
     return ModelFolder(folder.path, info)
 
 
+def _provenance(entry: dict[str, Any]) -> dict[str, Any]:
+    """How a recorded spec was chosen: its model.json entry without the spec itself and the time it was set."""
+    return {k: v for k, v in entry.items() if k not in ("spec", "set")}
+
+
+def carry_postprocess(previous: ModelFolder, folder: Path) -> None:
+    """Give the freshly written model folder ``folder`` the tuned spec of ``previous`` (the folder it replaces), with
+    its provenance and history: re-exporting a model keeps what was tuned for it."""
+    if previous.info.get("postprocess") is None:
+        return
+    spec = previous.postprocess
+    entry = previous.info["postprocess"]
+    carried = set_postprocess(ModelFolder.read(folder), spec, _provenance(entry))
+    if previous.info.get("postprocess_history"):
+        _write_info(folder, {**carried.info, "postprocess_history": previous.info["postprocess_history"]})
+
+
 def reset_postprocess(folder: ModelFolder) -> ModelFolder:
     """Undo the last :func:`set_postprocess`: restore the spec it replaced, or, with no history, remove the tuned
     spec (the ONNX contract's applies again).
@@ -192,10 +209,8 @@ def reset_postprocess(folder: ModelFolder) -> ModelFolder:
     history = info.get("postprocess_history") or []
     if history:
         previous = history.pop()
-        restored = set_postprocess(ModelFolder(folder.path, {**info, "postprocess": None}),
-                                   PostprocessSpec.from_dict(previous["spec"]),
-                                   {k: v for k, v in previous.items() if k not in ("spec", "set")})
-        return restored
+        return set_postprocess(ModelFolder(folder.path, {**info, "postprocess": None}),
+                               PostprocessSpec.from_dict(previous["spec"]), _provenance(previous))
     info.pop("postprocess", None)
     info.pop("postprocess_history", None)
     info.get("files", {}).pop(POSTPROCESS_FILE, None)

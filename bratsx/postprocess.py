@@ -8,8 +8,10 @@ when to relabel enhancing tumour as necrotic core. It travels as a dict: in the 
 (written by ``bratsx postprocess tune``) and in ``bratsx infer --postprocess SPEC.json``.
 
 :func:`apply_postprocess` is run by :func:`bratsx.runtime.segment.segment_case`, so infer, serve,
-report, bench and the export gates all post-process alike. The steps, on the nested masks:
+report, bench and the export gates all post-process alike. The steps:
 
+0. The masks are nested as the written label map reads them (:func:`bratsx.labels.labels_from_regions`: ET
+   wins over TC, TC over WT), so WT includes TC and TC includes ET (sigmoid outputs need not nest).
 1. For WT, then TC, then ET: label the region's 26-connected components (the lesion-wise metric's
    connectivity) and drop each component smaller than the region's ``min_volume_mm3``, or smaller
    than ``min_largest_ratio`` times the region's largest component. Dropping a component of a region
@@ -36,7 +38,7 @@ from .errors import BratsxError
 from .labels import REGION_ORDER
 
 __all__ = ["NO_POSTPROCESS", "SPEC_FORMAT", "PostprocessSpec", "apply_postprocess", "filter_components",
-           "postprocess_override", "read_spec", "spec_of"]
+           "nest", "postprocess_override", "read_spec", "spec_of"]
 
 #: ``format`` marker of a spec written as JSON.
 SPEC_FORMAT = "bratsx-postprocess"
@@ -178,6 +180,14 @@ def filter_components(mask: np.ndarray, min_voxels: float, min_ratio: float) -> 
     return np.isin(components, dropped) if dropped.size else np.zeros_like(mask, dtype=bool)
 
 
+def nest(regions: np.ndarray) -> np.ndarray:
+    """Make ``(3, ...)`` WT/TC/ET masks nested in place (TC includes ET, WT includes TC), as the label map reads
+    them; returns ``regions``."""
+    regions[1] |= regions[2]
+    regions[0] |= regions[1]
+    return regions
+
+
 def _brain_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Bounding box of a 3-D mask (None when empty): the component work is confined to it."""
     where = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
@@ -204,6 +214,7 @@ def apply_postprocess(regions: np.ndarray, spacing: Sequence[float], spec: Postp
         return regions
     voxel_mm3 = float(np.prod(spacing))
     cropped = regions[(slice(None), *box)]  # a view: changes land in ``regions``
+    nest(cropped)
     for channel, region in enumerate(_REGIONS):
         dropped = filter_components(cropped[channel], spec.min_volume_mm3[region] / voxel_mm3,
                                     spec.min_largest_ratio[region])

@@ -25,7 +25,7 @@ from scipy import ndimage
 from .labels import REGION_ORDER
 from .lesionwise import LesionRule, lesion_scores
 from .metrics import dice
-from .postprocess import NO_POSTPROCESS, PostprocessSpec, apply_postprocess
+from .postprocess import NO_POSTPROCESS, PostprocessSpec, apply_postprocess, nest
 
 __all__ = ["ET_TO_NCR_GRID_MM3", "LARGEST_RATIO_GRID", "MIN_VOLUME_GRID_MM3", "LeaveOneOut", "TuneMetric",
            "TuningCase", "collect_tuning_cases", "leave_one_out", "score_table", "tune_spec", "tuning_case"]
@@ -70,7 +70,9 @@ class TuningCase:
 def tuning_case(case_id: str, prediction: np.ndarray, reference: np.ndarray,
                 spacing: Sequence[float]) -> TuningCase:
     """A :class:`TuningCase`, cropped to the box of both masks grown by the lesion-wise dilation (which scores
-    as the whole volume does, and costs a fraction)."""
+    as the whole volume does, and costs a fraction); the prediction nested as its label map reads it
+    (:func:`bratsx.postprocess.nest`)."""
+    prediction = nest(np.array(prediction, dtype=bool))
     union = prediction.any(axis=0) | reference.any(axis=0)
     where = [np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if where[0].size == 0:

@@ -96,3 +96,11 @@ def test_et_to_ncr_fires_below_its_threshold_and_not_above():
 def test_no_postprocess_changes_nothing():
     regions = _regions()
     assert (apply_postprocess(regions.copy(), SPACING, NO_POSTPROCESS) == regions).all()
+
+
+def test_masks_are_nested_as_the_label_map_reads_them_before_components_are_dropped():
+    regions = np.zeros((3, 20, 20, 20), bool)
+    regions[0, 2:6, 2:6, 2:6] = True
+    regions[1, 12:14, 12:14, 12:14] = True  # a TC speck outside WT: edema-free core in the label map
+    out = apply_postprocess(regions.copy(), SPACING, PostprocessSpec(min_volume_mm3={"WT": 10}))
+    assert not out[:, 12:14, 12:14, 12:14].any() and out[0, 2:6, 2:6, 2:6].all()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..atomic import atomic_folder
 from ..errors import BratsxError
-from ..modelfolder import MODEL_FILES, MODEL_JSON, write_model_json
+from ..modelfolder import MODEL_FILES, MODEL_JSON, ModelFolder, carry_postprocess, write_model_json
 from ..runtime.backends import OrtBackend
 from ..trainer.checkpoint import TrainedModel, model_from_checkpoint
 from .fp16 import FP16_GATE_ARITHMETIC, GateResult, accuracy_gate, calibration_cases, fp16_from_onnx
@@ -88,8 +88,12 @@ def export_model(
         raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
                           "earlier model folder is replaced)")
     step = on_step or (lambda name: None)
+    previous = ModelFolder.read(out_dir) if (out_dir / MODEL_JSON).is_file() else None
+    tuned = previous.postprocess if previous is not None else None  # a re-export keeps the folder's tuned spec
     step("loading the checkpoint")
     trained = model_from_checkpoint(source)
+    if tuned is not None:  # embedded in the ONNX contract too, so a model file taken out of the folder has it
+        trained = replace(trained, contract=replace(trained.contract, postprocess=tuned.to_dict()))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out_dir) as staging, tempfile.TemporaryDirectory(prefix="bratsx-calibration-") as scratch:
         report = _export_into(trained, staging, Path(scratch), options, step)
@@ -98,6 +102,8 @@ def export_model(
         source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
                        "run": str(checkpoint.parent.parent)}
         write_model_json(staging, out_dir.name, trained.contract, source_info, report.gates)
+        if previous is not None:
+            carry_postprocess(previous, staging)
     return report.moved_to(out_dir)
 
 

@@ -3,7 +3,8 @@
 Segments each held-out case of ``brats2018_split.json`` once with the bundled model (no post-processing),
 then, for each tuning metric (lesion-wise Dice, Dice), tunes a spec on all cases but one and scores the one
 left out, for every case; it also reports the spec tuned on all of them (what ``bratsx postprocess tune``
-would write) and its in-sample scores, which are optimistic and marked so. Writes one JSON.
+would write) and its in-sample scores, which are optimistic and marked so. Writes one JSON; with
+``--write-bundled`` it also stores the lesion-wise spec tuned on all of them in the bundled model folder.
 
     python benchmarks/postprocess_loo.py --data /work/shared/data/brats2018 --out results/postprocess_loo-DATE.json
 """
@@ -27,6 +28,7 @@ from bratsx.postprocess_tuning import (
     collect_tuning_cases,
     leave_one_out,
     score_table,
+    tune_folder,
     tune_spec,
 )
 from bratsx.workspace import bundled_models
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--cache", type=Path, help="an .npz keeping the predictions between runs (not a result)")
+    parser.add_argument("--write-bundled", action="store_true",
+                        help="store the lesion-wise spec tuned on all held-out cases in the bundled model folder, "
+                             "as bratsx postprocess tune does (only worth it when leave-one-out shows a gain)")
     args = parser.parse_args()
 
     held_out = set(json.loads((HERE / "brats2018_split.json").read_text())["val"])
@@ -73,6 +78,9 @@ def main() -> None:
             "tuned_on_all": {"spec": spec.to_dict(), "in_sample_after": score_table(tuning_cases, spec)},
             "search_seconds": time.perf_counter() - started,
         }
+    if args.write_bundled:
+        tune_folder(model.path, tuning_cases, TuneMetric.LESION_WISE, with_leave_one_out=True)
+        result["bundled_spec_written"] = True
     result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result["machine"] = machine_info()
     write_bytes_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())

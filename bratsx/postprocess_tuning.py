@@ -27,8 +27,9 @@ from .lesionwise import LesionRule, lesion_scores
 from .metrics import dice
 from .postprocess import NO_POSTPROCESS, PostprocessSpec, apply_postprocess, nest
 
-__all__ = ["ET_TO_NCR_GRID_MM3", "LARGEST_RATIO_GRID", "MIN_VOLUME_GRID_MM3", "LeaveOneOut", "TuneMetric",
-           "TuningCase", "collect_tuning_cases", "leave_one_out", "score_table", "tune_spec", "tuning_case"]
+__all__ = ["ET_TO_NCR_GRID_MM3", "LARGEST_RATIO_GRID", "MIN_VOLUME_GRID_MM3", "FolderTuning", "LeaveOneOut",
+           "TuneMetric", "TuningCase", "collect_tuning_cases", "leave_one_out", "score_table", "tune_folder",
+           "tune_spec", "tuning_case", "tuning_cases_from_files"]
 
 #: Smallest component kept, per region (mm^3), tried in this order.
 MIN_VOLUME_GRID_MM3 = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0)
@@ -241,6 +242,32 @@ def collect_tuning_cases(model: Path, cases: Sequence, backend: str = "auto", th
                                          result.loaded.geometry.canonical_spacing))
             if on_case is not None:
                 on_case(case.case_id)
+    return collected
+
+
+def tuning_cases_from_files(predictions: Path, cases: Sequence) -> list[TuningCase]:
+    """:class:`TuningCase` s from segmentations already written without post-processing (the out-of-fold
+    predictions of a cross-validation, or ``bratsx infer --postprocess none``), against the cases' references.
+
+    Raises:
+        CaseError: a case has no reference, no prediction, or files that cannot be read or do not match.
+    """
+    from .errors import CaseError
+    from .runtime.evaluate import read_regions, segmentation_files
+
+    found = segmentation_files(predictions).found
+    collected = []
+    for case in cases:
+        if case.label is None:
+            raise CaseError(case.case_id, "no reference segmentation: tuning needs labelled cases")
+        if case.case_id not in found:
+            raise CaseError(case.case_id, f"no prediction in {predictions}")
+        prediction, geometry = read_regions(found[case.case_id], case.case_id)
+        reference, reference_geometry = read_regions(case.label, case.case_id)
+        if geometry.shape != reference_geometry.shape:
+            raise CaseError(case.case_id, f"prediction shape {geometry.shape} differs from the reference's "
+                            f"{reference_geometry.shape}", found[case.case_id])
+        collected.append(tuning_case(case.case_id, prediction, reference, geometry.spacing))
     return collected
 
 

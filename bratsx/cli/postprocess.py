@@ -37,6 +37,10 @@ def tune(
     cases_dir: Annotated[Optional[Path], typer.Option(
         "--cases", help="Labelled cases the model did NOT train on (its validation split, or a cross-validation's "
                         "held-out folds).", exists=True, file_okay=False, show_default=False)] = None,
+    predictions: Annotated[Optional[Path], typer.Option(
+        "--predictions", help="Segmentations of the --cases made without post-processing (a cross-validation's "
+                              "OUT/oof), used instead of running the model.", exists=True, file_okay=False,
+        show_default=False)] = None,
     metric: Annotated[TuneMetric, typer.Option(case_sensitive=False, help="What the search maximises.")
                       ] = TuneMetric.LESION_WISE,
     leave_one_out: Annotated[bool, typer.Option(
@@ -56,7 +60,7 @@ def tune(
     """
     from ..cases import discover
     from ..modelfolder import ModelFolder, reset_postprocess
-    from ..postprocess_tuning import collect_tuning_cases, tune_folder
+    from ..postprocess_tuning import collect_tuning_cases, tune_folder, tuning_cases_from_files
 
     if reset:
         restored = reset_postprocess(ModelFolder.read(model))
@@ -68,10 +72,13 @@ def tune(
         raise BratsxError("bratsx postprocess tune: give --cases LABELLED (or --reset to undo the last tuning)")
     ModelFolder.read(model)  # not a model folder: stop before segmenting anything
     found = discover(cases_dir)
-    with progress_bar() as progress:
-        task = progress.add_task("predictions", total=len(found.cases))
-        cases = collect_tuning_cases(model, found.cases, backend.value, threads,
-                                     on_case=lambda _: progress.advance(task))
+    if predictions is not None:
+        cases = tuning_cases_from_files(predictions, found.cases)
+    else:
+        with progress_bar() as progress:
+            task = progress.add_task("predictions", total=len(found.cases))
+            cases = collect_tuning_cases(model, found.cases, backend.value, threads,
+                                         on_case=lambda _: progress.advance(task))
     result = tune_folder(model, cases, metric, leave_one_out)
     console.print(_scores_table(f"{len(cases)} case(s), tuned for {metric.value} (on these cases)", result.before,
                                 result.after))

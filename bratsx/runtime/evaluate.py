@@ -21,7 +21,7 @@ from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
 from .records import CaseRecord
 
-__all__ = ["SegmentationFiles", "evaluate_directories", "segmentation_files"]
+__all__ = ["SegmentationFiles", "evaluate_directories", "read_regions", "segmentation_files"]
 
 _SEGMENTATION_HINTS = ("seg", "label", "pred")
 
@@ -64,7 +64,12 @@ def segmentation_files(folder: Path) -> SegmentationFiles:
     return SegmentationFiles(found, ambiguous)
 
 
-def _regions(path: Path, case_id: str, convention: LabelConvention | None):
+def read_regions(path: Path, case_id: str, convention: LabelConvention | None = None):
+    """A segmentation file's WT/TC/ET masks (as stored, not reoriented) and its geometry.
+
+    Raises:
+        CaseError: the file cannot be read or its labels fit no convention.
+    """
     data, geometry = read_label_file(path, case_id)
     return regions_from_labels(data, label_convention(data, case_id, path, convention)), geometry
 
@@ -73,8 +78,8 @@ def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConv
            lesion_wise: bool) -> CaseRecord:
     record = CaseRecord(case_id, "ok", output=str(predicted))
     try:
-        prediction, geometry = _regions(predicted, case_id, convention)
-        truth, reference_geometry = _regions(reference, case_id, convention)
+        prediction, geometry = read_regions(predicted, case_id, convention)
+        truth, reference_geometry = read_regions(reference, case_id, convention)
         if geometry.shape != reference_geometry.shape or np.abs(
                 geometry.affine - reference_geometry.affine).max() > AFFINE_TOLERANCE:
             raise CaseError(case_id, f"prediction grid {geometry.shape} {geometry.orientation} does not match "

@@ -8,6 +8,8 @@ A model folder describes itself, as nnU-Net's trained-model folders do::
       model.fp16.onnx     fp16 compute (only when it passed its accuracy gate)
       model.int8.xml/.bin OpenVINO IR quantized to int8 by NNCF (only when it passed its accuracy gate)
       model.engine        TensorRT engine (only when built and gated), with its build sidecar model.engine.json
+      fold_<k>/           (an ensemble, bratsx export RUN_A RUN_B ... or --folds CV) one model folder per member,
+                          listed in model.json's "members"; the members' logits are averaged
       model.postprocess.json  the post-processing spec tuned on data (bratsx postprocess tune), replacing the
                           one in the ONNX contract; model.json records its hash, how it was chosen and the
                           specs it replaced (its history, which --reset walks back)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from .errors import BratsxError
 from .postprocess import PostprocessSpec, read_spec
 
 __all__ = ["MODEL_FILES", "MODEL_JSON", "POSTPROCESS_FILE", "ModelFolder", "carry_postprocess", "find_model_folder",
-           "reset_postprocess", "set_postprocess", "write_model_json"]
+           "reset_postprocess", "set_postprocess", "write_ensemble_json", "write_model_json"]
 
 MODEL_JSON = "model.json"
 #: The folder's tuned post-processing spec (its hash, provenance and history are in model.json).
@@ -92,6 +94,15 @@ class ModelFolder:
         """The checkpoint it was exported from, when that file still exists (for the torch backend)."""
         recorded = self.info.get("source", {}).get("checkpoint")
         return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+    @property
+    def members(self) -> list[ModelFolder]:
+        """The member model folders of an ensemble folder (empty for a single model).
+
+        Raises:
+            BratsxError: a member listed in model.json is missing or not a model folder.
+        """
+        return [ModelFolder.read(self.path / name) for name in self.info.get("members", [])]
 
     @property
     def postprocess(self) -> PostprocessSpec | None:
@@ -155,6 +166,31 @@ def write_model_json(
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_ensemble_json(folder: Path, name: str, members: list[str]) -> Path:
+    """Describe ``folder`` as an ensemble of the model folders ``members`` (sub-folder names, already written):
+    their shared contract, each member's source and validation Dice, and no file of its own.
+
+    Raises:
+        BratsxError: fewer than 2 members, or members that differ in patch size or output mode.
+    """
+    folders = [ModelFolder.read(folder / member) for member in members]
+    if len(folders) < 2:
+        raise BratsxError(f"{folder}: an ensemble needs at least 2 members, got {len(folders)}")
+    contract = folders[0].contract
+    if any(f.contract.patch_size != contract.patch_size or f.contract.output_mode != contract.output_mode
+           for f in folders):
+        raise BratsxError("the members of an ensemble must share their patch size and output mode; these differ: "
+                          + ", ".join(f"{f.name} {f.contract.patch_size} {f.contract.output_mode.value}"
+                                      for f in folders))
+    source = {"members": [{"name": f.name, "source": f.info.get("source"),
+                           "validation_dice": f.contract.validation_dice} for f in folders],
+              "averaging": "logits of every member, tile by tile"}
+    path = write_model_json(folder, name, replace(contract, validation_dice=None, checkpoint_sha256=None), source, {})
+    info = json.loads(path.read_text())
+    _write_info(folder, {**info, "members": list(members)})
+    return path
 
 
 def _write_info(folder: Path, info: dict[str, Any]) -> None:

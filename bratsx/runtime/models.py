@@ -150,6 +150,11 @@ def open_model(
         choices = ", ".join(b.value for b in BackendName)
         raise BratsxError(f"unknown backend {backend!r}; choose one of {choices}") from None
     folder = find_model_folder(model)
+    if folder is not None and folder.info.get("members"):  # an ensemble folder: its members, logits averaged
+        from .ensemble import open_ensemble_folder
+
+        return open_ensemble_folder(folder, lambda member: open_model(
+            member, name, device=device, threads=threads, ort_tensorrt=ort_tensorrt, torch_options=torch_options))
     if name is BackendName.AUTO:
         name, device = choose_backend(model, folder)
     path = _file_for(model, folder, name, device)

@@ -1,21 +1,23 @@
-"""bratsx train --folds / --fold all, bratsx cv summary and postprocess tune --predictions, end to end at toy size."""
+"""bratsx train --folds / --fold all, cv summary, export --folds (an ensemble folder), postprocess tune
+--predictions on the out-of-fold predictions, and infer with the ensemble's spec, end to end at toy size."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from bratsx.cli import app
+from bratsx.modelfolder import ModelFolder
+from bratsx.postprocess import PostprocessSpec
 from bratsx.synth import write_synthetic_dataset
 
 runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_a_cross_validation_trains_each_fold_predicts_out_of_fold_and_feeds_the_tuner(tmp_path, tiny_onnx):
+def test_a_cross_validation_trains_each_fold_predicts_out_of_fold_and_feeds_the_tuner(tmp_path):
     pytest.importorskip("torch")
     data = tmp_path / "data"
     write_synthetic_dataset(data, cases=4, shape=(32, 32, 24), seed=5)
@@ -41,9 +43,22 @@ def test_a_cross_validation_trains_each_fold_predicts_out_of_fold_and_feeds_the_
     pooled = json.loads((cv / "cv_summary.json").read_text())["pooled"]
     assert pooled["cases"] == 4 and pooled["missing"] == [] and set(pooled["lesion_dice"]) == {"WT", "TC", "ET"}
 
-    model = shutil.copytree(tiny_onnx.parent, tmp_path / "model")
+    model = tmp_path / "ensemble"
+    exported = runner.invoke(app, ["export", "--folds", str(cv), "--out", str(model)], env={"COLUMNS": "200"})
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((model / "model.json").read_text())["members"] == ["fold_0", "fold_1"]
     tuned = runner.invoke(app, ["postprocess", "tune", str(model), "--cases", str(data), "--predictions",
                                 str(cv / "oof")], env={"COLUMNS": "200"})
     assert tuned.exit_code == 0, tuned.output
     assert json.loads((model / "model.json").read_text())["postprocess"]["cases"] == sorted(
         c for f in splits for c in f["val"])
+    spec = ModelFolder.read(model).postprocess
+
+    again = runner.invoke(app, ["export", "--folds", str(cv), "--out", str(model)], env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert ModelFolder.read(model).postprocess == spec  # the tuned spec survives a re-export
+    inferred = runner.invoke(app, ["infer", str(data), "-m", str(model), "--backend", "ort", "-o",
+                                   str(tmp_path / "out")], env={"COLUMNS": "200"})
+    assert inferred.exit_code == 0, inferred.output
+    record = json.loads(next((tmp_path / "out" / "records").glob("*.json")).read_text())
+    assert PostprocessSpec.from_dict(record["settings"]["postprocess"]) == spec

@@ -122,7 +122,9 @@ class ModelFolder:
 
     @property
     def precisions(self) -> list[str]:
-        """Which of fp32, fp16, int8 and a TensorRT engine the folder holds."""
+        """Which of fp32, fp16, int8 and a TensorRT engine the folder holds (an ensemble: its first member's)."""
+        if self.info.get("members"):
+            return self.members[0].precisions
         return [kind for kind in MODEL_FILES if self.file(kind) is not None]
 
 
@@ -184,7 +186,8 @@ def write_ensemble_json(folder: Path, name: str, members: list[str]) -> Path:
         raise BratsxError("the members of an ensemble must share their patch size and output mode; these differ: "
                           + ", ".join(f"{f.name} {f.contract.patch_size} {f.contract.output_mode.value}"
                                       for f in folders))
-    source = {"members": [{"name": f.name, "source": f.info.get("source"),
+    source = {"description": f"ensemble of {len(folders)} runs, logits averaged",
+              "members": [{"name": f.name, "source": f.info.get("source"),
                            "validation_dice": f.contract.validation_dice} for f in folders],
               "averaging": "logits of every member, tile by tile"}
     path = write_model_json(folder, name, replace(contract, validation_dice=None, checkpoint_sha256=None), source, {})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.markup import escape
@@ -13,6 +14,8 @@ from ..errors import BratsxError
 from ..export.options import ExportOptions
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
+
+T = TypeVar("T")
 
 
 def _model_name(source: Path) -> str:
@@ -77,9 +80,7 @@ def export(
         return
     source = sources[0] if sources else space.latest_run()
     out = out or space.model_dir(_model_name(source))
-    with err_console.status("exporting") as status:
-        report = export_model(source, out, options, on_step=lambda name: status.update(name))
-    space.set_default_model(out)
+    report = _exported(space, out, lambda step: export_model(source, out, options, on_step=step))
 
     table = Table(title=f"exported {escape(str(source))} -> {escape(str(out))}")
     table.add_column("file")
@@ -100,6 +101,14 @@ def export(
     console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")
 
 
+def _exported(space, out: Path, export_into: Callable[[Callable[[str], None]], T]) -> T:
+    """Run an export with a status line showing its steps, then make ``out`` the workspace's default model."""
+    with err_console.status("exporting") as status:
+        result = export_into(lambda name: status.update(name))
+    space.set_default_model(out)
+    return result
+
+
 def _export_ensemble(space, folds: Optional[Path], sources: list[Path], out: Optional[Path],
                      options: ExportOptions) -> None:
     """``bratsx export RUN_A RUN_B ...`` or ``--folds CV``: one ensemble model folder, made the default model."""
@@ -115,9 +124,7 @@ def _export_ensemble(space, folds: Optional[Path], sources: list[Path], out: Opt
             raise BratsxError(f"--folds {folds}: fold(s) not trained yet: {', '.join(untrained)}; train them with "
                               "bratsx train DATA --folds N --fold all")
     out = out or space.model_dir(folds.name if folds is not None else f"{_model_name(sources[0])}-ensemble")
-    with err_console.status("exporting") as status:
-        reports = export_ensemble(sources, out, options, on_step=lambda name: status.update(name))
-    space.set_default_model(out)
+    reports = _exported(space, out, lambda step: export_ensemble(sources, out, options, on_step=step))
     table = Table(title=f"exported an ensemble of {len(reports)} -> {escape(str(out))}")
     table.add_column("member")
     table.add_column("source")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -43,10 +45,12 @@ def test_a_cross_validation_trains_each_fold_predicts_out_of_fold_and_feeds_the_
     pooled = json.loads((cv / "cv_summary.json").read_text())["pooled"]
     assert pooled["cases"] == 4 and pooled["missing"] == [] and set(pooled["lesion_dice"]) == {"WT", "TC", "ET"}
 
-    model = tmp_path / "ensemble"
-    exported = runner.invoke(app, ["export", "--folds", str(cv), "--out", str(model)], env={"COLUMNS": "200"})
+    model = Path(os.environ["BRATSX_HOME"]) / "models" / "cv"  # the default: the workspace's models/<cv name>
+    exported = runner.invoke(app, ["export", "--folds", str(cv)], env={"COLUMNS": "200"})
     assert exported.exit_code == 0, exported.output
     assert json.loads((model / "model.json").read_text())["members"] == ["fold_0", "fold_1"]
+    listed = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0 and "ensemble of 2" in listed.output, listed.output
     tuned = runner.invoke(app, ["postprocess", "tune", str(model), "--cases", str(data), "--predictions",
                                 str(cv / "oof")], env={"COLUMNS": "200"})
     assert tuned.exit_code == 0, tuned.output

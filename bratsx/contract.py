@@ -65,6 +65,9 @@ class ModelContract:
         validation_dice: mean validation Dice per region, when known.
         checkpoint_sha256: hash of the checkpoint a model file was exported from.
         bratsx_version: version that trained the model.
+        postprocess: the post-processing spec the model's segmentations get
+            (:meth:`bratsx.postprocess.PostprocessSpec.to_dict`); ``None``: none. A model folder's tuned spec
+            (``bratsx postprocess tune``) replaces the one embedded at export when the folder is opened.
     """
 
     patch_size: tuple[int, int, int]
@@ -82,6 +85,7 @@ class ModelContract:
     validation_dice: dict[str, float] | None = None
     checkpoint_sha256: str | None = None
     bratsx_version: str = __version__
+    postprocess: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))

@@ -105,6 +105,8 @@ def lesion_scores(
     reference: np.ndarray,
     spacing: Sequence[float],
     rule: LesionRule = LesionRule(),
+    *,
+    with_hd95: bool = True,
 ) -> LesionScores:
     """Lesion-wise Dice, HD95 and lesion counts of one region (definition in the module docstring).
 
@@ -116,6 +118,8 @@ def lesion_scores(
         reference: boolean 3-D mask of the region in the ground truth, same shape.
         spacing: voxel size in mm along the array's three axes (as for :func:`bratsx.metrics.hd95`).
         rule: the challenge's parameters (default BraTS 2023 glioma).
+        with_hd95: compute the HD95 (the costly part); without it ``hd95`` is NaN, as a search over
+            post-processing thresholds that ranks by Dice wants.
 
     Returns:
         The region's :class:`LesionScores`.
@@ -169,7 +173,7 @@ def lesion_scores(
         truth = lesions_in_reference[box] == lesion
         found = np.isin(components[box], matched)
         dice_scores.append(dice(found, truth))
-        hd95_scores.append(hd95(found, truth, spacing))
+        hd95_scores.append(hd95(found, truth, spacing) if with_hd95 else float("nan"))
 
     counted = len(dice_scores) + false_positives
     if counted == 0:

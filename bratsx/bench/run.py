@@ -248,6 +248,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": config.overlap,
         "tta": config.tta, "windows": list(config.windows), "peers": list(config.compare),
         "torch_flags": list(config.torch_flags),
+        # peers do not post-process: with peers, bratsx's rows do not either, so that agreement compares like with like
+        "postprocess": "none" if config.compare else "model",
         "model": str(config.model or "default network, random weights (seed 0)"),
         "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_gemm_peak_gflops": peaks,
         "backends": {},
@@ -260,7 +262,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
                 "checkpoint": str(checkpoint), "int8": str(int8) if int8 else None, "cases": str(cases_dir),
                 "out": str(work / "out" / row), "repeat": config.repeat, "overlap": config.overlap,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
-                "torch_flags": list(config.torch_flags)}
+                "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"]}
         report["backends"][row] = {"window": window, **_summarise(_measure(task, work), flops, peaks, patch_voxels,
                                                                    len(cases))}
 

@@ -47,6 +47,7 @@ def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> fl
 
 
 def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
+    from ..postprocess import postprocess_override
     from ..runtime import InferOptions, SegmentOptions, infer_cases
 
     start = time.perf_counter()
@@ -57,7 +58,8 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         tiled = task["window"] == "tiles"  # a box row runs the same kernels: its tile throughput is the tiled row's
         tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
         cases = discover_cases(task["cases"])
-        segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"])
+        segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
+                                 postprocess=postprocess_override(task["postprocess"], contract.postprocess))
         options = InferOptions(segment=segment, overwrite=True)
         latencies, walls = [], []
         for _ in range(task["repeat"]):

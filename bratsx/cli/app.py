@@ -7,7 +7,22 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, cases, demo, evaluate, export, infer, models, report, serve, summarize, synth, train
+from . import (
+    bench,
+    cases,
+    cv,
+    demo,
+    evaluate,
+    export,
+    infer,
+    models,
+    postprocess,
+    report,
+    serve,
+    summarize,
+    synth,
+    train,
+)
 from .common import options
 
 app = typer.Typer(
@@ -30,6 +45,8 @@ app.command("bench")(bench.bench)
 app.command("report")(report.report)
 app.command("serve")(serve.serve)
 app.command("summarize")(summarize.summarize)
+app.add_typer(postprocess.app, name="postprocess")
+app.add_typer(cv.app, name="cv")
 
 
 def _print_version(value: bool) -> None:

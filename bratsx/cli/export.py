@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import BratsxError
 from ..export.options import ExportOptions
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
+
+T = TypeVar("T")
 
 
 def _model_name(source: Path) -> str:
@@ -24,9 +28,13 @@ def _model_name(source: Path) -> str:
 
 @reports_errors
 def export(
-    source: Annotated[Optional[Path], typer.Argument(
-        help="A run directory (its best checkpoint is used) or a checkpoint file. [default: the workspace's latest "
-             "run]", exists=True, show_default=False)] = None,
+    sources: Annotated[Optional[list[Path]], typer.Argument(metavar="[RUN]...",
+        help="A run directory (its best checkpoint is used) or a checkpoint file; several make one ensemble folder "
+             "(their logits averaged). [default: the workspace's latest run]", exists=True,
+        show_default=False)] = None,
+    folds: Annotated[Optional[Path], typer.Option(
+        "--folds", help="A cross-validation folder (bratsx train --folds): every trained fold, as one ensemble.",
+        exists=True, file_okay=False, show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="The model folder to write. [default: WORKSPACE/models/RUN_NAME]", file_okay=False,
         show_default=False)] = None,
@@ -64,14 +72,15 @@ def export(
     from ..workspace import Workspace
 
     space = Workspace.locate(workspace)
-    source = source or space.latest_run()
-    out = out or space.model_dir(_model_name(source))
     options = ExportOptions(fp16=fp16 or trt, trt=trt, int8=int8, opset=opset, max_batch=max_batch,
                             calibration_dir=calib_dir, calibration_cases=calib_cases,
                             trt_optimization_level=trt_opt_level)
-    with err_console.status("exporting") as status:
-        report = export_model(source, out, options, on_step=lambda name: status.update(name))
-    space.set_default_model(out)
+    if folds is not None or (sources and len(sources) > 1):
+        _export_ensemble(space, folds, sources or [], out, options)
+        return
+    source = sources[0] if sources else space.latest_run()
+    out = out or space.model_dir(_model_name(source))
+    report = _exported(space, out, lambda step: export_model(source, out, options, on_step=step))
 
     table = Table(title=f"exported {escape(str(source))} -> {escape(str(out))}")
     table.add_column("file")
@@ -90,3 +99,36 @@ def export(
     table.add_row("model.json", "contract, source, gates, file hashes")
     console.print(table)
     console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")
+
+
+def _exported(space, out: Path, export_into: Callable[[Callable[[str], None]], T]) -> T:
+    """Run an export with a status line showing its steps, then make ``out`` the workspace's default model."""
+    with err_console.status("exporting") as status:
+        result = export_into(lambda name: status.update(name))
+    space.set_default_model(out)
+    return result
+
+
+def _export_ensemble(space, folds: Optional[Path], sources: list[Path], out: Optional[Path],
+                     options: ExportOptions) -> None:
+    """``bratsx export RUN_A RUN_B ...`` or ``--folds CV``: one ensemble model folder, made the default model."""
+    from ..crossval import fold_run_dir, read_folds
+    from ..export.pipeline import export_ensemble
+
+    if folds is not None:
+        if sources:
+            raise BratsxError("give either runs or --folds, not both")
+        sources = [fold_run_dir(folds, k) for k in range(len(read_folds(folds)))]
+        untrained = [str(s) for s in sources if not (s / "checkpoints").is_dir()]
+        if untrained:
+            raise BratsxError(f"--folds {folds}: fold(s) not trained yet: {', '.join(untrained)}; train them with "
+                              "bratsx train DATA --folds N --fold all")
+    out = out or space.model_dir(folds.name if folds is not None else f"{_model_name(sources[0])}-ensemble")
+    reports = _exported(space, out, lambda step: export_ensemble(sources, out, options, on_step=step))
+    table = Table(title=f"exported an ensemble of {len(reports)} -> {escape(str(out))}")
+    table.add_column("member")
+    table.add_column("source")
+    table.add_column("ORT vs PyTorch")
+    for report, source in zip(reports, sources):
+        table.add_row(escape(report.onnx.parent.name), escape(str(source)), f"max abs {report.agreement.max_abs:.2e}")
+    console.print(table)

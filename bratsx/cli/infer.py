@@ -14,6 +14,7 @@ from rich.text import Text
 
 from ..cases import Layout, discover
 from ..errors import BratsxError
+from ..postprocess import postprocess_override
 from ..runtime.backends import BackendName
 from ..runtime.records import CaseRecord
 from ..runtime.segment import SegmentOptions, Window
@@ -70,11 +71,9 @@ def infer(
     convention: LabelsOption = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities",
                                                      help="Also write float16 probabilities.")] = False,
-    min_component_voxels: Annotated[int, typer.Option(min=0, help="Remove tumour components smaller than this.")
-                                    ] = default_of(SegmentOptions, "min_component_voxels"),
-    et_to_ncr_below: Annotated[int, typer.Option(min=0, help="Relabel ET as necrotic core when fewer ET voxels "
-                                                             "than this are predicted.")
-                               ] = default_of(SegmentOptions, "et_to_ncr_below"),
+    postprocess: Annotated[str, typer.Option(
+        "--postprocess", help="Post-processing: model (the model's own spec, tuned by bratsx postprocess tune), none, "
+                              "or a SPEC.json file.")] = "model",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo cases whose output is up to date.")] = False,
     labels: Annotated[Optional[Path], typer.Option("--references", help="Reference labels, if not in the case "
                                                    "folders.", exists=True, file_okay=False, show_default=False)
@@ -136,7 +135,7 @@ def infer(
             raise BratsxError("--window box: a TensorRT engine runs only its tile shape; use --window tiles, or "
                               "--backend ort, openvino or torch for one pass over the brain box")
         segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
-                                 min_component_voxels=min_component_voxels, et_to_ncr_below=et_to_ncr_below)
+                                 postprocess=postprocess_override(postprocess, ensemble.contract.postprocess))
         options = InferOptions(segment=segment, save_probabilities=save_probabilities, overwrite=overwrite)
         local = not ray and not devices and workers == 1
         where = f"Ray ({ray})" if ray else "one process" if local else f"{len(slots)} worker processes"

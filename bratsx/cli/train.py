@@ -72,7 +72,13 @@ def train(
                   ] = None,
     val_every: Annotated[Optional[int], typer.Option(
         **_help("val_every", "Validate every N epochs (and after the last)."))] = None,
-    fold: Annotated[Optional[int], typer.Option(**_help("fold", "Validation fold of the 5-fold split."))] = None,
+    fold: Annotated[Optional[str], typer.Option(
+        help="Validation fold: a number (of the 5-fold split, or of --folds); with --folds also 'all' (one after "
+             "another, each resumed where it stopped). [default: 0]", show_default=False)] = None,
+    folds: Annotated[Optional[int], typer.Option(
+        min=2, help="Cross-validation: nnU-Net's seeded k-fold split, written once to OUT/splits.json and reused by "
+                    "every fold; fold k trains in OUT/fold_k and segments its held-out cases into OUT/oof (see "
+                    "bratsx cv summary, bratsx postprocess tune --predictions).", show_default=False)] = None,
     val_fraction: Annotated[Optional[float], typer.Option(
         help="Hold out this fraction of cases instead of a 5-fold split.", show_default=False)] = None,
     split: Annotated[Optional[Path], typer.Option(
@@ -113,18 +119,14 @@ def train(
     """
     from ..devices import torch_device
     from ..trainer.config import AugmentConfig
-    from ..trainer.distributed import context_from_environment
-    from ..trainer.loop import train as run_training
     from ..workspace import Workspace
 
     space = Workspace.locate(workspace)
-    if out is None:
-        out = space.latest_run() if resume else space.new_run_dir(name)
     explicit: dict[str, Any] = {
         "epochs": epochs, "iterations": iterations, "patch": xyz_to_canonical(patch) if patch else None,
         "features": parse_features(features) if features else None, "output_mode": output_mode,
         "batch_size": batch_size, "foreground_fraction": foreground_fraction, "accumulate": accumulate,
-        "lr": lr, "val_every": val_every, "fold": fold, "val_fraction": val_fraction, "split_file": split,
+        "lr": lr, "val_every": val_every, "fold": None, "val_fraction": val_fraction, "split_file": split,
         "patience": patience, "max_time": parse_duration(max_time) if max_time else None, "gpus": gpus,
         "amp": amp, "workers": workers, "seed": seed, "cache_dir": cache_dir,
         "layout": layout.value if layout else None, "labels": labels.value if labels else None,
@@ -132,14 +134,39 @@ def train(
     }
     if not resume and gpus is None:
         explicit["gpus"] = 1 if torch_device() == "cuda" else 0
-    config = TrainConfig.resolve(data_dir, out, resume, explicit)
+    if folds is not None:
+        if split is not None or val_fraction is not None or resume:
+            raise BratsxError("--folds makes and reuses its own split and resumes each fold itself; drop --split, "
+                              "--val-fraction and --resume")
+        named = space.runs_dir / name if name else None
+        cv_dir = out or (named if named is not None and named.is_dir() else space.new_run_dir(name))
+        _cross_validate(data_dir, cv_dir, folds, fold or "0", explicit, space)
+        return
+    if fold is not None and not fold.isdigit():
+        raise BratsxError(f"--fold {fold!r}: give a fold number ('all' needs --folds)")
+    explicit["fold"] = int(fold) if fold is not None else None
+    if out is None:
+        out = space.latest_run() if resume else space.new_run_dir(name)
+    result = _train_one(TrainConfig.resolve(data_dir, out, resume, explicit), space)
+    if result.stopped == "interrupted":
+        err_console.print(
+            f"[yellow]interrupted{f' by {result.signal_name}' if result.signal_name else ''} after step "
+            f"{result.steps}; last.pt is saved. Resume with:[/]\n  "
+            f"{escape(f'bratsx train {data_dir} --out {out} --resume')}"
+        )
+        raise typer.Exit(130)
+
+
+def _train_one(config: TrainConfig, space) -> Any:
+    """Train one run (under torchrun, this process's share), record it as the workspace's latest and show it."""
+    from ..trainer.distributed import context_from_environment
+    from ..trainer.loop import train as run_training
+
     distributed = context_from_environment()
     if distributed is None or distributed.rank == 0:
-        space.set_latest_run(out)
-
+        space.set_latest_run(config.run_dir)
     with training_progress() as progress:
         result = run_training(config, on_event=TrainingDisplay(progress), distributed=distributed)
-
     table = Table(title=f"run {escape(str(result.run_dir))} ({result.stopped})", show_header=False)
     table.add_row("steps", f"{result.steps} ({result.epochs} epoch(s)) in {result.seconds / 60:.1f} min")
     if result.best_dice:
@@ -150,10 +177,27 @@ def train(
                                              f"{result.run_dir / 'training_curves.png'}"))
     table.add_row("next", "bratsx export --fp16   (exports this run into the workspace's models/)")
     console.print(table)
-    if result.stopped == "interrupted":
-        err_console.print(
-            f"[yellow]interrupted{f' by {result.signal_name}' if result.signal_name else ''} after step "
-            f"{result.steps}; last.pt is saved. Resume with:[/]\n  "
-            f"{escape(f'bratsx train {data_dir} --out {out} --resume')}"
-        )
-        raise typer.Exit(130)
+    return result
+
+
+def _cross_validate(data_dir: Path, cv_dir: Path, folds: int, fold: str, explicit: dict[str, Any], space) -> None:
+    """Train the chosen folds of the cross-validation in ``cv_dir`` one after another (a fold with a last.pt
+    resumes), each followed by its out-of-fold predictions; then the summary so far."""
+    from ..cases import discover
+    from ..crossval import SPLITS_FILE, cv_folds, cv_summary, fold_run_dir, fold_selection, predict_out_of_fold
+    from .cv import render_summary
+
+    chosen = fold_selection(fold, folds)
+    cases = [c for c in discover(data_dir, explicit["layout"]).cases if c.label is not None]
+    cv_folds(cv_dir, [c.case_id for c in cases], folds)
+    for k in chosen:
+        run_dir = fold_run_dir(cv_dir, k)
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        given = {**explicit, "split_file": cv_dir / SPLITS_FILE, "fold": k, "folds": folds}
+        console.print(f"fold {k} of {folds}: {escape(str(run_dir))}{' (resumed)' if resume else ''}")
+        result = _train_one(TrainConfig.resolve(data_dir, run_dir, resume, given), space)
+        if result.stopped == "interrupted":
+            err_console.print(f"[yellow]interrupted in fold {k}; rerun the same command to go on where it stopped[/]")
+            raise typer.Exit(130)
+        predict_out_of_fold(cv_dir, k, cases)
+    render_summary(cv_summary(cv_dir), cv_dir)

@@ -8,13 +8,20 @@ what it was checking, so the output folder never holds a model that did not pass
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..atomic import atomic_folder
 from ..errors import BratsxError
-from ..modelfolder import MODEL_FILES, MODEL_JSON, write_model_json
+from ..modelfolder import (
+    MODEL_FILES,
+    MODEL_JSON,
+    ModelFolder,
+    carry_postprocess,
+    write_ensemble_json,
+    write_model_json,
+)
 from ..runtime.backends import OrtBackend
 from ..trainer.checkpoint import TrainedModel, model_from_checkpoint
 from .fp16 import FP16_GATE_ARITHMETIC, GateResult, accuracy_gate, calibration_cases, fp16_from_onnx
@@ -88,8 +95,12 @@ def export_model(
         raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
                           "earlier model folder is replaced)")
     step = on_step or (lambda name: None)
+    previous = ModelFolder.read(out_dir) if (out_dir / MODEL_JSON).is_file() else None
+    tuned = previous.postprocess if previous is not None else None  # a re-export keeps the folder's tuned spec
     step("loading the checkpoint")
     trained = model_from_checkpoint(source)
+    if tuned is not None:  # embedded in the ONNX contract too, so a model file taken out of the folder has it
+        trained = replace(trained, contract=replace(trained.contract, postprocess=tuned.to_dict()))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out_dir) as staging, tempfile.TemporaryDirectory(prefix="bratsx-calibration-") as scratch:
         report = _export_into(trained, staging, Path(scratch), options, step)
@@ -98,6 +109,8 @@ def export_model(
         source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
                        "run": str(checkpoint.parent.parent)}
         write_model_json(staging, out_dir.name, trained.contract, source_info, report.gates)
+        if previous is not None:
+            carry_postprocess(previous, staging)
     return report.moved_to(out_dir)
 
 
@@ -160,3 +173,38 @@ def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: E
     if not engine_gate.passed:
         raise _refuse(engine_path, engine_gate, "TensorRT engine")
     return replace(report, engine=engine_path, engine_gate=engine_gate, engine_build_seconds=info.build_seconds)
+
+
+def export_ensemble(
+    sources: Sequence[Path], out_dir: Path, options: ExportOptions | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> list[ExportReport]:
+    """Export several runs (the folds of a cross-validation) into one ensemble model folder: each into
+    ``out_dir/fold_<k>`` by :func:`export_model` (verified and gated alone), described together by ``model.json``
+    (``members``); runtimes average the members' logits. A tuned spec of the folder it replaces is kept.
+
+    Returns:
+        Each member's report, paths in its final folder.
+
+    Raises:
+        BratsxError: fewer than 2 sources, ``out_dir`` not a model folder, or as :func:`export_model`.
+    """
+    if len(sources) < 2:
+        raise BratsxError(f"an ensemble needs at least 2 runs, got {len(sources)}")
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MODEL_JSON).is_file())):
+        raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
+                          "earlier model folder is replaced)")
+    previous = ModelFolder.read(out_dir) if (out_dir / MODEL_JSON).is_file() else None
+    step = on_step or (lambda name: None)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    members = [f"fold_{k}" for k in range(len(sources))]
+    reports = []
+    with atomic_folder(out_dir) as staging:
+        for member, source in zip(members, sources):
+            reports.append(export_model(source, staging / member, options,
+                                        on_step=lambda name, member=member: step(f"{member}: {name}")))
+        step("describing the ensemble")
+        write_ensemble_json(staging, out_dir.name, members)
+        if previous is not None:
+            carry_postprocess(previous, staging)
+    return [report.moved_to(out_dir / member) for report, member in zip(reports, members)]

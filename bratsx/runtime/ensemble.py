@@ -9,19 +9,22 @@ says what a record stores about the model, so a resumed or distributed run judge
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..contract import ModelContract, file_sha256
 from ..errors import BratsxError
-from ..modelfolder import MODEL_JSON, find_model_folder
-from .backends import Backend, BackendName
+from ..labels import OutputMode
+from ..modelfolder import MODEL_JSON, ModelFolder, find_model_folder
+from .backends import Backend, BackendBase, BackendName
 from .models import OpenedModel, open_model
 
-__all__ = ["Ensemble", "EnsembleOpener", "ModelSpec", "model_identity"]
+__all__ = ["AveragedBackend", "Ensemble", "EnsembleOpener", "ModelSpec", "model_identity", "open_ensemble_folder"]
 
 
 @dataclass
@@ -108,3 +111,53 @@ def model_identity(opened: Sequence[OpenedModel]) -> dict[str, Any]:
                     for f in folders],
         "backend": first.name, "device": first.device, "precision": first.precision,
     }
+
+
+class AveragedBackend(BackendBase):
+    """The members of an ensemble model folder as one backend: each tile's logits averaged over the members, the
+    activation applied once (as :func:`~bratsx.runtime.segment.tile_predictor` averages ``--model A --model B``),
+    so every consumer of :func:`~bratsx.runtime.models.open_model` (infer, bench, serve) runs the whole ensemble."""
+
+    def __init__(self, members: Sequence[Backend], output_mode: OutputMode) -> None:
+        self.members, self.output_mode = list(members), OutputMode(output_mode)
+        first = self.members[0]
+        self.name, self.device, self.precision = first.name, first.device, first.precision
+        self.input_shape, self.output_shape = first.input_shape, first.output_shape
+
+    @property
+    def preferred_batch(self) -> int:
+        return self.members[0].preferred_batch
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from .segment import logits_from_probabilities, probabilities_from_logits
+
+        total = sum(logits_from_probabilities(np.asarray(m.run(batch), dtype=np.float32), self.output_mode)
+                    for m in self.members)
+        return probabilities_from_logits(total / np.float32(len(self.members)), self.output_mode)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def open_ensemble_folder(folder: ModelFolder, open_member: Callable[[Path], OpenedModel]) -> OpenedModel:
+    """Open an ensemble model folder (``model.json`` lists ``members``): every member with ``open_member``, as one
+    :class:`AveragedBackend` under the folder's contract (and its tuned post-processing).
+
+    Raises:
+        BratsxError: a member cannot be opened, or the members differ in patch size or output mode.
+    """
+    tuned = folder.postprocess
+    contract = folder.contract if tuned is None else replace(folder.contract, postprocess=tuned.to_dict())
+    stack = ExitStack()
+    try:
+        opened = [stack.enter_context(open_member(member.path)) for member in folder.members]
+        if any(o.contract.patch_size != contract.patch_size or o.contract.output_mode != contract.output_mode
+               for o in opened):
+            raise BratsxError(f"{folder.path}: its members must share the patch size and output mode it records")
+    except BaseException:
+        stack.close()
+        raise
+    stack.pop_all()
+    return OpenedModel(AveragedBackend([o.backend for o in opened], contract.output_mode), contract,
+                       folder.path / MODEL_JSON)

@@ -18,11 +18,11 @@ from ..cases import MSD_LABEL_FOLDER, nifti_stem
 from ..datasetjson import label_set_from_dataset_json
 from ..errors import BratsxError, CaseError
 from ..imageio import AFFINE_TOLERANCE, label_convention, prediction_convention, read_label_file
-from ..labels import LabelConvention, candidate_sets, unexpected_values
+from ..labels import LabelConvention, candidate_sets, regions_from_labels, unexpected_values
 from ..scoring import score_label_maps
 from .records import CaseRecord
 
-__all__ = ["SegmentationFiles", "evaluate_directories", "segmentation_files"]
+__all__ = ["SegmentationFiles", "evaluate_directories", "read_regions", "segmentation_files"]
 
 _SEGMENTATION_HINTS = ("seg", "label", "pred")
 
@@ -69,6 +69,16 @@ def _stated_set(references: Path) -> LabelConvention | None:
     """The label set the references' ``dataset.json`` states (in the folder, or beside ``labelsTr``)."""
     return label_set_from_dataset_json(references) or (
         label_set_from_dataset_json(references.parent) if references.name == MSD_LABEL_FOLDER else None)
+
+
+def read_regions(path: Path, case_id: str, convention: LabelConvention | None = None):
+    """A segmentation file's WT/TC/ET masks (as stored, not reoriented) and its geometry.
+
+    Raises:
+        CaseError: the file cannot be read or its labels fit no convention.
+    """
+    data, geometry = read_label_file(path, case_id)
+    return regions_from_labels(data, label_convention(data, case_id, path, convention)), geometry
 
 
 def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConvention | None,

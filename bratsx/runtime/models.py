@@ -8,7 +8,7 @@ really computes what its contract says live here alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..contract import ModelContract, read_onnx_contract
@@ -150,9 +150,15 @@ def open_model(
         choices = ", ".join(b.value for b in BackendName)
         raise BratsxError(f"unknown backend {backend!r}; choose one of {choices}") from None
     folder = find_model_folder(model)
+    if folder is not None and folder.info.get("members"):  # an ensemble folder: its members, logits averaged
+        from .ensemble import open_ensemble_folder
+
+        return open_ensemble_folder(folder, lambda member: open_model(
+            member, name, device=device, threads=threads, ort_tensorrt=ort_tensorrt, torch_options=torch_options))
     if name is BackendName.AUTO:
         name, device = choose_backend(model, folder)
     path = _file_for(model, folder, name, device)
+    tuned = folder.postprocess if folder is not None else None
     if name is BackendName.TORCH:
         opened: Backend = TorchBackend(path, device=device, options=torch_options)
         contract = opened.contract
@@ -170,6 +176,8 @@ def open_model(
             opened = OrtBackend(path, threads, device, ort_tensorrt, patch=contract.patch_size)
         else:
             opened = OpenVinoBackend(path, threads, _OPENVINO_PRECISION[name])
+    if tuned is not None:  # a folder's tuned spec replaces the one exported into the file
+        contract = replace(contract, postprocess=tuned.to_dict())
     try:
         _check_fits(opened, contract, path)
     except BratsxError:

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import LabelError
 from ..imageio import LoadedCase, load_case
 from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_probabilities
+from ..postprocess import PostprocessSpec, apply_postprocess, spec_of
 from ..preprocessing import INFERENCE_MARGIN, Preprocessed, paste, preprocess
 from ..scoring import score_label_maps
 from ..sliding_window import Window, box_predict, sliding_window_predict
@@ -59,8 +59,8 @@ class SegmentOptions:
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
         convention: label set of the output and of the reference (``--labels``; default: the input's
             own, else the case's layout or id, else the model's; plain folders get BraTS 2023's 0/1/2/3).
-        min_component_voxels: remove tumour components smaller than this.
-        et_to_ncr_below: relabel ET as necrotic core when fewer ET voxels than this are predicted.
+        postprocess: the post-processing (:mod:`bratsx.postprocess`); ``None``: the model's own (its
+            contract's, which a model folder's tuned spec sets when it is opened).
     """
 
     window: Window = Window.TILES
@@ -68,8 +68,7 @@ class SegmentOptions:
     sw_batch: int | None = None
     tta: bool = False
     convention: LabelConvention | None = None
-    min_component_voxels: int = 0
-    et_to_ncr_below: int = 0
+    postprocess: PostprocessSpec | None = None
 
 
 @dataclass
@@ -210,20 +209,6 @@ def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Seque
                                   mask, on_tiles, _certain_background(output_mode))
 
 
-def _postprocess(regions: np.ndarray, options: SegmentOptions) -> np.ndarray:
-    """Small-component removal and the ET-to-necrosis rule on WT/TC/ET masks."""
-    if options.min_component_voxels > 0 and regions[0].any():
-        components, count = ndimage.label(regions[0])
-        sizes = np.bincount(components.ravel(), minlength=count + 1)
-        small = np.flatnonzero(sizes < options.min_component_voxels)
-        small = small[small > 0]
-        if small.size:
-            regions[:, np.isin(components, small)] = False
-    if options.et_to_ncr_below > 0 and 0 < np.count_nonzero(regions[2]) < options.et_to_ncr_below:
-        regions[2] = False  # the voxels stay in TC: they become necrotic core
-    return regions
-
-
 def segment_case(
     case: Case | PreparedCase,
     backends: Sequence[Backend],
@@ -267,7 +252,9 @@ def segment_case(
 
     started = time.perf_counter()
     probabilities = paste(cropped, ready.box, ready.full_shape)
-    regions = _postprocess(regions_from_probabilities(probabilities, contract.output_mode), options)
+    spec = options.postprocess if options.postprocess is not None else spec_of(contract.postprocess)
+    regions = apply_postprocess(regions_from_probabilities(probabilities, contract.output_mode),
+                                loaded.geometry.canonical_spacing, spec)
     convention = options.convention or loaded.convention or loaded.case.output_convention(contract.label_set)
     labels = labels_from_regions(regions, convention)
     metrics = None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..crossval import Split
 from ..errors import BratsxError
 from ..labels import regions_from_labels
 from .cache import CACHE_CONVENTION, CachedCase
@@ -34,17 +34,6 @@ __all__ = [
 
 #: Foreground voxels remembered per region and case, to centre oversampled patches on.
 MAX_FOREGROUND_LOCATIONS = 10_000
-
-
-@dataclass(frozen=True)
-class Split:
-    """Training and validation case ids."""
-
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"train": list(self.train), "val": list(self.val)}
 
 
 def k_fold_splits(case_ids: Sequence[str], folds: int = 5, seed: int = 0) -> list[Split]:

@@ -52,6 +52,7 @@ def test_bench_compares_with_nnunet_and_measures_the_box_window(tiny_run, tmp_pa
     report = json.loads(report_path.read_text())
     assert set(report["backends"]) == {"ort", "ort+box", "nnunet"}
     assert report["fp32_reference"] == "ort" and report["peers"] == ["nnunet"]
+    assert report["postprocess"] == "none"  # peers do not post-process, so bratsx's rows do not either
     assert [len(report["load_average"][when]) for when in ("start", "end")] == [3, 3]
     box = report["backends"]["ort+box"]
     assert box["window"] == "box" and set(box["agreement_with_fp32_tiles"]) == {"WT", "TC", "ET"}

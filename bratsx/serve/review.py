@@ -5,9 +5,11 @@ sources) and flagged by its :func:`~bratsx.report.flags.compute_flags`. Verdicts
 comment) go to ``PREDICTIONS/qc.csv`` in the report's columns, rewritten whole and atomically at each
 verdict, so the file is always complete and a restarted server reads every verdict back.
 
-Files are served by case id and role only (a background sequence or the prediction), from the paths
-discovery and the run's records name; each is resolved (links followed) and served only when it
-lies inside the cases or predictions folder.
+Files are served by case id and role only (a background sequence, the reference or the prediction),
+from the paths discovery and the run's records name; each is resolved (links followed) and served
+only when it lies inside the cases or predictions folder, or inside its case's folder when that
+folder is itself an entry of the cases folder (a linked case folder, as ``bratsx infer`` accepts:
+its target is the case, while a link from inside it to elsewhere is still refused).
 """
 
 from __future__ import annotations
@@ -100,9 +102,18 @@ class ReviewBatch:
             path = entry.case.images.get(Modality(role))  # for MSD, the 4D file (the viewer picks the frame)
         else:
             path = None
-        if path is None or not path.is_file() or not inside(path, (self.cases_dir, self.predictions_dir)):
+        if path is None or not path.is_file() or not inside(path, self._roots(entry)):
             raise KeyError(role)
         return path
+
+    def _roots(self, entry: CaseEntry) -> tuple[Path, ...]:
+        """The folders a case's files may lie in: the review's two, and its own case folder when the cases folder
+        holds it (it may be a link to elsewhere)."""
+        roots = (self.cases_dir, self.predictions_dir)
+        folder = entry.case.folder if entry.case is not None else None
+        if folder is not None and folder.absolute().parent == self.cases_dir.absolute():
+            roots = (*roots, folder)
+        return roots
 
     def legend(self, case_id: str) -> list[dict[str, Any]]:
         """The prediction's label values and colours (its convention read from its values, as the report does).

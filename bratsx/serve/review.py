@@ -33,9 +33,11 @@ from ..report.qc import FORMULA_PREFIXES, QC_COLUMNS, VERDICTS, Verdict, read_qc
 from .pipeline import describe_flags, json_safe, label_legend
 from .uploads import LABEL_ROLE
 
-__all__ = ["QC_NAME", "ReviewBatch", "inside"]
+__all__ = ["QC_NAME", "REFERENCE_ROLE", "ReviewBatch", "inside"]
 
 QC_NAME = "qc.csv"
+#: The role of a case's reference segmentation (overlaid beside the prediction, ``seg``).
+REFERENCE_ROLE = "reference"
 
 
 def inside(path: Path, roots: tuple[Path, ...]) -> bool:
@@ -71,7 +73,7 @@ class ReviewBatch:
                      {k.removeprefix("dice_"): v for k, v in entry.metrics.items() if k.startswith("dice_")})
             for case_id, entry in self.entries.items()])
         self.verdicts: dict[str, Verdict] = read_qc(self.qc_path) if self.qc_path.is_file() else {}
-        self._conventions: dict[str, LabelConvention] = {}
+        self._conventions: dict[tuple[str, str], LabelConvention] = {}
         self._lock = threading.Lock()
 
     def cases(self) -> list[dict[str, Any]]:
@@ -90,7 +92,8 @@ class ReviewBatch:
         return self.entries[case_id]
 
     def file(self, case_id: str, role: str) -> Path:
-        """The file of a case to show: a sequence (``flair``, ``t1``, ``t1ce``, ``t2``) or the prediction (``seg``).
+        """The file of a case to show: a sequence (``flair``, ``t1``, ``t1ce``, ``t2``), the prediction (``seg``) or
+        the reference (``reference``).
 
         Raises:
             KeyError: no such case, role or file, or one that lies outside the review's folders.
@@ -98,6 +101,8 @@ class ReviewBatch:
         entry = self.entries[case_id]
         if role == LABEL_ROLE:
             path = entry.prediction
+        elif role == REFERENCE_ROLE:
+            path = entry.case.label if entry.case is not None else None
         elif entry.case is not None:
             path = entry.case.images.get(Modality(role))  # for MSD, the 4D file (the viewer picks the frame)
         else:
@@ -115,20 +120,30 @@ class ReviewBatch:
             roots = (*roots, folder)
         return roots
 
-    def legend(self, case_id: str) -> list[dict[str, Any]]:
-        """The prediction's label values and colours (its convention read from its values, as the report does).
+    def has_reference(self, case_id: str) -> bool:
+        """Whether the case has a reference segmentation that can be shown."""
+        try:
+            self.file(case_id, REFERENCE_ROLE)
+        except KeyError:
+            return False
+        return True
+
+    def legend(self, case_id: str, role: str = LABEL_ROLE) -> list[dict[str, Any]]:
+        """The label values and colours of the prediction (or, ``role="reference"``, the reference), its convention
+        read from its values as the report does.
 
         Raises:
-            KeyError: no prediction.
+            KeyError: no such file.
             CaseError: its values fit no convention.
         """
-        if case_id not in self._conventions:
+        key = (case_id, role)
+        if key not in self._conventions:
             entry = self.entries[case_id]
-            path = self.file(case_id, LABEL_ROLE)
+            path = self.file(case_id, role)
             data, _ = read_label_file(path, case_id)
             msd = LabelConvention.MSD if entry.case is not None and entry.case.layout is Layout.MSD else None
-            self._conventions[case_id] = label_convention(data, case_id, path, msd)
-        return label_legend(self._conventions[case_id])
+            self._conventions[key] = label_convention(data, case_id, path, msd)
+        return label_legend(self._conventions[key])
 
     def record(self, case_id: str, verdict: str, comment: str, reviewer: str = "") -> Verdict:
         """Record a verdict and rewrite ``qc.csv`` atomically.

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from ...errors import BratsxError
+from ..focus import tumour_focus_mm
 from ..pipeline import sequence_frames
-from ..review import ReviewBatch
+from ..review import REFERENCE_ROLE, ReviewBatch
 from ..state import AppState
+from ..uploads import LABEL_ROLE
 from .common import app_state
 
 __all__ = ["router"]
@@ -42,19 +44,27 @@ def cases(review: Annotated[ReviewBatch, Depends(review_batch)]) -> list[dict[st
 
 @router.get("/cases/{case_id}")
 def case(review: Annotated[ReviewBatch, Depends(review_batch)], case_id: str) -> dict[str, Any]:
-    """What the viewer needs for one case: its sequences and the prediction's label values and colours."""
+    """What the viewer needs for one case: its sequences, the prediction's label values and colours, where the
+    tumour is, and whether a reference can be overlaid."""
     try:
         entry = review.entry(case_id)
     except KeyError:
         raise HTTPException(404, _NO_CASE) from None
-    labels, labels_error = None, None
+    labels, labels_error, focus = None, None, None
     if entry.prediction is not None:
         try:
             labels = review.legend(case_id)
+            focus = tumour_focus_mm(review.file(case_id, LABEL_ROLE), case_id)
         except (BratsxError, KeyError) as error:
             labels_error = str(error) if isinstance(error, BratsxError) else "the prediction lies outside the folders"
+    reference = None
+    if review.has_reference(case_id):
+        try:
+            reference = review.legend(case_id, REFERENCE_ROLE)
+        except BratsxError as error:
+            labels_error = labels_error or f"reference: {error}"
     return {"case_id": case_id, "sequences": sequence_frames(entry.case), "labels": labels,
-            "labels_error": labels_error}
+            "labels_error": labels_error, "focus_mm": focus, "reference_labels": reference}
 
 
 @router.post("/cases/{case_id}/verdict")

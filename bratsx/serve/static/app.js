@@ -133,9 +133,21 @@
     return label ? label.name : `value ${value}`;
   }
 
+  // The voxel of the file itself (its own index order, from 0, as nibabel or ITK-SNAP count) at a point in mm:
+  // NiiVue's location.vox counts in its RAS-reordered copy, which differs for any file not stored RAS.
+  function fileVoxel(volume, mm) {
+    const a = volume.hdr.affine;
+    const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+    const b = [0, 1, 2].map((r) => mm[r] - a[r][3]);
+    const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
+                     + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+    const whole = det(m);
+    return [0, 1, 2].map((c) => Math.round(det(m.map((row, r) => row.map((v, k) => (k === c ? b[r] : v)))) / whole));
+  }
+
   function showLocation(location) {
-    if (!location || !location.vox) return;
-    const parts = [`voxel ${Array.from(location.vox).join(", ")}`];
+    if (!location || !location.mm || !viewer.nv || !viewer.nv.volumes.length) return;
+    const parts = [`voxel ${fileVoxel(viewer.nv.volumes[0], location.mm).join(", ")}`];
     const values = location.values || [];
     if (values.length > 0) parts.push(`${ROLE_NAMES[viewer.background] || ""} ${Number(values[0].value).toFixed(1)}`);
     if (viewer.labels && values.length > 1) parts.push(`label: ${labelName(values[1].value)}`);

@@ -135,25 +135,50 @@ def test_upload_view_and_download_in_a_real_browser(browser, tmp_path, model_fol
 
 
 def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, batch):
+    """Review with case folders that are links (defect 1), by keys, with a reviewer's name, a progress count, the
+    Dice columns and the reference overlaid."""
     cases, original = batch
     predictions = tmp_path / "predictions"
     shutil.copytree(original, predictions)
-    with live_server(cases_dir=cases, predictions_dir=predictions) as address:
+    linked = tmp_path / "cases"
+    linked.mkdir()
+    for folder in cases.iterdir():
+        (linked / folder.name).symlink_to(folder, target_is_directory=True)
+    with live_server(cases_dir=linked, predictions_dir=predictions) as address:
         page = _open(browser, address)
         rows = page.locator("#review-cases tbody tr")
-        assert rows.count() == 2
+        assert rows.count() == 2 and page.text_content("#review-progress") == "0 of 2 reviewed"
+        page.fill("#reviewer", "Dr. Example")
+        page.dispatch_event("#reviewer", "change")
         hostile = rows.filter(has_text=HOSTILE_ID)
         assert hostile.locator("td").first.text_content() == HOSTILE_ID  # shown as text, never parsed as HTML
         hostile.click(no_wait_after=True)
         page.wait_for_selector("body[data-viewer=shown]")
+        assert page.is_hidden("#viewer-error") and page.text_content("#review-error") == ""
         assert _label_pixels(page) != {"NCR": 0, "ED": 0, "ET": 0}
         page.fill("#review-comment", "edema missed <b>here</b>, slice 12")
         page.click("#verdict-fail", no_wait_after=True)
         _wait(page, "document.getElementById('review-saved').textContent.startsWith('saved: fail')")
+        page.locator("#gl").click()  # keys act outside the comment box
+        page.keyboard.press("p" if rows.nth(1).get_attribute("data-case-id") == HOSTILE_ID else "n")
+        _wait(page, "document.getElementById('review-title').textContent === 'BraTS20_Synthetic_001'")
+        page.wait_for_selector("body[data-viewer=shown]")
+        assert page.is_visible("#overlay-choice")  # this case has a reference
+        dice = page.locator("#review-cases tbody tr[data-case-id=BraTS20_Synthetic_001] td").nth(3).text_content()
+        assert re.fullmatch(r"\d\.\d{3}", dice), dice
+        page.select_option("#overlay-source", "reference")
+        page.wait_for_selector("body[data-viewer=shown]")
+        assert _label_pixels(page) != {"NCR": 0, "ED": 0, "ET": 0}
+        page.keyboard.press("1")
+        _wait(page, "document.getElementById('review-progress').textContent === '2 of 2 reviewed'")
+        page.reload()
+        page.wait_for_selector("body[data-viewer=shown]")  # the case's address survives a reload
+        assert page.text_content("#review-title") == "BraTS20_Synthetic_001"
         assert page.evaluate("window.pwned === undefined") and page.errors == []
-    verdict = read_qc(predictions / "qc.csv")[HOSTILE_ID]
-    assert (verdict.verdict, verdict.comment) == ("fail", "edema missed <b>here</b>, slice 12")
-
+    verdicts = read_qc(predictions / "qc.csv")
+    assert (verdicts[HOSTILE_ID].verdict, verdicts[HOSTILE_ID].comment) == ("fail", "edema missed <b>here</b>, slice 12")
+    assert (verdicts["BraTS20_Synthetic_001"].verdict, verdicts["BraTS20_Synthetic_001"].reviewer) == \
+        ("pass", "Dr. Example")
 
 def _anterior_bright_case(tmp_path) -> Path:
     """A synthetic case under names that say no sequence, its T1ce bright in front (world y above the middle)."""

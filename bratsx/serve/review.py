@@ -15,6 +15,7 @@ its target is the case, while a link from inside it to elsewhere is still refuse
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import threading
@@ -30,6 +31,7 @@ from ..report.collect import CaseEntry, collect_batch
 from ..report.flags import Evidence
 from ..report.html import ReportRow
 from ..report.qc import FORMULA_PREFIXES, QC_COLUMNS, VERDICTS, Verdict, read_qc
+from .correction import Correction, save_correction
 from .pipeline import describe_flags, json_safe, label_legend
 from .uploads import LABEL_ROLE
 
@@ -146,7 +148,7 @@ class ReviewBatch:
         return label_legend(self._conventions[key])
 
     def record(self, case_id: str, verdict: str, comment: str, reviewer: str = "") -> Verdict:
-        """Record a verdict and rewrite ``qc.csv`` atomically.
+        """Record a verdict (keeping the case's correction, if any) and rewrite ``qc.csv`` atomically.
 
         Raises:
             KeyError: no such case.
@@ -156,9 +158,30 @@ class ReviewBatch:
             raise KeyError(case_id)
         if verdict not in ("", *VERDICTS):
             raise BratsxError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)} or empty")
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        given = Verdict(verdict, comment, reviewer, now)
+        return self._update(case_id, verdict=verdict, comment=comment, reviewer=reviewer)
+
+    def correct(self, case_id: str, content: bytes, reviewer: str = "") -> Correction:
+        """Save a painted correction of the case's prediction beside it and list it in ``qc.csv``.
+
+        Raises:
+            KeyError: no such case, or no prediction.
+            BratsxError: the correction does not fit the prediction (see :func:`save_correction`), or a file
+                cannot be written.
+        """
+        prediction = self.file(case_id, LABEL_ROLE)
+        self.legend(case_id)  # reads the prediction's convention
         with self._lock:
+            correction = save_correction(content, prediction, self._conventions[(case_id, LABEL_ROLE)],
+                                         self.predictions_dir, case_id)
+        changes = {"corrected": correction.path, "corrected_volumes_ml": correction.volumes_text()}
+        self._update(case_id, **({"reviewer": reviewer} if reviewer else {}), **changes)
+        return correction
+
+    def _update(self, case_id: str, **changes: str) -> Verdict:
+        """Change a case's row of ``qc.csv`` (stamped with the time) and rewrite the file atomically."""
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with self._lock:
+            given = dataclasses.replace(self.verdicts.get(case_id, Verdict()), **changes, time=now)
             self.verdicts[case_id] = given
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")

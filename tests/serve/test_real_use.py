@@ -192,3 +192,57 @@ def test_two_uploads_at_once_give_what_each_gives_alone(tmp_path, model_folder):
         served = {name: app.get(f"/api/jobs/{job['id']}/download/segmentation").content
                   for name, job in together.items()}
     assert served == alone
+
+
+def _painted(prediction, change) -> bytes:
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(prediction)
+    data = np.asarray(image.dataobj).copy()
+    change(data)
+    return nib.Nifti1Image(data.astype(np.uint8), image.affine).to_bytes()
+
+
+def test_a_correction_is_saved_beside_the_prediction_with_its_volumes_and_listed_in_qc_csv(tmp_path, batch):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    from bratsx.report.qc import read_qc
+
+    cases, original = batch
+    predictions = tmp_path / "predictions"
+    shutil.copytree(original, predictions)
+    prediction = predictions / "BraTS20_Synthetic_001.nii.gz"
+    before = prediction.read_bytes()
+
+    def paint(data):
+        data[:] = 0
+        data[:4, :5, :2] = 2  # 40 voxels of edema: WT only
+
+    with client(cases_dir=cases, predictions_dir=predictions) as app:
+        app.post("/api/review/cases/BraTS20_Synthetic_001/verdict", json={"verdict": "fail", "comment": "too big"})
+        saved = app.post("/api/review/cases/BraTS20_Synthetic_001/correction?reviewer=Dr.%20X",
+                         content=_painted(prediction, paint))
+        wrong_values = app.post("/api/review/cases/BraTS20_Synthetic_001/correction",
+                                content=_painted(prediction, lambda d: d.__setitem__((0, 0, 0), 3)))
+        wrong_grid = app.post("/api/review/cases/BraTS20_Synthetic_001/correction",
+                              content=nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)).to_bytes())
+        nonsense = app.post("/api/review/cases/BraTS20_Synthetic_001/correction", content=b"\x1f\x8bnot gzip")
+    assert saved.status_code == 200, saved.text
+    spacing = np.prod(nib.load(prediction).header.get_zooms()[:3])
+    assert saved.json() == {"corrected": "corrected/BraTS20_Synthetic_001.nii.gz",
+                            "volumes_ml": {"WT": 40 * spacing / 1000, "TC": 0.0, "ET": 0.0}}
+    assert prediction.read_bytes() == before  # the prediction is never overwritten
+    corrected = nib.load(predictions / "corrected" / "BraTS20_Synthetic_001.nii.gz")
+    assert np.array_equal(corrected.affine, nib.load(prediction).affine)
+    assert np.count_nonzero(np.asarray(corrected.dataobj) == 2) == 40 and corrected.get_data_dtype() == np.uint8
+    row = read_qc(predictions / "qc.csv")["BraTS20_Synthetic_001"]
+    assert (row.verdict, row.comment, row.reviewer, row.corrected) == \
+        ("fail", "too big", "Dr. X", "corrected/BraTS20_Synthetic_001.nii.gz")
+    assert row.corrected_volumes_ml == f"WT={40 * spacing / 1000:.3f};TC=0.000;ET=0.000"
+    assert wrong_values.status_code == 422 and "label values [3.0]" in wrong_values.json()["detail"]
+    assert wrong_grid.status_code == 422 and "is not the prediction's" in wrong_grid.json()["detail"]
+    assert nonsense.status_code == 422 and "\n" not in nonsense.json()["detail"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from ...errors import BratsxError
 from ..focus import tumour_focus_mm
@@ -77,3 +78,18 @@ def verdict(review: Annotated[ReviewBatch, Depends(review_batch)], case_id: str,
         raise HTTPException(404, _NO_CASE) from None
     except BratsxError as error:
         raise HTTPException(422, str(error)) from None
+
+
+@router.post("/cases/{case_id}/correction")
+async def correction(review: Annotated[ReviewBatch, Depends(review_batch)], case_id: str, request: Request,
+                     reviewer: str = "") -> dict[str, Any]:
+    """Save the painted label map in the body (NIfTI bytes) as ``PREDICTIONS/corrected/<case>.nii.gz``, never over the
+    prediction; answers its file and recomputed volumes (422 with one line when it does not fit the prediction)."""
+    content = await request.body()
+    try:
+        saved = await run_in_threadpool(review.correct, case_id, content, reviewer[:200])
+    except KeyError:
+        raise HTTPException(404, "no prediction of this id in the batch to correct") from None
+    except BratsxError as error:
+        raise HTTPException(422, str(error)) from None
+    return {"corrected": saved.path, "volumes_ml": saved.volumes_ml}

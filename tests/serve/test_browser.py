@@ -171,11 +171,31 @@ def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, bat
         assert _label_pixels(page) != {"NCR": 0, "ED": 0, "ET": 0}
         page.keyboard.press("1")
         _wait(page, "document.getElementById('review-progress').textContent === '2 of 2 reviewed'")
+
+        page.select_option("#overlay-source", "seg")  # correction: paint enhancing tumour across the axial slice
+        page.wait_for_selector("body[data-viewer=shown]")
+        page.select_option("#view", "axial")
+        page.click("#correct-start")
+        page.wait_for_selector("body[data-correcting=true]")
+        page.select_option("#pen", "4")
+        box = page.locator("#gl").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.5, steps=12)
+        page.mouse.up()
+        page.click("#correct-save")
+        _wait(page, "document.getElementById('correct-saved').textContent.startsWith('saved as corrected/')")
         page.reload()
         page.wait_for_selector("body[data-viewer=shown]")  # the case's address survives a reload
         assert page.text_content("#review-title") == "BraTS20_Synthetic_001"
         assert page.evaluate("window.pwned === undefined") and page.errors == []
+    name = "BraTS20_Synthetic_001.nii.gz"
+    assert (predictions / name).read_bytes() == (original / name).read_bytes()  # never overwritten
+    painted = np.asarray(nib.load(predictions / "corrected" / name).dataobj)
+    predicted = np.asarray(nib.load(original / name).dataobj)
+    assert painted.shape == predicted.shape and np.count_nonzero(painted == 4) > np.count_nonzero(predicted == 4) + 5
     verdicts = read_qc(predictions / "qc.csv")
+    assert verdicts["BraTS20_Synthetic_001"].corrected == f"corrected/{name}"
     assert (verdicts[HOSTILE_ID].verdict, verdicts[HOSTILE_ID].comment) == ("fail", "edema missed <b>here</b>, slice 12")
     assert (verdicts["BraTS20_Synthetic_001"].verdict, verdicts["BraTS20_Synthetic_001"].reviewer) == \
         ("pass", "Dr. Example")

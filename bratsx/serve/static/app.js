@@ -595,6 +595,8 @@
   }
 
   async function selectCase(caseId) {
+    endCorrection();
+    $("correct-saved").textContent = "";
     review.selected = caseId;
     window.history.replaceState(null, "", `?case=${encodeURIComponent(caseId)}`);
     renderReviewTable();
@@ -639,6 +641,80 @@
       showError($("review-error"), error.message);
     }
   }
+
+  // ---------------------------------------------------------------- correction (NiiVue's drawing tools)
+  // The prediction becomes NiiVue's drawing; the pen paints a label value (0 erases); the drawing is saved in the
+  // background's grid (the prediction's: bratsx infer writes it in its input's geometry) and sent to the server,
+  // which checks it and writes it beside the prediction, never over it.
+  function fillPens() {
+    const select = $("pen");
+    clear(select);
+    for (const label of [...(viewer.labels || []), { value: 0, name: "erase" }]) {
+      const option = document.createElement("option");
+      option.value = String(label.value);
+      option.textContent = label.value ? `${label.name} (${label.value})` : label.name;
+      select.appendChild(option);
+    }
+  }
+
+  function setPen() {
+    viewer.nv.opts.penSize = Math.max(1, Number($("pen-size").value) || 1);
+    viewer.nv.setPenValue(Number($("pen").value), false);
+  }
+
+  function endCorrection() {
+    document.body.dataset.correcting = "false";
+    $("correct-tools").hidden = true;
+    $("correct-start").hidden = false;
+    if (!viewer.nv) return;
+    viewer.nv.setDrawingEnabled(false);
+    viewer.nv.closeDrawing();
+    if (viewer.nv.volumes.length > 1) viewer.nv.setOpacity(1, Number($("opacity").value));
+  }
+
+  function startCorrection() {
+    const nv = viewer.nv;
+    if (!nv || nv.volumes.length < 2 || viewer.labelRole !== "seg") {
+      $("correct-saved").textContent = "open a case with a prediction (shown as the labels) to correct it";
+      return;
+    }
+    nv.loadDrawing(nv.volumes[1]);
+    nv.setDrawColormap(labelColormap());
+    nv.setDrawOpacity(Math.max(0.3, Number($("opacity").value)));
+    nv.setOpacity(1, 0);
+    fillPens();
+    nv.setDrawingEnabled(true);
+    setPen();
+    $("correct-tools").hidden = false;
+    $("correct-start").hidden = true;
+    $("correct-saved").textContent = "";
+    document.body.dataset.correcting = "true";
+  }
+
+  async function saveCorrection() {
+    const caseId = review.selected;
+    const nv = viewer.nv;
+    try {
+      const bytes = await nv.volumes[0].saveToUint8Array("correction.nii.gz", nv.drawBitmap);
+      const query = new URLSearchParams({ reviewer: $("reviewer").value });
+      const saved = await api(`/api/review/cases/${encodeURIComponent(caseId)}/correction?${query}`, {
+        method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: bytes,
+      });
+      const volumes = Object.entries(saved.volumes_ml).map(([region, ml]) => `${region} ${ml.toFixed(2)} mL`);
+      $("correct-saved").textContent = `saved as ${saved.corrected}: ${volumes.join(", ")}`;
+      review.cases = await api("/api/review/cases");
+      renderReviewTable();
+    } catch (error) {
+      $("correct-saved").textContent = `not saved: ${error.message}`;
+    }
+  }
+
+  $("correct-start").addEventListener("click", startCorrection);
+  $("correct-cancel").addEventListener("click", endCorrection);
+  $("correct-undo").addEventListener("click", () => viewer.nv && viewer.nv.drawUndo());
+  $("correct-save").addEventListener("click", saveCorrection);
+  $("pen").addEventListener("change", setPen);
+  $("pen-size").addEventListener("change", setPen);
 
   for (const verdict of ["pass", "fail"]) {
     $(`verdict-${verdict}`).addEventListener("click", () => recordVerdict(verdict));

@@ -196,7 +196,8 @@ def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, bat
     assert painted.shape == predicted.shape and np.count_nonzero(painted == 4) > np.count_nonzero(predicted == 4) + 5
     verdicts = read_qc(predictions / "qc.csv")
     assert verdicts["BraTS20_Synthetic_001"].corrected == f"corrected/{name}"
-    assert (verdicts[HOSTILE_ID].verdict, verdicts[HOSTILE_ID].comment) == ("fail", "edema missed <b>here</b>, slice 12")
+    assert (verdicts[HOSTILE_ID].verdict, verdicts[HOSTILE_ID].comment) == \
+        ("fail", "edema missed <b>here</b>, slice 12")
     assert (verdicts["BraTS20_Synthetic_001"].verdict, verdicts["BraTS20_Synthetic_001"].reviewer) == \
         ("pass", "Dr. Example")
 

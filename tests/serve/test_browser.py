@@ -140,6 +140,7 @@ def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, bat
     cases, original = batch
     predictions = tmp_path / "predictions"
     shutil.copytree(original, predictions)
+    (predictions / "qc.csv").unlink(missing_ok=True)  # verdicts other tests gave the shared batch
     linked = tmp_path / "cases"
     linked.mkdir()
     for folder in cases.iterdir():

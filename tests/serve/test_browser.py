@@ -145,8 +145,15 @@ def test_review_a_batch_and_fail_a_case_in_a_real_browser(browser, tmp_path, bat
     linked.mkdir()
     for folder in cases.iterdir():
         (linked / folder.name).symlink_to(folder, target_is_directory=True)
-    with live_server(cases_dir=linked, predictions_dir=predictions) as address:
-        page = _open(browser, address)
+    token = "s3cret-s3cret-s3cret"
+    with live_server(cases_dir=linked, predictions_dir=predictions, token=token) as address:
+        stranger = browser.new_page()
+        stranger.goto(address)  # no token: the page loads, the data does not
+        stranger.wait_for_selector("#server-error:not([hidden])")
+        assert stranger.text_content("#server-error").startswith("this bratsx server needs its token")
+        stranger.close()
+        page = _open(browser, f"{address}/#token={token}")  # the printed address hands the token to the page
+        assert token not in page.url  # kept in this origin's storage, not in the address bar
         rows = page.locator("#review-cases tbody tr")
         assert rows.count() == 2 and page.text_content("#review-progress") == "0 of 2 reviewed"
         page.fill("#reviewer", "Dr. Example")
@@ -276,6 +283,9 @@ def test_a_new_users_session_in_a_real_browser(browser, tmp_path, model_folder):
         columns = grey.mean(axis=0)
         half = len(columns) // 2
         assert columns[:half].sum() > 1.5 * columns[half:].sum()  # defect 8: anterior on the left, as the overlay
+        page.fill("#window-max", str(0.05 * float(page.input_value("#window-max"))))
+        page.dispatch_event("#window-max", "change")  # a narrow window: most of the head saturates to white
+        assert _brightness(page).mean() > 1.5 * grey.mean()
 
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.set_default_timeout(_TIMEOUT_S * 1000)

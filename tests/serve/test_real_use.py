@@ -172,18 +172,33 @@ def test_the_events_of_an_expired_job_say_so(model_folder, small_case):
         assert app.get("/api/jobs").json() == []
 
 
-def test_two_uploads_at_once_give_what_each_gives_alone(tmp_path, model_folder):
-    """Concurrency: two jobs segmented at once on one model (two job threads) give the single runs' bytes."""
+def test_two_uploads_at_once_and_one_during_a_review_give_what_each_gives_alone(tmp_path, model_folder, batch):
+    """Concurrency: two jobs segmented at once on one model (two job threads), while a batch is reviewed (its
+    volumes read, verdicts written), give the bytes of the single runs."""
+    import shutil
+
     cases = write_synthetic_dataset(tmp_path / "cases", cases=2, shape=(32, 32, 24), seed=11)
     with client(model=model_folder, backend="ort") as app:
         alone = {}
         for case in cases:
             job = wait_for_job(app, upload(app, case_files(case)).json()["id"])
             alone[case.name] = app.get(f"/api/jobs/{job['id']}/download/segmentation").content
-    with client(model=model_folder, backend="ort", jobs_per_model=2) as app:
+    reviewed, predictions = batch[0], tmp_path / "predictions"
+    shutil.copytree(batch[1], predictions)
+    with client(model=model_folder, backend="ort", jobs_per_model=2, cases_dir=reviewed,
+                predictions_dir=predictions) as app:
         answers: dict[str, dict] = {}
+        review_codes: list[int] = []
+
+        def review() -> None:
+            for index in range(20):
+                review_codes.append(app.get("/api/review/cases/BraTS20_Synthetic_001/volumes/seg").status_code)
+                review_codes.append(app.post("/api/review/cases/BraTS20_Synthetic_001/verdict",
+                                             json={"verdict": "pass", "comment": str(index)}).status_code)
+
         threads = [threading.Thread(target=lambda c=case: answers.update({c.name: upload(app, case_files(c)).json()}))
                    for case in cases]
+        threads.append(threading.Thread(target=review))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -191,7 +206,7 @@ def test_two_uploads_at_once_give_what_each_gives_alone(tmp_path, model_folder):
         together = {name: wait_for_job(app, job["id"]) for name, job in answers.items()}
         served = {name: app.get(f"/api/jobs/{job['id']}/download/segmentation").content
                   for name, job in together.items()}
-    assert served == alone
+    assert served == alone and set(review_codes) == {200}
 
 
 def _painted(prediction, change) -> bytes:

@@ -139,7 +139,8 @@
     const a = volume.hdr.affine;
     const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
     const b = [0, 1, 2].map((r) => mm[r] - a[r][3]);
-    const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1]) - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
+    const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1])
+                     - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
                      + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
     const whole = det(m);
     return [0, 1, 2].map((c) => Math.round(det(m.map((row, r) => row.map((v, k) => (k === c ? b[r] : v)))) / whole));

@@ -164,6 +164,37 @@ def test_progress_is_pushed_as_server_sent_events_until_the_job_ends(model_folde
     assert [j["id"] for j in listed] == [job["id"]] and listed[0]["state"] == "done"
 
 
+def test_volumes_that_would_expand_past_the_limit_are_refused_with_the_flag_to_change(tmp_path, model_folder,
+                                                                                      small_case):
+    """Decompressed size: four .nii.gz files whose volumes, once read, exceed --max-unzipped-mb."""
+    with client(model=model_folder, backend="ort", max_unzipped_mb=0.1, data_dir=tmp_path / "data") as app:
+        response = upload(app, case_files(small_case))
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"case {small_case.name}: volumes of (32, 32, 24) voxels are too large for " \
+                                        "this server (its --max-unzipped-mb)"
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_a_failed_jobs_one_line_reason_is_its_last_event(tmp_path, model_folder, small_case):
+    import nibabel as nib
+    import numpy as np
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in case_files(small_case):
+        image = nib.load(path)
+        data = np.asarray(image.dataobj, dtype=np.float32)
+        if path.name.endswith("_t2.nii.gz"):
+            data[1, 2, 3] = np.inf
+        nib.save(nib.Nifti1Image(data, image.affine), broken / path.name)
+    with client(model=model_folder, backend="ort") as app:
+        job = upload(app, case_files(broken)).json()
+        with app.stream("GET", f"/api/jobs/{job['id']}/events") as stream:
+            name, last = _events("".join(stream.iter_text()))[-1]
+    assert (name, last["state"]) == ("job", "failed")
+    assert last["error"] == f"case {small_case.name}, file t2.nii.gz: T2 has 1 NaN or infinite voxels"
+
+
 def test_the_events_of_an_expired_job_say_so(model_folder, small_case):
     with client(model=model_folder, backend="ort") as app:
         job = wait_for_job(app, upload(app, case_files(small_case)).json()["id"])

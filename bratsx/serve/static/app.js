@@ -755,7 +755,8 @@
       const m = info.model;
       $("model").textContent = `model ${m.folder}/${m.file} · ${m.backend} on ${m.device} (${m.precision})`;
     }
-    $("limits").textContent = `Uploads up to ${info.max_upload_mb} MB; results are deleted ` +
+    $("limits").textContent = `Uploads up to ${info.max_upload_mb} MB and ${info.max_files} files; at most ` +
+                              `${info.max_queued_jobs} jobs wait in line; results are deleted ` +
                               `${info.expire_minutes} min after they are ready.`;
     $("tab-segment").hidden = !info.segment;
     $("tab-review").hidden = !info.review;

@@ -131,8 +131,16 @@ class ReviewBatch:
         return True
 
     def legend(self, case_id: str, role: str = LABEL_ROLE) -> list[dict[str, Any]]:
-        """The label values and colours of the prediction (or, ``role="reference"``, the reference), its convention
-        read from its values as the report does.
+        """The label values and colours of the prediction (or, ``role="reference"``, the reference).
+
+        Raises:
+            KeyError: no such file.
+            CaseError: its values fit no convention.
+        """
+        return label_legend(self.convention(case_id, role))
+
+    def convention(self, case_id: str, role: str = LABEL_ROLE) -> LabelConvention:
+        """The label convention of the prediction (or the reference), read from its values as the report does.
 
         Raises:
             KeyError: no such file.
@@ -145,7 +153,7 @@ class ReviewBatch:
             data, _ = read_label_file(path, case_id)
             msd = LabelConvention.MSD if entry.case is not None and entry.case.layout is Layout.MSD else None
             self._conventions[key] = label_convention(data, case_id, path, msd)
-        return label_legend(self._conventions[key])
+        return self._conventions[key]
 
     def record(self, case_id: str, verdict: str, comment: str, reviewer: str = "") -> Verdict:
         """Record a verdict (keeping the case's correction, if any) and rewrite ``qc.csv`` atomically.
@@ -168,11 +176,9 @@ class ReviewBatch:
             BratsxError: the correction does not fit the prediction (see :func:`save_correction`), or a file
                 cannot be written.
         """
-        prediction = self.file(case_id, LABEL_ROLE)
-        self.legend(case_id)  # reads the prediction's convention
+        prediction, convention = self.file(case_id, LABEL_ROLE), self.convention(case_id)
         with self._lock:
-            correction = save_correction(content, prediction, self._conventions[(case_id, LABEL_ROLE)],
-                                         self.predictions_dir, case_id)
+            correction = save_correction(content, prediction, convention, self.predictions_dir, case_id)
         changes = {"corrected": correction.path, "corrected_volumes_ml": correction.volumes_text()}
         self._update(case_id, **({"reviewer": reviewer} if reviewer else {}), **changes)
         return correction

@@ -47,8 +47,8 @@ def serve(
                                            "token (made and printed when --token is not given).")
                     ] = default_of(ServeSettings, "host"),
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = default_of(ServeSettings, "port"),
-    token: Annotated[Optional[str], typer.Option(help="Secret every request must carry (the printed address sets "
-                                                      "it as a cookie). [default: none on 127.0.0.1, a new random "
+    token: Annotated[Optional[str], typer.Option(help="Secret every request must carry (the printed address hands "
+                                                      "it to the page). [default: none on 127.0.0.1, a new random "
                                                       "one on other addresses]", show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(case_sensitive=False, help="Inference engine; auto picks the "
                                                  "fastest installed.")] = default_of(ServeSettings, "backend"),
@@ -66,6 +66,13 @@ def serve(
     jobs_per_model: Annotated[int, typer.Option(min=1, help="Jobs segmented at once (each holds a case in "
                                                 "memory).")] = default_of(ServeSettings, "jobs_per_model"),
     labels: LabelsOption = None,
+    max_files: Annotated[int, typer.Option(min=1, help="Most files one upload may hold.")
+                         ] = default_of(ServeSettings, "max_files"),
+    max_zip_members: Annotated[int, typer.Option(min=1, help="Most entries a .zip upload may hold.")
+                               ] = default_of(ServeSettings, "max_zip_members"),
+    max_queued_jobs: Annotated[int, typer.Option(min=1, help="Most jobs waiting to start; further uploads are "
+                                                 "refused until one starts.")] = default_of(ServeSettings,
+                                                                                            "max_queued_jobs"),
     workspace: WorkspaceOption = None,
 ) -> None:
     """Start the web app and print its address: upload a case (four NIfTI files or a .zip of the case folder),
@@ -76,9 +83,7 @@ def serve(
     pip install 'bratsx[serve]'.
     """
     try:
-        import uvicorn
-
-        from ..serve.app import create_app
+        from ..serve.app import listen, run_server
         from ..serve.state import AppState
     except ImportError as error:
         raise BratsxError(f"bratsx serve needs the serve extra ({error.name} is missing): pip install "
@@ -89,17 +94,24 @@ def serve(
     settings = ServeSettings(
         model=model, backend=backend, threads=threads, host=host, port=port, token=token, data_dir=data_dir,
         max_upload_mb=max_upload_mb, max_unzipped_mb=max_unzipped_mb, expire_minutes=expire_minutes,
-        jobs_per_model=jobs_per_model, cases_dir=cases, predictions_dir=predictions, labels=labels)
+        jobs_per_model=jobs_per_model, max_files=max_files, max_zip_members=max_zip_members,
+        max_queued_jobs=max_queued_jobs, cases_dir=cases, predictions_dir=predictions, labels=labels)
     if model is None:
         settings = dataclasses.replace(settings, model=_default_model(workspace, settings.review))
-    state = AppState.open(settings)
+    sock = listen(host, port)  # before anything is opened or printed: a port in use is reported, not announced
+    try:
+        state = AppState.open(settings)
+    except BaseException:
+        sock.close()
+        raise
     shown = f"[{host}]" if ":" in host else host
-    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    address = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
     if generated:
         console.print("a token was made for this server (--host is not a loopback address); share it only with "
                       "its users")
     console.print(f"bratsx serve: open {escape(address)}  (Ctrl-C stops it)")
     try:
-        uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+        run_server(state, sock)
     finally:
-        state.close()  # also when the server never started (the port was taken)
+        sock.close()
+        state.close()

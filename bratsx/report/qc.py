@@ -15,8 +15,10 @@ from ..errors import BratsxError
 
 __all__ = ["FORMULA_PREFIXES", "QC_COLUMNS", "VERDICTS", "Verdict", "read_qc"]
 
-#: Columns of ``qc.csv``, in order.
-QC_COLUMNS = ("case_id", "verdict", "comment", "reviewer", "time")
+#: Columns of ``qc.csv``, in order; the last two (a correction saved by ``bratsx serve``: its file and volumes)
+#: may be absent from files written before them.
+QC_COLUMNS = ("case_id", "verdict", "comment", "reviewer", "time", "corrected", "corrected_volumes_ml")
+_OPTIONAL_COLUMNS = ("corrected", "corrected_volumes_ml")
 #: Verdicts a reviewer can give (an empty verdict: not reviewed, possibly with a comment).
 VERDICTS = ("pass", "fail")
 #: First characters that make a spreadsheet cell a formula; such cells are written with a leading ``'``.
@@ -25,12 +27,15 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 @dataclass(frozen=True)
 class Verdict:
-    """One case's review: ``pass``, ``fail`` or empty, a comment, who and when (ISO 8601, UTC)."""
+    """One case's review: ``pass``, ``fail`` or empty, a comment, who and when (ISO 8601, UTC), and a correction
+    saved in the web app (its file relative to the predictions folder, its volumes as ``WT=12.345;TC=...``)."""
 
     verdict: str = ""
     comment: str = ""
     reviewer: str = ""
     time: str = ""
+    corrected: str = ""
+    corrected_volumes_ml: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """The verdict as the report's JavaScript stores it."""
@@ -55,10 +60,10 @@ def read_qc(path: Path) -> dict[str, Verdict]:
             columns = set(reader.fieldnames or ())
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise BratsxError(f"{path}: cannot read the QC file ({error})") from error
-    missing = [c for c in QC_COLUMNS if c not in columns]
+    missing = [c for c in QC_COLUMNS if c not in columns and c not in _OPTIONAL_COLUMNS]
     if missing:
         raise BratsxError(f"{path}: not a bratsx qc.csv, columns {', '.join(missing)} are missing "
-                          f"(expected {', '.join(QC_COLUMNS)})")
+                          f"(expected {', '.join(c for c in QC_COLUMNS if c not in _OPTIONAL_COLUMNS)})")
     verdicts = {}
     for line, row in enumerate(rows, start=2):
         cells = {c: _unguard(row.get(c) or "") for c in QC_COLUMNS}

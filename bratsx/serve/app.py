@@ -6,21 +6,24 @@ and closes the state (queue, model, temporary folder) when it stops.
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from ..errors import BratsxError
 from .routes import files, jobs, review
 from .security import Guard
 from .state import AppState
 
-__all__ = ["create_app", "serving"]
+__all__ = ["create_app", "listen", "run_server", "serving"]
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -52,6 +55,34 @@ def create_app(state: AppState) -> FastAPI:
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, before anything is printed: an address in use is reported, never announced.
+
+    Raises:
+        BratsxError: the port is taken (another server listens there) or the address cannot be used.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: no wait after a restart
+        sock.bind((host.strip("[]"), port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise BratsxError(f"port {port} on {host} is taken: another server listens there; choose another "
+                              "--port") from None
+        raise BratsxError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    return sock
+
+
+def _server(state: AppState) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning"))
+
+
+def run_server(state: AppState, sock: socket.socket) -> None:
+    """Serve ``state`` on the bound ``sock`` until interrupted (``bratsx serve``)."""
+    _server(state).run(sockets=[sock])
+
+
 @contextmanager
 def serving(state: AppState, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0) -> Iterator[str]:
     """Serve ``state`` with uvicorn in a background thread of this process (tests, measurements).
@@ -68,11 +99,8 @@ def serving(state: AppState, host: str = "127.0.0.1", port: int = 0, timeout_s: 
     Raises:
         RuntimeError: the server did not start in time.
     """
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning"))
+    sock = listen(host, port)
+    server = _server(state)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bratsx-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s

@@ -145,6 +145,16 @@ class JobQueue:
             position = running + self._waiting.index(job_id) if job_id in self._waiting else None
             return job.describe(position)
 
+    def waiting(self) -> int:
+        """How many jobs wait to start (the server bounds it: ``--max-queued-jobs``)."""
+        with self._lock:
+            return len(self._waiting)
+
+    def ids(self) -> list[str]:
+        """The ids of every job not yet expired, oldest first (the page's case list)."""
+        with self._lock:
+            return list(self._jobs)
+
     def get(self, job_id: str) -> Job:
         """A job (:class:`KeyError` when unknown or expired)."""
         with self._lock:

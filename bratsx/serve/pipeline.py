@@ -27,6 +27,7 @@ from ..report.colors import TISSUE_COLORS, TISSUE_NAMES
 from ..report.flags import Evidence, compute_flags, flag_explanations
 from ..runtime.models import OpenedModel
 from ..runtime.segment import segment_case
+from .focus import tumour_focus_mm
 from .jobs import Job, Progress
 
 __all__ = ["OUTPUT_FOLDER", "OVERLAY_NAME", "RESULT_NAME", "SEGMENTATION_NAME", "describe_flags", "json_safe",
@@ -143,6 +144,7 @@ def segment_job(job: Job, model: OpenedModel, progress: Progress) -> dict[str, A
         "shape": list(geometry.shape),
         "spacing": list(geometry.spacing),
         "orientation": geometry.orientation,
+        "focus_mm": tumour_focus_mm(seg_path, case_id),
         "model": model_description(model),
     })
     write_bytes_atomic(output_file(job.folder, RESULT_NAME), (json.dumps(result, indent=1) + "\n").encode())

@@ -1,11 +1,14 @@
 """The checks every request passes before the app sees it, in one ASGI middleware.
 
-* **Token** (when the server has one): the ``X-Bratsx-Token`` header, an ``Authorization: Bearer``
-  header or the ``bratsx_token`` cookie must hold it (compared in constant time). Opening any page
-  with ``?token=...`` once sets the cookie (HttpOnly, SameSite=Strict) and redirects to the page
-  without the token in its address.
-* **Host** (without a token): only ``127.0.0.1``, ``localhost`` and ``[::1]`` are served, so a web
-  page elsewhere cannot reach the app through DNS rebinding.
+* **Token** (when the server has one): every ``/api/`` request must carry it in the ``X-Bratsx-Token``
+  header or an ``Authorization: Bearer`` header (compared in constant time). The page and its static
+  files (the app's own code, no data) are served without it. The page keeps the token in the
+  browser's ``localStorage``, which belongs to one origin (scheme, host **and port**): no cookie
+  holds it, since cookies are not bound to a port and would reach every other service on the same
+  host. The printed address carries it in the fragment (``/#token=...``, never sent to a server);
+  ``?token=...`` is accepted too, checked, and redirected to the fragment form.
+* **Host** (without a token): only loopback names are served (``localhost``, ``127.0.0.0/8``,
+  ``[::1]``), so a web page elsewhere cannot reach the app through DNS rebinding.
 * **Origin**: a request that changes something (POST, PUT, PATCH, DELETE) from a page of another
   origin is refused, so no other site can submit jobs or verdicts through the user's browser.
 * **Size**: a request body larger than the limit is refused, by its ``Content-Length`` before
@@ -19,13 +22,14 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["COOKIE_NAME", "CSP", "TOKEN_HEADER", "Guard"]
+from .settings import is_loopback
+
+__all__ = ["CSP", "TOKEN_HEADER", "Guard"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,13 +37,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-COOKIE_NAME = "bratsx_token"
 TOKEN_HEADER = "x-bratsx-token"
 #: What a page of the app may load: only the app's own files (NiiVue's images may be blobs).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+#: What is served without the token: the page and its static files (code, no data).
+_PUBLIC_PREFIXES = ("/static/",)
+_PUBLIC_PATHS = ("/",)
 _UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
             (b"x-frame-options", b"DENY"), (b"content-security-policy", CSP.encode())]
@@ -64,19 +69,18 @@ def _host_name(host: str) -> str:
 
 
 def _carries(headers: dict[str, str], token: str) -> bool:
-    """Whether a request's headers or cookie hold ``token``."""
+    """Whether a request's headers hold ``token``."""
     candidates = [headers.get(TOKEN_HEADER, "")]
     authorization = headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         candidates.append(authorization[7:].strip())
-    cookie: SimpleCookie = SimpleCookie()
-    try:
-        cookie.load(headers.get("cookie", ""))
-    except Exception:  # a malformed cookie header carries no token
-        cookie = SimpleCookie()
-    if COOKIE_NAME in cookie:
-        candidates.append(cookie[COOKIE_NAME].value)
     return any(hmac.compare_digest(c.encode(), token.encode()) for c in candidates if c)
+
+
+def _public(scope: Scope) -> bool:
+    """Whether a request reads the page or its static files (served without the token)."""
+    path = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and (path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES))
 
 
 class Guard:
@@ -106,15 +110,15 @@ class Guard:
             if given:
                 await _token_login(scope, send, self.token, given[-1], [(k, v) for k, v in query if k != "token"])
                 return
-            if not _carries(headers, self.token):
+            if not _public(scope) and not _carries(headers, self.token):
                 await _answer(send, 401, "this bratsx server needs its token: open the address it printed "
-                                         "(…/?token=…), or send the X-Bratsx-Token header")
+                                         "(…/#token=…), or send the X-Bratsx-Token header")
                 return
         await self._limited(scope, receive, _with_headers(send, scope["path"].startswith("/api/")))
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if self.token is None and _host_name(host) not in _LOCAL_HOSTS:
+        if self.token is None and not is_loopback(_host_name(host).strip("[]")):
             return 403, f"host {host!r} is not served: open the app at http://127.0.0.1 (or give the server --token)"
         origin = headers.get("origin")
         if scope["method"] in _UNSAFE_METHODS and origin is not None and origin.split("://", 1)[-1] != host:
@@ -151,15 +155,13 @@ class Guard:
 
 
 async def _token_login(scope: Scope, send: Send, token: str, given: str, rest: list[tuple[str, str]]) -> None:
-    """Answer a ``?token=`` address: the cookie and a redirect to the same page without the token."""
+    """Answer a ``?token=`` address: a redirect to the same page with the token in the fragment (no cookie)."""
     if not hmac.compare_digest(given.encode(), token.encode()):
         await _answer(send, 401, "wrong token")
         return
-    location = scope["path"] + (f"?{urlencode(rest)}" if rest else "")
-    cookie = f"{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
+    location = scope["path"] + (f"?{urlencode(rest)}" if rest else "") + f"#token={quote(token)}"
     await send({"type": "http.response.start", "status": 303,
-                "headers": [(b"location", location.encode("latin-1")), (b"set-cookie", cookie.encode()),
-                            (b"cache-control", b"no-store"), *_HEADERS]})
+                "headers": [(b"location", location.encode("latin-1")), (b"cache-control", b"no-store"), *_HEADERS]})
     await send({"type": "http.response.body", "body": b""})
 
 

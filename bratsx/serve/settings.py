@@ -41,12 +41,14 @@ class ServeSettings:
         threads: CPU threads of the backend (``None``: all cores).
         host: address to bind; anything but a loopback address needs ``token``.
         port: TCP port.
-        token: the secret every request must carry (header, or the cookie the token URL sets);
-            ``None``: no check (loopback only).
+        token: the secret every API request must carry (a header the page sends; the printed address hands it
+            to the page); ``None``: no check (loopback only).
         data_dir: where job folders go; ``None``: a fresh temporary folder, deleted at exit.
         max_upload_mb: largest request body accepted (a BraTS case is 10-150 MB).
         max_unzipped_mb: most bytes a ``.zip`` upload may expand to.
         max_zip_members: most entries a ``.zip`` upload may hold.
+        max_files: most files one upload may hold (four sequences and a reference are five).
+        max_queued_jobs: most jobs waiting to start; an upload beyond it is refused until one starts.
         expire_minutes: a finished job's files are deleted this long after it ends.
         jobs_per_model: jobs segmented at once per model (each one holds a case in memory).
         cases_dir: review mode: the cases a ``bratsx infer`` run segmented.
@@ -65,6 +67,8 @@ class ServeSettings:
     max_upload_mb: float = 200.0
     max_unzipped_mb: float = 1024.0
     max_zip_members: int = 64
+    max_files: int = 8
+    max_queued_jobs: int = 16
     expire_minutes: float = 60.0
     jobs_per_model: int = 1
     cases_dir: Path | None = None
@@ -83,8 +87,9 @@ class ServeSettings:
         for name in ("max_upload_mb", "max_unzipped_mb", "expire_minutes"):
             if getattr(self, name) <= 0:
                 raise BratsxError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.jobs_per_model < 1 or self.max_zip_members < 1:
-            raise BratsxError("jobs-per-model and max-zip-members must be at least 1")
+        for name in ("jobs_per_model", "max_zip_members", "max_files", "max_queued_jobs"):
+            if getattr(self, name) < 1:
+                raise BratsxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
     @property
     def review(self) -> bool:

@@ -106,4 +106,5 @@ class AppState:
         settings = self.settings
         return {"version": __version__, "segment": self.model is not None, "review": self.review is not None,
                 "model": model_description(self.model) if self.model is not None else None,
-                "max_upload_mb": settings.max_upload_mb, "expire_minutes": settings.expire_minutes}
+                "max_upload_mb": settings.max_upload_mb, "max_files": settings.max_files,
+                "max_queued_jobs": settings.max_queued_jobs, "expire_minutes": settings.expire_minutes}

@@ -7,7 +7,10 @@ sequence (as discovery reads names), which the user may correct. A ``.zip`` is e
 member after checks: no absolute path, no ``..``, no link, no encrypted member, at most
 ``max_members`` entries and ``max_bytes`` bytes once expanded (counted while extracting, not taken
 from the archive's own claims), every path component reduced to the same safe characters. Only
-NIfTI files are extracted; the case is then found by :func:`bratsx.cases.discover` in any layout.
+NIfTI files are extracted; the case is then found by :func:`bratsx.cases.discover` in any layout
+(:func:`case_from_zip`): folders that only hold one folder (a zip of the folder above the case) are
+entered, and files at the archive's root are moved into a case folder named after them (their common
+prefix, else the archive's name), so that the case never takes the server's own folder name.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from ..errors import BratsxError, LabelError
 from ..imageio import inspect_case
 from ..labels import MODALITY_ORDER, LabelConvention
 
-__all__ = ["LABEL_ROLE", "ROLES", "UploadedFile", "case_from_folder", "case_id_from_names", "extract_zip",
-           "guess_role", "stage_files"]
+__all__ = ["LABEL_ROLE", "ROLES", "UploadedFile", "case_from_folder", "case_from_zip", "case_id_from_names",
+           "extract_zip", "guess_role", "stage_files"]
 
 #: What an uploaded file can be: one of the four sequences, or the reference segmentation.
 LABEL_ROLE = "seg"
@@ -76,7 +79,13 @@ def case_id_from_names(names: Sequence[str]) -> str:
     stems = [PurePosixPath(n.replace("\\", "/")).name for n in names]
     prefix = os.path.commonprefix(stems) if len(stems) > 1 else ""
     cut = max(prefix.rfind(separator) for separator in "_-.")
-    return _safe_component(prefix[:cut] if cut > 0 else prefix).strip("_-.")[:_MAX_ID] or "case"
+    return _case_id(prefix[:cut] if cut > 0 else prefix)
+
+
+def _case_id(text: str) -> str:
+    """``text`` as a case id: safe characters, no leading or trailing separator, at most 64 characters, else
+    ``case``."""
+    return _safe_component(text).strip("_-.")[:_MAX_ID] or "case"
 
 
 def _convention_of(names: Sequence[str]) -> LabelConvention | None:
@@ -107,6 +116,9 @@ def stage_files(files: Sequence[UploadedFile], folder: Path, max_bytes: int | No
         if _nifti_suffix(upload.name) is None:
             raise BratsxError(f"{upload.name}: not a NIfTI file (.nii or .nii.gz); upload the four sequences, or one "
                               ".zip of the case folder")
+        if not upload.role:
+            raise BratsxError(f"{upload.name}: no sequence chosen (its name says none); choose one of "
+                              f"{', '.join(ROLES)}")
         if upload.role not in ROLES:
             raise BratsxError(f"{upload.name}: unknown sequence {upload.role!r}; choose one of {', '.join(ROLES)}")
         if upload.role in by_role:
@@ -188,6 +200,36 @@ def extract_zip(archive: Path, upload: str, folder: Path, max_members: int, max_
                         raise BratsxError(f"{upload}: expands to more than {max_bytes // (1024 * 1024)} MB; refused "
                                           "(the server's --max-unzipped-mb)")
                     sink.write(chunk)
+
+
+def _niftis(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and _nifti_suffix(p.name) is not None)
+
+
+def case_from_zip(folder: Path, upload: str, max_bytes: int | None = None) -> Case:
+    """The one case an extracted ``.zip`` holds, wherever in the archive's folders it lies.
+
+    Args:
+        folder: the folder :func:`extract_zip` wrote into.
+        upload: the archive's name as the browser gave it (names files at the archive's root when they share
+            no prefix).
+        max_bytes: as :func:`case_from_folder`.
+
+    Raises:
+        BratsxError: as :func:`case_from_folder`.
+    """
+    root = folder
+    while not _niftis(root) and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir():
+        root = entries[0]  # a zip of the folder above the case (or above that)
+    loose = _niftis(root)
+    if root == folder and loose:
+        case_id = case_id_from_names([p.name for p in loose])
+        if case_id == "case":
+            case_id = _case_id(PurePosixPath(upload.replace("\\", "/")).stem)
+        (folder / case_id).mkdir()
+        for path in loose:
+            path.rename(folder / case_id / path.name)
+    return case_from_folder(root, max_bytes)
 
 
 def case_from_folder(folder: Path, max_bytes: int | None = None) -> Case:

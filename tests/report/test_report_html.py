@@ -131,7 +131,8 @@ def test_qc_csv_round_trip_shows_earlier_verdicts_in_the_rebuilt_report(tmp_path
     assert data["qc"][HOSTILE_ID]["verdict"] == "fail"
     assert data["qc"][HOSTILE_ID]["comment"] == '-ET missed, "see" coronal'
     assert data["qc"]["plain_002"] == {"verdict": "pass", "comment": "", "reviewer": "dr. b",
-                                       "time": "2024-05-01T10:05:00.000Z"}
+                                       "time": "2024-05-01T10:05:00.000Z", "corrected": "",
+                                       "corrected_volumes_ml": ""}
     assert data["qcColumns"] == list(QC_COLUMNS)
 
 

@@ -191,16 +191,37 @@ def test_another_address_needs_a_token_and_every_request_is_checked(batch):
     with pytest.raises(BratsxError, match="at least 16 characters"):
         ServeSettings(host="0.0.0.0", token="short", cases_dir=cases, predictions_dir=predictions)
     with client(host="0.0.0.0", token=TOKEN, cases_dir=cases, predictions_dir=predictions) as app:
-        for path in ("/", "/api/info", "/static/app.js", "/api/review/cases"):
+        for path in ("/api/info", "/api/review/cases", f"/api/review/cases/{HOSTILE_ID}/volumes/flair"):
             assert app.get(path).status_code == 401
+        for path in ("/", "/static/app.js"):  # the app's own code, no data: the page must load to send the token
+            assert app.get(path).status_code == 200
+        assert app.post("/", headers={"Origin": LOCAL}).status_code == 401
         assert app.get("/api/info", headers={"X-Bratsx-Token": "wrong"}).status_code == 401
         assert app.get("/api/info", headers={"X-Bratsx-Token": TOKEN}).status_code == 200
         assert app.get("/api/info", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert app.get("/?token=wrong", follow_redirects=False).status_code == 401
         login = app.get(f"/?token={TOKEN}", follow_redirects=False)
-        assert login.status_code == 303 and login.headers["location"] == "/"
-        assert "HttpOnly" in login.headers["set-cookie"] and "SameSite=Strict" in login.headers["set-cookie"]
-        assert app.get("/static/app.js").status_code == 200  # the cookie now carries the token
+        assert login.status_code == 303 and login.headers["location"] == f"/#token={TOKEN}"
+
+
+def test_the_token_never_goes_into_a_cookie_that_other_ports_of_the_host_would_receive(batch):
+    """Defect 5: cookies are not bound to a port, so no cookie may carry the token; a cookie holding it opens
+    nothing either (only the header, which the page sends from its origin's own storage, does)."""
+    cases, predictions = batch
+    with client(host="0.0.0.0", token=TOKEN, cases_dir=cases, predictions_dir=predictions) as app:
+        answers = [app.get(f"/?token={TOKEN}", follow_redirects=False), app.get("/"), app.get("/static/app.js"),
+                   app.get("/api/info", headers={"X-Bratsx-Token": TOKEN})]
+        assert all("set-cookie" not in answer.headers for answer in answers)
+        assert app.get("/api/info", headers={"Cookie": f"bratsx_token={TOKEN}"}).status_code == 401
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "localhost", "[::1]"])
+def test_every_loopback_address_is_served_without_a_token(batch, host):
+    """Defect 4: --host 127.0.0.2 made no token (a loopback address) yet refused every request to it."""
+    cases, predictions = batch
+    with client(host=host.strip("[]"), cases_dir=cases, predictions_dir=predictions) as app:
+        assert app.get("/api/info", headers={"Host": f"{host}:8000"}).status_code == 200
+        assert app.get("/api/info", headers={"Host": "127.0.0.2.attacker.example:8000"}).status_code == 403
 
 
 def test_other_host_names_and_cross_origin_writes_are_refused(batch):

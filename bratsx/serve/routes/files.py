@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from ...labels import Modality
 from ..jobs import Job, JobState
 from ..pipeline import OVERLAY_NAME, RESULT_NAME, SEGMENTATION_NAME, output_file, sequence_frames
+from ..review import REFERENCE_ROLE
 from ..state import AppState
 from ..uploads import LABEL_ROLE
 from .common import app_state
@@ -77,11 +78,11 @@ def download(job: Annotated[Job, Depends(find_job)], what: str) -> FileResponse:
 
 @router.get("/api/review/cases/{case_id}/volumes/{role}")
 def review_volume(state: Annotated[AppState, Depends(app_state)], case_id: str, role: str) -> FileResponse:
-    """A reviewed case's sequence or prediction (``seg``), only from inside the review's folders."""
+    """A reviewed case's sequence, prediction (``seg``) or reference, only from inside the review's folders."""
     if state.review is None:
         raise HTTPException(404, "this server reviews no batch")
     try:
-        if role != LABEL_ROLE:
+        if role not in (LABEL_ROLE, REFERENCE_ROLE):
             Modality(role)
         path = state.review.file(case_id, role)
     except (KeyError, ValueError):

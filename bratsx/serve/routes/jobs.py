@@ -1,4 +1,5 @@
-"""Uploads and jobs: what the server offers, guessing sequences from names, submitting a case, its progress."""
+"""Uploads and jobs: what the server offers, guessing sequences from names, submitting a case, the jobs, their
+progress (pushed as server-sent events)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import re
 import shutil
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from ...errors import BratsxError
 from ...labels import LabelConvention
 from ...runtime.segment import SegmentOptions
+from ..events import EVENT_STREAM, job_events
 from ..jobs import Job, JobQueue, new_job_folder
 from ..pipeline import sequence_frames
 from ..state import AppState
-from ..uploads import UploadedFile, case_from_folder, extract_zip, guess_role, stage_files
+from ..uploads import UploadedFile, case_from_zip, extract_zip, guess_role, stage_files
 from .common import app_state
 
 __all__ = ["router"]
@@ -66,6 +69,9 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
     settings = state.settings
     if not files:
         raise BratsxError("no file uploaded: choose the four sequences, or one .zip of the case folder")
+    if len(files) > settings.max_files:
+        raise BratsxError(f"{len(files)} files uploaded, more than the {settings.max_files} this server takes at once "
+                          "(its --max-files): upload one case, four sequences and optionally its reference")
     names = [f.filename or "unnamed" for f in files]
     try:
         chosen = LabelConvention(convention) if convention else None
@@ -82,7 +88,7 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
                 shutil.copyfileobj(files[0].file, target, 1024 * 1024)
             extract_zip(archive, names[0], upload, settings.max_zip_members, settings.max_unzipped_bytes)
             archive.unlink()
-            case, implied = case_from_folder(upload, settings.max_unzipped_bytes), None
+            case, implied = case_from_zip(upload, names[0], settings.max_unzipped_bytes), None
             inputs = {"zip": names[0]}
         else:
             given = roles or [guess_role(n)["role"] or "" for n in names]
@@ -105,13 +111,45 @@ def submit(
     roles: Annotated[list[str], Form(description="The sequence of each file: flair, t1, t1ce, t2 or seg")] = [],
     convention: Annotated[str, Form(description="Label values of the output (default: as the input's)")] = "",
 ) -> dict[str, Any]:
-    """Upload a case and queue it; answers the job (422 with the loader's one-line message when the upload is bad)."""
+    """Upload a case and queue it; answers the job (422 with the loader's one-line message when the upload is bad,
+    429 when the queue is full)."""
+    limit = state.settings.max_queued_jobs
+    if queue.waiting() >= limit:
+        raise HTTPException(429, f"{limit} jobs already wait to start, the most this server queues (its "
+                                 "--max-queued-jobs): upload again when one has started")
     try:
         job = _upload(state, files, roles, convention)
     except BratsxError as error:
         raise HTTPException(422, str(error)) from None
     queue.submit(job)
     return _describe(queue, job)
+
+
+@router.get("/jobs")
+def listing(queue: Annotated[JobQueue, Depends(job_queue)]) -> list[dict[str, Any]]:
+    """Every job not yet expired, oldest first (the page's case list)."""
+    listed = []
+    for job_id in queue.ids():
+        try:
+            listed.append(queue.describe(job_id))
+        except KeyError:  # expired in between
+            continue
+    return listed
+
+
+@router.get("/jobs/{job_id}/events")
+def events(job: Annotated[Job, Depends(find_job)], queue: Annotated[JobQueue, Depends(job_queue)],
+           request: Request) -> StreamingResponse:
+    """The job's progress as server-sent events, until it is done or failed (see :mod:`bratsx.serve.events`)."""
+
+    def read() -> dict[str, Any] | None:
+        try:
+            return _describe(queue, job)
+        except KeyError:
+            return None
+
+    return StreamingResponse(job_events(read, request.is_disconnected), media_type=EVENT_STREAM,
+                             headers={"X-Accel-Buffering": "no"})
 
 
 @router.get("/jobs/{job_id}")

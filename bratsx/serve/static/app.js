@@ -1,22 +1,40 @@
 // bratsx serve: upload a case, follow its job, view it with NiiVue, download it; review a batch.
 // Every string from the server or a file name is shown with textContent, never parsed as HTML.
+// Every request carries the server's token (when it has one) in a header: the token lives in this origin's
+// localStorage (bound to the port, unlike a cookie), handed over once by the printed address's #token=...
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const POLL_MS = 400;
   const LABEL_VOLUME = "seg.nii.gz";
+  const TOKEN_KEY = "bratsx-token";
+  const REVIEWER_KEY = "bratsx-reviewer";
   const ROLE_NAMES = { flair: "FLAIR", t1: "T1", t1ce: "T1ce", t2: "T2", seg: "reference segmentation" };
   const VIEWS = { multiplanar: "sliceTypeMultiplanar", axial: "sliceTypeAxial", coronal: "sliceTypeCoronal",
                   sagittal: "sliceTypeSagittal", render: "sliceTypeRender" };
 
-  // What the tests and measurements read: the page's state and timings (performance.now(), ms).
-  const page = { info: null, job: null, timings: {}, viewer: null };
+  // What the tests and measurements read: the page's state, timings (performance.now(), ms) and pushed events.
+  const page = { info: null, job: null, timings: {}, viewer: null, events: 0 };
   window.bratsx = page;
 
-  const viewer = { nv: null, base: null, sequences: {}, labels: null, hidden: new Set(), background: null };
+  const viewer = { nv: null, base: null, sequences: {}, labels: null, labelRole: "seg", reference: null,
+                   hidden: new Set(), background: null, focus: null };
 
   function setState(name) { document.body.dataset.state = name; }
+
+  // ---------------------------------------------------------------- requests
+  function takeToken() {
+    const match = /(?:^#|&)token=([^&]*)/.exec(window.location.hash);
+    if (match) {
+      window.localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  }
+
+  function authHeaders(extra = {}) {
+    const token = window.localStorage.getItem(TOKEN_KEY);
+    return token ? { ...extra, "X-Bratsx-Token": token } : extra;
+  }
 
   function message(body, response) {
     if (body && typeof body.detail === "string") return body.detail;
@@ -24,12 +42,18 @@
     return `${response.status} ${response.statusText}`;
   }
 
+  async function request(path, options = {}) {
+    const response = await fetch(path, { credentials: "omit", ...options, headers: authHeaders(options.headers) });
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (_) { body = null; }
+      throw new Error(message(body, response));
+    }
+    return response;
+  }
+
   async function api(path, options = {}) {
-    const response = await fetch(path, { credentials: "same-origin", ...options });
-    let body = null;
-    try { body = await response.json(); } catch (_) { body = null; }
-    if (!response.ok) throw new Error(message(body, response));
-    return body;
+    return (await request(path, options)).json();
   }
 
   function showError(element, text) {
@@ -45,6 +69,8 @@
   }
 
   function clear(element) { while (element.firstChild) element.removeChild(element.firstChild); }
+
+  function fixed(value, digits) { return value === undefined || value === null ? "" : value.toFixed(digits); }
 
   function fillFlags(list, flags) {
     clear(list);
@@ -63,6 +89,8 @@
     const nv = new niivue.Niivue({
       backColor: [0, 0, 0, 1], crosshairColor: [0.25, 0.55, 1, 1], crosshairWidth: 0.25, crosshairWidthUnit: "percent",
       multiplanarShowRender: niivue.SHOW_RENDER.ALWAYS, show3Dcrosshair: true, dragAndDropEnabled: false,
+      // as the report's overlay picture (bratsx/report/overlay.py): sagittal slices with anterior on screen left
+      sagittalNoseLeft: true,
     });
     await nv.attachTo("gl");
     nv.setRadiologicalConvention(true);
@@ -105,9 +133,22 @@
     return label ? label.name : `value ${value}`;
   }
 
+  // The voxel of the file itself (its own index order, from 0, as nibabel or ITK-SNAP count) at a point in mm:
+  // NiiVue's location.vox counts in its RAS-reordered copy, which differs for any file not stored RAS.
+  function fileVoxel(volume, mm) {
+    const a = volume.hdr.affine;
+    const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+    const b = [0, 1, 2].map((r) => mm[r] - a[r][3]);
+    const det = (q) => q[0][0] * (q[1][1] * q[2][2] - q[1][2] * q[2][1])
+                     - q[0][1] * (q[1][0] * q[2][2] - q[1][2] * q[2][0])
+                     + q[0][2] * (q[1][0] * q[2][1] - q[1][1] * q[2][0]);
+    const whole = det(m);
+    return [0, 1, 2].map((c) => Math.round(det(m.map((row, r) => row.map((v, k) => (k === c ? b[r] : v)))) / whole));
+  }
+
   function showLocation(location) {
-    if (!location || !location.vox) return;
-    const parts = [`voxel ${Array.from(location.vox).join(", ")}`];
+    if (!location || !location.mm || !viewer.nv || !viewer.nv.volumes.length) return;
+    const parts = [`voxel ${fileVoxel(viewer.nv.volumes[0], location.mm).join(", ")}`];
     const values = location.values || [];
     if (values.length > 0) parts.push(`${ROLE_NAMES[viewer.background] || ""} ${Number(values[0].value).toFixed(1)}`);
     if (viewer.labels && values.length > 1) parts.push(`label: ${labelName(values[1].value)}`);
@@ -124,6 +165,8 @@
       select.appendChild(option);
     }
     select.value = viewer.background;
+    $("overlay-choice").hidden = !viewer.reference;
+    $("overlay-source").value = viewer.labelRole;
     const toggles = $("label-toggles");
     clear(toggles);
     for (const label of viewer.labels || []) {
@@ -148,27 +191,67 @@
     }
   }
 
-  async function loadVolumes() {
+  async function volumeBytes(role) {
+    return (await request(`${viewer.base}/volumes/${role}`)).arrayBuffer();
+  }
+
+  function showWindow() {
+    const background = viewer.nv.volumes[0];
+    $("window-min").value = Number(background.cal_min.toPrecision(4));
+    $("window-max").value = Number(background.cal_max.toPrecision(4));
+  }
+
+  function setWindow() {
+    const low = Number($("window-min").value);
+    const high = Number($("window-max").value);
+    if (!viewer.nv || !viewer.nv.volumes.length || !(high > low)) return;
+    viewer.nv.volumes[0].cal_min = low;
+    viewer.nv.volumes[0].cal_max = high;
+    viewer.nv.updateGLVolume();
+  }
+
+  // Load the background and the labels; the crosshair goes to the tumour on a new case, and stays where it is
+  // when only the background changes; the readout is refreshed either way.
+  async function loadVolumes(newCase) {
     const nv = await ensureViewer();
     document.body.dataset.viewer = "loading";
-    const frame = viewer.sequences[viewer.background];
-    const background = { url: `${viewer.base}/volumes/${viewer.background}`, name: `${viewer.background}.nii.gz`,
-                         colormap: "gray" };
-    if (frame !== null && frame !== undefined) background.frame4D = frame;
-    const volumes = [background];
-    if (viewer.labels) {
-      volumes.push({ url: `${viewer.base}/volumes/seg`, name: LABEL_VOLUME, opacity: Number($("opacity").value) });
+    showError($("viewer-error"), "");
+    const kept = newCase ? null : Array.from(nv.scene.crosshairPos);
+    try {
+      const frame = viewer.sequences[viewer.background];
+      // NiiVue takes the bytes as the url (an ArrayBuffer), the file type from the name
+      const background = { url: await volumeBytes(viewer.background), name: `${viewer.background}.nii.gz`,
+                           colormap: "gray" };
+      if (frame !== null && frame !== undefined) background.frame4D = frame;
+      const volumes = [background];
+      if (viewer.labels) {
+        volumes.push({ url: await volumeBytes(viewer.labelRole), name: LABEL_VOLUME,
+                       opacity: Number($("opacity").value) });
+      }
+      nv.setSliceType(nv[VIEWS[$("view").value]]);
+      await nv.loadVolumes(volumes);
+    } catch (error) {
+      document.body.dataset.viewer = "failed";
+      showError($("viewer-error"), `the viewer cannot show this case: ${error.message}`);
+      return;
     }
-    nv.setSliceType(nv[VIEWS[$("view").value]]);
-    await nv.loadVolumes(volumes);
+    if (kept) nv.scene.crosshairPos = kept;
+    else if (viewer.focus) nv.scene.crosshairPos = nv.mm2frac(viewer.focus);
+    nv.drawScene();
+    nv.createOnLocationChange();
+    showWindow();
     document.body.dataset.viewer = "shown";
   }
 
-  // Show a case: base URL of its volumes, its background sequences ({role: frame}), its labels (or null).
-  async function showCase(base, sequences, labels) {
+  // Show a case: base URL of its volumes, its background sequences ({role: frame}), its labels (or null), where the
+  // tumour is (mm, or null) and the reference's labels (review, or null).
+  async function showCase(base, sequences, labels, focus, reference = null) {
     viewer.base = base;
     viewer.sequences = sequences || {};
     viewer.labels = labels;
+    viewer.labelRole = "seg";
+    viewer.reference = labels ? reference : null;
+    viewer.focus = focus || null;
     viewer.hidden = new Set();
     const roles = Object.keys(viewer.sequences);
     viewer.background = roles.includes("t1ce") ? "t1ce" : roles[0];
@@ -177,12 +260,18 @@
       document.body.dataset.viewer = "none";
       return;
     }
-    await loadVolumes();
+    await loadVolumes(true);
   }
 
   $("background").addEventListener("change", () => {
     viewer.background = $("background").value;
-    loadVolumes().catch((error) => showError($("server-error"), error.message));
+    loadVolumes(false);
+  });
+  $("overlay-source").addEventListener("change", () => {
+    viewer.labelRole = $("overlay-source").value;
+    viewer.labels = viewer.labelRole === "reference" ? viewer.reference : review.labels;
+    buildControls();
+    loadVolumes(false);
   });
   $("opacity").addEventListener("input", () => {
     if (viewer.nv && viewer.nv.volumes.length > 1) viewer.nv.setOpacity(1, Number($("opacity").value));
@@ -190,14 +279,29 @@
   $("view").addEventListener("change", () => {
     if (viewer.nv) viewer.nv.setSliceType(viewer.nv[VIEWS[$("view").value]]);
   });
+  $("window-min").addEventListener("change", setWindow);
+  $("window-max").addEventListener("change", setWindow);
 
   // ---------------------------------------------------------------- upload and jobs
+  function checkRoles() {
+    const selects = Array.from(document.querySelectorAll("#file-roles select.role"));
+    const unchosen = selects.filter((s) => !s.value).map((s) => s.dataset.file);
+    const zip = $("files").files.length === 1 && $("files").files[0].name.toLowerCase().endsWith(".zip");
+    $("submit").disabled = $("files").files.length === 0 || (!zip && unchosen.length > 0);
+    const note = unchosen.length ? `choose the sequence of ${unchosen.join(", ")} (its name says none)` : "";
+    $("roles-note").textContent = note;
+    $("roles-note").hidden = !note;
+  }
+
   async function guessRoles(files) {
     const table = $("file-roles").tBodies[0];
     clear(table);
     const zip = files.length === 1 && files[0].name.toLowerCase().endsWith(".zip");
-    $("submit").disabled = files.length === 0;
-    if (zip || files.length === 0) return;
+    if (zip || files.length === 0) {
+      checkRoles();
+      return;
+    }
+    $("submit").disabled = true;
     let guesses = [];
     try {
       guesses = await api("/api/roles", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -210,6 +314,7 @@
       cell(row, file.name);
       const select = document.createElement("select");
       select.className = "role";
+      select.dataset.file = file.name;
       for (const [role, name] of [["", "choose…"], ...Object.entries(ROLE_NAMES)]) {
         const option = document.createElement("option");
         option.value = role;
@@ -217,28 +322,31 @@
         select.appendChild(option);
       }
       select.value = (guesses[index] && guesses[index].role) || "";
+      select.addEventListener("change", checkRoles);
       row.insertCell().appendChild(select);
     });
+    checkRoles();
   }
 
   function send(form) {
     return new Promise((resolve, reject) => {
-      const request = new XMLHttpRequest();
-      request.open("POST", "/api/jobs");
-      request.responseType = "json";
-      request.upload.addEventListener("progress", (event) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/jobs");
+      for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+      xhr.responseType = "json";
+      xhr.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) {
           $("job-progress").max = event.total;
           $("job-progress").value = event.loaded;
           $("job-status").textContent = `uploading ${Math.round((100 * event.loaded) / event.total)}%`;
         }
       });
-      request.addEventListener("load", () => {
-        if (request.status === 201) resolve(request.response);
-        else reject(new Error(message(request.response, { status: request.status, statusText: request.statusText })));
+      xhr.addEventListener("load", () => {
+        if (xhr.status === 201) resolve(xhr.response);
+        else reject(new Error(message(xhr.response, { status: xhr.status, statusText: xhr.statusText })));
       });
-      request.addEventListener("error", () => reject(new Error("the upload failed (connection lost)")));
-      request.send(form);
+      xhr.addEventListener("error", () => reject(new Error("the upload failed (connection lost)")));
+      xhr.send(form);
     });
   }
 
@@ -266,6 +374,42 @@
     $("job-status").textContent = describeJob(job);
   }
 
+  // Download through fetch (the token goes in a header); a refusal (an expired job) is shown on the page.
+  async function download(link) {
+    showError($("download-error"), "");
+    try {
+      const blob = await (await request(link.dataset.url)).blob();
+      const url = URL.createObjectURL(blob);
+      const save = document.createElement("a");
+      save.href = url;
+      save.download = link.dataset.filename;
+      document.body.appendChild(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (error) {
+      showError($("download-error"), `${link.textContent}: ${error.message}`);
+    }
+  }
+
+  for (const link of document.querySelectorAll(".downloads a")) {
+    link.href = "#";
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      download(link);
+    });
+  }
+
+  async function showOverlayPicture(url) {
+    const image = $("overlay-image");
+    try {
+      image.src = URL.createObjectURL(await (await request(url)).blob());
+      image.hidden = false;
+    } catch (error) {
+      $("overlay-note").textContent = `overlay picture: ${error.message}`;
+    }
+  }
+
   function showResult(job) {
     const result = job.result;
     $("result").hidden = false;
@@ -284,36 +428,109 @@
                                                                             : "");
     fillFlags($("flags"), result.flags);
     const base = `/api/jobs/${job.id}/download`;
-    $("download-segmentation").href = `${base}/segmentation`;
-    $("download-result").href = `${base}/result`;
-    $("download-overlay").href = `${base}/overlay`;
+    const names = { segmentation: `${result.case_id}.nii.gz`, result: `${result.case_id}_result.json`,
+                    overlay: `${result.case_id}_overlay.png` };
+    for (const [what, filename] of Object.entries(names)) {
+      $(`download-${what}`).dataset.url = `${base}/${what}`;
+      $(`download-${what}`).dataset.filename = filename;
+    }
     $("download-overlay").hidden = !result.overlay;
     $("overlay-note").textContent = result.overlay_error || "";
-    const image = $("overlay-image");
-    image.hidden = !result.overlay;
-    if (result.overlay) image.src = `${base}/overlay`;
+    $("overlay-image").hidden = true;
+    if (result.overlay) showOverlayPicture(`${base}/overlay`);
+  }
+
+  function parseEvent(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) name = line.slice(7);
+      else if (line.startsWith("data: ")) data.push(line.slice(6));
+    }
+    return data.length ? { name, data: JSON.parse(data.join("\n")) } : null;
+  }
+
+  // The job's server-sent events (read through fetch, so that the token goes in a header), until it ends.
+  async function jobEvents(jobId, onJob) {
+    const response = await request(`/api/jobs/${jobId}/events`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let last = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, cut));
+        buffer = buffer.slice(cut + 2);
+        if (!event) continue;
+        if (event.name === "expired") throw new Error(event.data.detail);
+        page.events += 1;
+        last = event.data;
+        onJob(last);
+      }
+    }
+    if (!last || !["done", "failed"].includes(last.state)) throw new Error("the connection to the server was lost");
+    return last;
   }
 
   async function follow(jobId) {
-    for (;;) {
-      const job = await api(`/api/jobs/${jobId}`);
-      page.job = job;
-      showProgress(job);
-      setState(job.state);
-      if (job.state === "failed") {
-        showError($("upload-error"), job.error);
-        return;
-      }
-      if (job.state === "done") {
-        page.timings.done = performance.now();
-        showResult(job);
-        await showCase(`/api/jobs/${job.id}`, job.sequences, job.result.labels);
-        page.timings.shown = performance.now();
-        setState("shown");
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    $("job").hidden = false;
+    const job = await jobEvents(jobId, (update) => {
+      page.job = update;
+      showProgress(update);
+      setState(update.state);
+    });
+    refreshJobs();
+    if (job.state === "failed") {
+      showError($("upload-error"), job.error);
+      return;
     }
+    page.timings.done = performance.now();
+    showResult(job);
+    await showCase(`/api/jobs/${job.id}`, job.sequences, job.result.labels, job.result.focus_mm);
+    page.timings.shown = performance.now();
+    setState("shown");
+  }
+
+  // Open a job by its address (?job=<id>): the link of a result survives a reload.
+  async function openJob(jobId, push) {
+    if (push) window.history.pushState(null, "", `?job=${encodeURIComponent(jobId)}`);
+    showError($("upload-error"), "");
+    $("result").hidden = true;
+    try {
+      await follow(jobId);
+    } catch (error) {
+      setState("failed");
+      $("job").hidden = true;
+      showError($("upload-error"), error.message);
+    }
+  }
+
+  async function refreshJobs() {
+    let jobs = [];
+    try {
+      jobs = await api("/api/jobs");
+    } catch (_) {
+      return;  // the list is a convenience: the job itself reports its own errors
+    }
+    const body = $("jobs").tBodies[0];
+    clear(body);
+    for (const job of jobs) {
+      const row = body.insertRow();
+      const link = document.createElement("a");
+      link.href = `?job=${encodeURIComponent(job.id)}`;
+      link.textContent = job.case_id;
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        openJob(job.id, true);
+      });
+      row.insertCell().appendChild(link);
+      cell(row, job.state === "failed" ? `failed: ${job.error}` : job.state);
+      cell(row, job.result ? fixed(job.result.volumes_ml.WT, 1) : "");
+    }
+    $("jobs-list").hidden = jobs.length === 0;
   }
 
   $("files").addEventListener("change", () => {
@@ -337,41 +554,52 @@
     try {
       const job = await send(form);
       page.timings.uploaded = performance.now();
-      await follow(job.id);
+      refreshJobs();
+      await openJob(job.id, true);
     } catch (error) {
       setState("failed");
       $("job").hidden = true;
       showError($("upload-error"), error.message);
     } finally {
-      $("submit").disabled = false;
+      checkRoles();
     }
   });
 
   // ---------------------------------------------------------------- review
-  const review = { cases: [], selected: null };
+  const review = { cases: [], selected: null, labels: null };
 
-  function renderReviewTable() {
-    const body = $("review-cases").tBodies[0];
-    clear(body);
+  function orderedCases() {
     const ordered = review.cases.map((c, index) => ({ c, index }));
     if ($("flagged-first").checked) {
       ordered.sort((a, b) => (b.c.flags.length > 0) - (a.c.flags.length > 0) || a.index - b.index);
     }
-    for (const { c } of ordered) {
+    return ordered.map(({ c }) => c);
+  }
+
+  function renderReviewTable() {
+    const body = $("review-cases").tBodies[0];
+    clear(body);
+    for (const c of orderedCases()) {
       const row = body.insertRow();
       row.dataset.caseId = c.case_id;
       if (c.case_id === review.selected) row.className = "selected";
       cell(row, c.case_id);
-      cell(row, c.flags.map((f) => f.kind).join(", "));
-      const wt = c.volumes_ml && c.volumes_ml.WT;
-      cell(row, wt === undefined || wt === null ? "" : wt.toFixed(1));
+      const flags = c.flags.map((f) => f.kind).join(", ");
+      cell(row, c.status === "failed" ? `failed: ${c.error || ""}${flags ? `; ${flags}` : ""}` : flags);
+      cell(row, fixed(c.volumes_ml && c.volumes_ml.WT, 1));
+      for (const region of ["WT", "TC", "ET"]) cell(row, fixed(c.metrics[`dice_${region}`], 3));
       cell(row, c.verdict.verdict || "");
-      row.addEventListener("click", () => selectCase(c.case_id).catch((e) => showError($("review-error"), e.message)));
+      row.addEventListener("click", () => selectCase(c.case_id));
     }
+    const reviewed = review.cases.filter((c) => c.verdict.verdict).length;
+    $("review-progress").textContent = `${reviewed} of ${review.cases.length} reviewed`;
   }
 
   async function selectCase(caseId) {
+    endCorrection();
+    $("correct-saved").textContent = "";
     review.selected = caseId;
+    window.history.replaceState(null, "", `?case=${encodeURIComponent(caseId)}`);
     renderReviewTable();
     const entry = review.cases.find((c) => c.case_id === caseId);
     $("review-panel").hidden = false;
@@ -379,30 +607,132 @@
     $("review-saved").textContent = "";
     $("review-comment").value = entry.verdict.comment || "";
     fillFlags($("review-flags"), entry.flags);
-    showError($("review-error"), entry.error || "");
-    const base = `/api/review/cases/${encodeURIComponent(caseId)}`;
-    const detail = await api(base);
-    if (detail.labels_error) showError($("review-error"), detail.labels_error);
-    await showCase(base, detail.sequences, detail.labels);
+    showError($("review-error"), entry.status === "failed" ? `failed: ${entry.error || "no reason recorded"}` : "");
+    try {
+      const base = `/api/review/cases/${encodeURIComponent(caseId)}`;
+      const detail = await api(base);
+      if (detail.labels_error) showError($("review-error"), detail.labels_error);
+      review.labels = detail.labels;
+      await showCase(base, detail.sequences, detail.labels, detail.focus_mm, detail.reference_labels);
+    } catch (error) {
+      showError($("review-error"), error.message);
+    }
+  }
+
+  function step(offset) {
+    const ordered = orderedCases();
+    if (!ordered.length) return;
+    const index = ordered.findIndex((c) => c.case_id === review.selected);
+    const next = index < 0 ? 0 : Math.min(Math.max(index + offset, 0), ordered.length - 1);
+    if (ordered[next].case_id !== review.selected || index < 0) selectCase(ordered[next].case_id);
   }
 
   async function recordVerdict(verdict) {
     const caseId = review.selected;
-    const saved = await api(`/api/review/cases/${encodeURIComponent(caseId)}/verdict`, {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ verdict, comment: $("review-comment").value }),
-    });
-    review.cases.find((c) => c.case_id === caseId).verdict = saved;
-    $("review-saved").textContent = `saved: ${saved.verdict || "no verdict"} (${saved.time})`;
-    renderReviewTable();
+    if (!caseId) return;
+    try {
+      const saved = await api(`/api/review/cases/${encodeURIComponent(caseId)}/verdict`, {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ verdict, comment: $("review-comment").value, reviewer: $("reviewer").value }),
+      });
+      review.cases.find((c) => c.case_id === caseId).verdict = saved;
+      $("review-saved").textContent = `saved: ${saved.verdict || "no verdict"} (${saved.time})`;
+      renderReviewTable();
+    } catch (error) {
+      showError($("review-error"), error.message);
+    }
   }
 
-  for (const verdict of ["pass", "fail"]) {
-    $(`verdict-${verdict}`).addEventListener("click", () => {
-      recordVerdict(verdict).catch((error) => showError($("review-error"), error.message));
-    });
+  // ---------------------------------------------------------------- correction (NiiVue's drawing tools)
+  // The prediction becomes NiiVue's drawing; the pen paints a label value (0 erases); the drawing is saved in the
+  // background's grid (the prediction's: bratsx infer writes it in its input's geometry) and sent to the server,
+  // which checks it and writes it beside the prediction, never over it.
+  function fillPens() {
+    const select = $("pen");
+    clear(select);
+    for (const label of [...(viewer.labels || []), { value: 0, name: "erase" }]) {
+      const option = document.createElement("option");
+      option.value = String(label.value);
+      option.textContent = label.value ? `${label.name} (${label.value})` : label.name;
+      select.appendChild(option);
+    }
   }
+
+  function setPen() {
+    viewer.nv.opts.penSize = Math.max(1, Number($("pen-size").value) || 1);
+    viewer.nv.setPenValue(Number($("pen").value), false);
+  }
+
+  function endCorrection() {
+    document.body.dataset.correcting = "false";
+    $("correct-tools").hidden = true;
+    $("correct-start").hidden = false;
+    if (!viewer.nv) return;
+    viewer.nv.setDrawingEnabled(false);
+    viewer.nv.closeDrawing();
+    if (viewer.nv.volumes.length > 1) viewer.nv.setOpacity(1, Number($("opacity").value));
+  }
+
+  function startCorrection() {
+    const nv = viewer.nv;
+    if (!nv || nv.volumes.length < 2 || viewer.labelRole !== "seg") {
+      $("correct-saved").textContent = "open a case with a prediction (shown as the labels) to correct it";
+      return;
+    }
+    nv.loadDrawing(nv.volumes[1]);
+    nv.setDrawColormap(labelColormap());
+    nv.setDrawOpacity(Math.max(0.3, Number($("opacity").value)));
+    nv.setOpacity(1, 0);
+    fillPens();
+    nv.setDrawingEnabled(true);
+    setPen();
+    $("correct-tools").hidden = false;
+    $("correct-start").hidden = true;
+    $("correct-saved").textContent = "";
+    document.body.dataset.correcting = "true";
+  }
+
+  async function saveCorrection() {
+    const caseId = review.selected;
+    const nv = viewer.nv;
+    try {
+      const bytes = await nv.volumes[0].saveToUint8Array("correction.nii.gz", nv.drawBitmap);
+      const query = new URLSearchParams({ reviewer: $("reviewer").value });
+      const saved = await api(`/api/review/cases/${encodeURIComponent(caseId)}/correction?${query}`, {
+        method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: bytes,
+      });
+      const volumes = Object.entries(saved.volumes_ml).map(([region, ml]) => `${region} ${ml.toFixed(2)} mL`);
+      $("correct-saved").textContent = `saved as ${saved.corrected}: ${volumes.join(", ")}`;
+      review.cases = await api("/api/review/cases");
+      renderReviewTable();
+    } catch (error) {
+      $("correct-saved").textContent = `not saved: ${error.message}`;
+    }
+  }
+
+  $("correct-start").addEventListener("click", startCorrection);
+  $("correct-cancel").addEventListener("click", endCorrection);
+  $("correct-undo").addEventListener("click", () => viewer.nv && viewer.nv.drawUndo());
+  $("correct-save").addEventListener("click", saveCorrection);
+  $("pen").addEventListener("change", setPen);
+  $("pen-size").addEventListener("change", setPen);
+
+  for (const verdict of ["pass", "fail"]) {
+    $(`verdict-${verdict}`).addEventListener("click", () => recordVerdict(verdict));
+  }
+  $("review-next").addEventListener("click", () => step(1));
+  $("review-previous").addEventListener("click", () => step(-1));
   $("flagged-first").addEventListener("change", renderReviewTable);
+  $("reviewer").value = window.localStorage.getItem(REVIEWER_KEY) || "";
+  $("reviewer").addEventListener("change", () => window.localStorage.setItem(REVIEWER_KEY, $("reviewer").value));
+
+  const KEYS = { n: () => step(1), p: () => step(-1), 1: () => recordVerdict("pass"), 2: () => recordVerdict("fail") };
+  document.addEventListener("keydown", (event) => {
+    const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if ($("review").hidden || typing || event.ctrlKey || event.metaKey || event.altKey || !KEYS[event.key]) return;
+    event.preventDefault();
+    KEYS[event.key]();
+  });
 
   // ---------------------------------------------------------------- start
   function showTab(name) {
@@ -413,6 +743,7 @@
   }
 
   async function start() {
+    takeToken();
     try {
       page.info = await api("/api/info");
     } catch (error) {
@@ -424,7 +755,8 @@
       const m = info.model;
       $("model").textContent = `model ${m.folder}/${m.file} · ${m.backend} on ${m.device} (${m.precision})`;
     }
-    $("limits").textContent = `Uploads up to ${info.max_upload_mb} MB; results are deleted ` +
+    $("limits").textContent = `Uploads up to ${info.max_upload_mb} MB and ${info.max_files} files; at most ` +
+                              `${info.max_queued_jobs} jobs wait in line; results are deleted ` +
                               `${info.expire_minutes} min after they are ready.`;
     $("tab-segment").hidden = !info.segment;
     $("tab-review").hidden = !info.review;
@@ -434,9 +766,22 @@
       review.cases = await api("/api/review/cases");
       renderReviewTable();
     }
-    showTab(info.segment ? "segment" : "review");
+    const wanted = new URLSearchParams(window.location.search);
+    showTab(info.segment && !(info.review && wanted.has("case")) ? "segment" : "review");
     document.body.dataset.ready = "true";
+    if (info.segment) {
+      await refreshJobs();
+      if (wanted.has("job")) openJob(wanted.get("job"), false);
+    }
+    if (info.review && wanted.has("case") && review.cases.some((c) => c.case_id === wanted.get("case"))) {
+      selectCase(wanted.get("case"));
+    }
   }
+
+  window.addEventListener("popstate", () => {
+    const wanted = new URLSearchParams(window.location.search);
+    if (page.info && page.info.segment && wanted.has("job")) openJob(wanted.get("job"), false);
+  });
 
   start();
 })();

@@ -14,7 +14,8 @@ from scipy import ndimage
 
 from .labels import REGION_ORDER, Region
 
-__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "sensitivity", "specificity", "volume_ml"]
+__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "region_volumes_ml", "sensitivity",
+           "specificity", "volume_ml"]
 
 #: HD95 (mm) scored by BraTS when exactly one of prediction and reference is empty.
 EMPTY_HD95 = 373.13
@@ -54,6 +55,12 @@ def specificity(prediction: np.ndarray, reference: np.ndarray) -> float:
 def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     """Volume of a mask in millilitres (spacing in mm)."""
     return int(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+
+
+def region_volumes_ml(regions: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """WT, TC and ET volumes in millilitres of boolean ``(3, z, y, x)`` region masks (spacing in mm): the one
+    definition behind records, the web app and the report."""
+    return {region.value: volume_ml(regions[i], spacing) for i, region in enumerate(REGION_ORDER)}
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

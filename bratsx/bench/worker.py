@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..cases import Case, discover_cases
+from ..runtime.records import CaseStatus
 
 __all__ = ["measure"]
 
@@ -47,7 +48,7 @@ def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> fl
 
 
 def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
-    from ..runtime import InferOptions, SegmentOptions, infer_cases
+    from ..runtime import InferOptions, Runner, SegmentOptions, run_batch
 
     start = time.perf_counter()
     with _open(task) as opened:
@@ -58,13 +59,13 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"])
-        options = InferOptions(segment=segment, overwrite=True)
+        runner = Runner.from_backends([backend], contract, segment)
         latencies, walls = [], []
         for _ in range(task["repeat"]):
             start = time.perf_counter()
-            records = infer_cases(cases, [backend], contract, Path(task["out"]), options)
+            records = run_batch(cases, runner, Path(task["out"]), InferOptions(overwrite=True)).records
             walls.append(time.perf_counter() - start)
-            failed = [r.error for r in records if r.status == "failed"]
+            failed = [r.error for r in records if r.status == CaseStatus.FAILED]
             if failed:
                 raise RuntimeError(failed[0])
             latencies.extend(r.seconds for r in records)

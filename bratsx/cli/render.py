@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from rich.text import Text
 
-from ..runtime.records import CaseRecord
+from ..runtime.records import CaseRecord, CaseStatus
 from .common import console, err_console, literal
 
 __all__ = ["TrainingDisplay", "per_region", "render_records", "status_cell", "training_progress"]
@@ -28,12 +28,12 @@ def per_region(values: dict[str, float] | None, digits: int = 3) -> str:
 
 def status_cell(record: CaseRecord) -> Text:
     """The status column: ok, reused, a stale case redone, or the error in red."""
-    if record.status == "ok":
+    if record.status == CaseStatus.OK:
         cell = literal(record.note or "ok")
         if record.metrics_error:
             cell.append_text(literal(f" (metrics: {record.metrics_error})", "yellow"))
         return cell
-    if record.status == "failed":
+    if record.status == CaseStatus.FAILED:
         return literal(record.error or "failed", "red")
     return literal(f"{record.status}: {record.error or record.note or ''}", "yellow")
 
@@ -51,7 +51,7 @@ def render_records(records: Sequence[CaseRecord], out: Path, summary: Path, wall
                       f"{r.volumes_ml['WT']:.1f}" if r.volumes_ml else "",
                       f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
     console.print(table)
-    failed = [r for r in records if r.status == "failed"]
+    failed = [r for r in records if r.status == CaseStatus.FAILED]
     if failed:
         err_console.print(f"[red]{len(failed)} case(s) failed[/]; the others were written")
     console.print(Text.assemble(f"{wall:.1f} s in all; metrics and latency: ", literal(out / "metrics.csv"), ", ",

@@ -110,7 +110,6 @@ def train(
     goes to WORKSPACE/runs/NAME and becomes the workspace's latest run, which `bratsx export` takes
     by default. Ctrl-C saves last.pt and tells how to resume. Under torchrun every process trains (DDP).
     """
-    from ..devices import torch_device
     from ..trainer.config import AugmentConfig
     from ..trainer.distributed import context_from_environment
     from ..trainer.loop import train as run_training
@@ -129,8 +128,6 @@ def train(
         "layout": layout.value if layout else None,
         "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None,
     }
-    if not resume and gpus is None:
-        explicit["gpus"] = 1 if torch_device() == "cuda" else 0
     config = TrainConfig.resolve(data_dir, out, resume, explicit)
     distributed = context_from_environment()
     if distributed is None or distributed.rank == 0:

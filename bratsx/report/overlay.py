@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..labels import REGION_ORDER, REGION_TISSUES, Tissue
+from ..metrics import region_volumes_ml
 from .colors import LEVELS, OVERLAY_ALPHA, TISSUE_NAMES, overlay_palette, swatch_index
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "figure",
     "palette_image",
     "panel",
-    "region_volumes_ml",
+    "tissue_volumes_ml",
     "screen_volumes",
     "thumbnail",
     "touches_border",
@@ -118,11 +119,10 @@ def palette_image(indices: np.ndarray, alpha: float = OVERLAY_ALPHA) -> Image.Im
     return image
 
 
-def region_volumes_ml(tissues: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """WT, TC and ET volumes (mL) of a tissue map."""
-    counts = {tissue: np.count_nonzero(tissues == tissue) for tissue in Tissue}  # 8x faster than bincount
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {region.value: float(sum(counts[t] for t in REGION_TISSUES[region])) * voxel_ml for region in REGION_ORDER}
+def tissue_volumes_ml(tissues: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """WT, TC and ET volumes (mL) of a tissue map (:func:`bratsx.metrics.region_volumes_ml` of its regions)."""
+    regions = np.stack([np.isin(tissues, [t.value for t in REGION_TISSUES[region]]) for region in REGION_ORDER])
+    return region_volumes_ml(regions, spacing)
 
 
 def touches_border(tissues: np.ndarray) -> bool:
@@ -270,7 +270,7 @@ def figure(volumes: CaseVolumes, screen: Screen | None = None, alpha: float = OV
     for what, tissues in (("prediction", screen.prediction), ("reference", screen.reference)):
         if tissues is not None:  # the cropped volumes hold every tumour voxel, and are faster to count
             caption.append(f"{what}: " + " · ".join(
-                f"{region} {ml:.1f} mL" for region, ml in region_volumes_ml(tissues, volumes.spacing).items()))
+                f"{region} {ml:.1f} mL" for region, ml in tissue_volumes_ml(tissues, volumes.spacing).items()))
     return _compose(caption, [name for name, _ in columns], grid, alpha)
 
 

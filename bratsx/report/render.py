@@ -22,7 +22,7 @@ from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, read_label_
 from ..labels import CLASS_CONVENTION, MODALITY_ORDER, LabelConvention, Modality, convert_labels
 from .gif import flythrough_gif
 from .options import RenderOptions
-from .overlay import CaseVolumes, bounding_box, figure, region_volumes_ml, screen_volumes, thumbnail, touches_border
+from .overlay import CaseVolumes, bounding_box, figure, screen_volumes, thumbnail, tissue_volumes_ml, touches_border
 
 __all__ = ["FIGURE_NAME", "GIF_NAME", "THUMBNAIL_NAME", "CaseImages", "load_volumes", "png_bytes",
            "render_case"]
@@ -83,14 +83,16 @@ def _background(case: Case, modality: Modality) -> tuple[np.ndarray, Geometry]:
     return geometry.to_canonical(data), geometry
 
 
-def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = RenderOptions()) -> CaseVolumes:
+def load_volumes(case: Case, prediction: Path | np.ndarray | None,
+                 options: RenderOptions = RenderOptions()) -> CaseVolumes:
     """Read what a case's pictures need: one background modality, the prediction and the reference.
 
     Label files in any convention become tissue maps, so every convention gets the same colours.
 
     Args:
         case: the input case (from :func:`bratsx.cases.discover_cases`).
-        prediction: its predicted label file, if any.
+        prediction: its predicted label file, or its canonical tissue map already in memory (values
+            :class:`~bratsx.labels.Tissue`, e.g. from :func:`~bratsx.labels.convert_labels` to ``CLASS_CONVENTION``).
         options: the background modality and the predictions' convention.
 
     Returns:
@@ -101,7 +103,14 @@ def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = R
     """
     background, geometry = _background(case, options.background)
     msd = LabelConvention.MSD if case.layout is Layout.MSD else None
-    predicted = None if prediction is None else _tissues(prediction, case.case_id, options.convention or msd, geometry)
+    if isinstance(prediction, np.ndarray):
+        if prediction.shape != background.shape:
+            raise CaseError(case.case_id, f"the prediction's shape {prediction.shape} differs from the images' "
+                            f"{background.shape}")
+        predicted = prediction
+    else:
+        predicted = None if prediction is None else _tissues(prediction, case.case_id, options.convention or msd,
+                                                             geometry)
     reference = None if case.label is None else _tissues(case.label, case.case_id, case.convention, geometry)
     return CaseVolumes(case.case_id, background, predicted, reference, geometry.canonical_spacing,
                        MODALITY_NAMES[options.background])
@@ -114,14 +123,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def render_case(case_id: str, case: Case | None, prediction: Path | None, out_dir: Path,
+def render_case(case_id: str, case: Case | None, prediction: Path | np.ndarray | None, out_dir: Path,
                 options: RenderOptions = RenderOptions()) -> CaseImages:
     """Draw one case into ``out_dir``: the overlay PNG, a thumbnail and (with ``options.gif``) the fly-through.
 
     Args:
         case_id: the case.
         case: its input case, or ``None`` when none was found (nothing is drawn).
-        prediction: its predicted label file, or ``None`` (the background and reference are drawn).
+        prediction: its predicted label file, or its canonical tissue map in memory (see :func:`load_volumes`),
+            or ``None`` (the background and reference are drawn).
         out_dir: the case's picture folder (created).
         options: how to draw.
 
@@ -144,7 +154,7 @@ def render_case(case_id: str, case: Case | None, prediction: Path | None, out_di
     predicted = volumes.prediction
     return CaseImages(
         case_id, figure_path, thumbnail_path, gif_path,
-        None if predicted is None else region_volumes_ml(screen.prediction, volumes.spacing),
+        None if predicted is None else tissue_volumes_ml(screen.prediction, volumes.spacing),
         None if predicted is None else touches_border(predicted),
         time.perf_counter() - started,
     )

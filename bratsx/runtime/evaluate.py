@@ -19,7 +19,7 @@ from ..imageio import AFFINE_TOLERANCE, label_convention, read_label_file
 from ..labels import LabelConvention, regions_from_labels
 from ..lesionwise import lesion_wise_metrics
 from ..metrics import case_metrics
-from .records import CaseRecord
+from .records import CaseRecord, CaseStatus
 
 __all__ = ["SegmentationFiles", "evaluate_directories", "segmentation_files"]
 
@@ -71,7 +71,7 @@ def _regions(path: Path, case_id: str, convention: LabelConvention | None):
 
 def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConvention | None,
            lesion_wise: bool) -> CaseRecord:
-    record = CaseRecord(case_id, "ok", output=str(predicted))
+    record = CaseRecord(case_id, CaseStatus.OK, output=str(predicted))
     try:
         prediction, geometry = _regions(predicted, case_id, convention)
         truth, reference_geometry = _regions(reference, case_id, convention)
@@ -83,7 +83,7 @@ def _score(case_id: str, predicted: Path, reference: Path, convention: LabelConv
         if lesion_wise:
             record.metrics.update(lesion_wise_metrics(prediction, truth, geometry.spacing))
     except CaseError as error:
-        record.status, record.error = "failed", str(error)
+        record.status, record.error = CaseStatus.FAILED, str(error)
     return record
 
 

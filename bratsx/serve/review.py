@@ -28,7 +28,7 @@ from ..report.collect import CaseEntry, collect_batch
 from ..report.flags import Evidence
 from ..report.html import ReportRow
 from ..report.qc import FORMULA_PREFIXES, QC_COLUMNS, VERDICTS, Verdict, read_qc
-from .pipeline import describe_flags, json_safe, label_legend
+from .presentation import describe_flags, json_safe, label_legend
 from .uploads import LABEL_ROLE
 
 __all__ = ["QC_NAME", "ReviewBatch", "inside"]

@@ -13,7 +13,7 @@ from ...errors import BratsxError
 from ...labels import LabelConvention
 from ...runtime.segment import SegmentOptions
 from ..jobs import Job, JobQueue, new_job_folder
-from ..pipeline import sequence_frames
+from ..presentation import sequence_frames
 from ..state import AppState
 from ..uploads import UploadedFile, case_from_folder, extract_zip, guess_role, stage_files
 from .common import app_state

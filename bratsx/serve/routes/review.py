@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from ...errors import BratsxError
-from ..pipeline import sequence_frames
+from ..presentation import sequence_frames
 from ..review import ReviewBatch
 from ..state import AppState
 from .common import app_state

@@ -52,8 +52,8 @@ def export_random_model(work: Path) -> Path:
 
     from bratsx.contract import ModelContract
     from bratsx.export.pipeline import export_model
-    from bratsx.trainer.checkpoint import save_checkpoint
-    from bratsx.trainer.network import NetworkConfig, UNet3D
+    from bratsx.network.checkpoint import save_checkpoint
+    from bratsx.network.unet import NetworkConfig, UNet3D
 
     if (work / "model" / "model.onnx").is_file():
         return work / "model"

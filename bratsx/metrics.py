@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from .boxes import bounding_box
 from .labels import REGION_ORDER, Region
 
 __all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "region_volumes_ml", "sensitivity",
@@ -82,12 +83,7 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]
         return 0.0
     if not has_prediction or not has_reference:
         return EMPTY_HD95
-    either = prediction | reference
-    box = []
-    for axis in range(3):
-        present = np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, either.shape[axis])))
-    box = tuple(box)
+    box = bounding_box(prediction | reference, 1)
     prediction_surface, reference_surface = _surface(prediction[box]), _surface(reference[box])
     to_reference = ndimage.distance_transform_edt(~reference_surface, sampling=spacing)
     to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)

@@ -88,7 +88,7 @@ def nnunet_plans(contract: ModelContract) -> dict[str, Any]:
         "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
         "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-        "architecture": {"network_class_name": "bratsx.trainer.network.UNet3D", "arch_kwargs": dict(contract.network),
+        "architecture": {"network_class_name": "bratsx.network.unet.UNet3D", "arch_kwargs": dict(contract.network),
                          "_kw_requires_import": []},
         "batch_dice": False,
     }

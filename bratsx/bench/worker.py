@@ -78,7 +78,7 @@ Segmenter = Callable[[Case, Path], dict[str, float]]
 
 def _measure_peer(task: dict[str, Any], build: Callable[[Any], Segmenter]) -> dict[str, Any]:
     """Time a peer: ``build`` turns the trained model into a function segmenting one case into a folder."""
-    from ..trainer.checkpoint import model_from_checkpoint
+    from ..network.checkpoint import model_from_checkpoint
 
     start = time.perf_counter()
     segment = build(model_from_checkpoint(task["checkpoint"]))

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..atomic import atomic_folder
 from ..errors import BratsxError
 from ..modelfolder import MODEL_FILES, MODEL_JSON, write_model_json
+from ..network.checkpoint import TrainedModel, model_from_checkpoint
 from ..runtime.backends import OrtBackend
-from ..trainer.checkpoint import TrainedModel, model_from_checkpoint
 from .fp16 import FP16_GATE_ARITHMETIC, GateResult, accuracy_gate, calibration_cases, fp16_from_onnx
 from .onnx_export import onnx_from_checkpoint
 from .options import ExportOptions

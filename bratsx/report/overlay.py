@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..boxes import bounding_box, whole
 from ..labels import REGION_ORDER, REGION_TISSUES, Tissue
 from ..metrics import region_volumes_ml
 from .colors import LEVELS, OVERLAY_ALPHA, TISSUE_NAMES, overlay_palette, swatch_index
@@ -33,7 +34,6 @@ __all__ = [
     "CaseVolumes",
     "Plane",
     "Screen",
-    "bounding_box",
     "figure",
     "palette_image",
     "panel",
@@ -130,17 +130,6 @@ def touches_border(tissues: np.ndarray) -> bool:
     return any(np.take(tissues, edge, axis=axis).any() for axis in range(tissues.ndim) for edge in (0, -1))
 
 
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    """The box around the ``True`` voxels plus ``margin`` (the whole volume when there are none)."""
-    box = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if present.size == 0:
-            return tuple(slice(0, n) for n in mask.shape)
-        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
-
-
 def _grey_levels(background: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """Background intensities windowed by percentiles inside the brain, as grey levels 0..LEVELS-1."""
     inside = background[::2, ::2, ::2][brain[::2, ::2, ::2]]
@@ -159,7 +148,7 @@ def screen_volumes(volumes: CaseVolumes) -> Screen:
     for tissues in (volumes.prediction, volumes.reference):
         if tissues is not None:
             mask = mask | (tissues > 0)
-    box = bounding_box(mask, CROP_MARGIN)
+    box = bounding_box(mask, CROP_MARGIN) or whole(mask.shape)
     background = volumes.background[box]
     prediction, reference = (None if t is None else t[box] for t in (volumes.prediction, volumes.reference))
     return Screen(_grey_levels(background, background != 0), prediction, reference, volumes.spacing)

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_bytes_atomic
+from ..boxes import bounding_box, whole
 from ..cases import Case, Layout
 from ..errors import BratsxError, CaseError
 from ..geometry import Geometry
@@ -22,7 +23,7 @@ from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, read_label_
 from ..labels import CLASS_CONVENTION, MODALITY_ORDER, LabelConvention, Modality, convert_labels
 from .gif import flythrough_gif
 from .options import RenderOptions
-from .overlay import CaseVolumes, bounding_box, figure, screen_volumes, thumbnail, tissue_volumes_ml, touches_border
+from .overlay import CaseVolumes, figure, screen_volumes, thumbnail, tissue_volumes_ml, touches_border
 
 __all__ = ["FIGURE_NAME", "GIF_NAME", "THUMBNAIL_NAME", "CaseImages", "load_volumes", "png_bytes",
            "render_case"]
@@ -68,7 +69,7 @@ def _tissues(path: Path, case_id: str, convention: LabelConvention | None, grid:
     data, geometry = read_label_file(path, case_id)
     _check_grid(case_id, path, geometry, grid)
     # The values decide the convention; all lie in the box around the non-zero voxels, which is far faster to scan.
-    convention = label_convention(data[bounding_box(data != 0)], case_id, path, convention)
+    convention = label_convention(data[bounding_box(data != 0) or whole(data.shape)], case_id, path, convention)
     return convert_labels(grid.to_canonical(data), convention, CLASS_CONVENTION)
 
 

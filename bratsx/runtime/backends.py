@@ -326,7 +326,7 @@ class TorchBackend(BackendBase):
     def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False,
                  options: TorchOptions | None = None) -> None:
         torch = optional_import("torch", "train")
-        from ..trainer.checkpoint import model_from_checkpoint
+        from ..network.checkpoint import model_from_checkpoint
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BratsxError("--device cuda asked for, but no CUDA GPU is visible")
@@ -350,6 +350,6 @@ class TorchBackend(BackendBase):
         self.precision = "fp16" if self.autocast == torch.float16 else "bf16" if self.autocast else "fp32"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        from ..trainer.network import predict_tiles
+        from ..network.unet import predict_tiles
 
         return predict_tiles(self.network, batch, self.contract.output_mode, self.device, self.autocast)

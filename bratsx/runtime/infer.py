@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ..cases import Case
-from ..errors import BratsxError, CaseError
+from ..errors import BratsxError, failure_text
 from ..geometry import Geometry
 from ..imageio import save_nifti_atomic, write_label_map
 from ..labels import LabelConvention
@@ -38,7 +38,7 @@ from .segment import PreparedCase, segment_case
 if TYPE_CHECKING:  # the runner is built on the segment module; named here for the annotations only
     from .runner import Runner
 
-__all__ = ["CaseOutput", "InferOptions", "check_output_folder", "failure_message", "output_path", "prepare_or_error",
+__all__ = ["CaseOutput", "InferOptions", "check_output_folder", "output_path", "prepare_or_error",
            "probabilities_path", "run_pipeline", "segment_one", "write_one"]
 
 logger = logging.getLogger(__name__)
@@ -138,14 +138,6 @@ def prepare_or_error(case: Case, runner: Runner) -> PreparedCase | Exception:
         return error
 
 
-def failure_message(case_id: str, error: BaseException) -> str:
-    """The one-line error a record keeps: bratsx's own message, else the exception's type and text."""
-    if isinstance(error, (CaseError, BratsxError)):
-        return str(error)
-    logger.info("case %s failed", case_id, exc_info=error)
-    return f"case {case_id}: {type(error).__name__}: {error}"
-
-
 def segment_one(
     case: Case,
     prepared: PreparedCase | Exception,
@@ -176,7 +168,9 @@ def segment_one(
         progress = (lambda done, total: on_tiles(case.case_id, done, total)) if on_tiles else None
         segmentation = segment_case(prepared, runner, progress)
     except Exception as error:  # one case's failure, whatever raised it, must not stop the batch
-        record.status, record.error = CaseStatus.FAILED, failure_message(case.case_id, error)
+        record.status, record.error = CaseStatus.FAILED, failure_text(error, case.case_id)
+        if not isinstance(error, BratsxError):
+            logger.info("case %s failed", case.case_id, exc_info=error)
         return CaseOutput(record)
     record.output = output_path(Path(), case.case_id).name
     record.seconds = segmentation.seconds

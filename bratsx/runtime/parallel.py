@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cases import Case
-from ..errors import BratsxError
+from ..errors import BratsxError, failure_text
 from .batch import Work
 from .infer import InferOptions, run_pipeline
 from .runner import Runner, RunnerSpec
@@ -148,7 +148,7 @@ def _worker(slot: WorkerSlot, spec: RunnerSpec, out_dir: Path, options: InferOpt
     except _Stop:
         return
     except Exception as error:  # a worker that cannot run says why, and the parent decides
-        channel.send("error", str(error) if isinstance(error, BratsxError) else f"{type(error).__name__}: {error}")
+        channel.send("error", failure_text(error))
 
 
 def _how_it_ended(exitcode: int | None) -> str:

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from ..cases import Case
-from ..errors import BratsxError
+from ..errors import BratsxError, failure_text
 from ..extras import optional_import
 from .batch import Work
-from .infer import InferOptions, failure_message, prepare_or_error, segment_one, write_one
+from .infer import InferOptions, prepare_or_error, segment_one, write_one
 from .records import CaseRecord
 from .runner import Runner, RunnerSpec
 from .segment import PreparedCase
@@ -103,7 +103,7 @@ def _load(row: dict[str, Any], todo: list[tuple[Case, str | None]], runner: Runn
     case = todo[row["index"]][0]
     prepared = prepare_or_error(case, runner)
     if isinstance(prepared, Exception):
-        prepared = BratsxError(failure_message(case.case_id, prepared))
+        prepared = BratsxError(failure_text(prepared, case.case_id))
     else:
         prepared = _slim(prepared)
     return {"index": row["index"], "prepared": prepared}

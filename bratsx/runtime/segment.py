@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..cases import Case
+from ..choices import look_up
 from ..contract import ModelContract
 from ..errors import BratsxError, LabelError
 from ..imageio import LoadedCase, load_case
@@ -77,6 +78,11 @@ class SegmentOptions:
     convention: LabelConvention | None = None
     min_component_voxels: int = 0
     et_to_ncr_below: int = 0
+
+    def __post_init__(self) -> None:  # choices given as text are parsed once, here
+        object.__setattr__(self, "window", look_up(Window, self.window, "window"))
+        if self.convention is not None:
+            object.__setattr__(self, "convention", look_up(LabelConvention, self.convention, "label convention"))
 
 
 @dataclass
@@ -237,7 +243,7 @@ def check_window(backends: Sequence[Backend], options: SegmentOptions) -> None:
         BratsxError: naming the backend and what to use instead.
     """
     fixed = sorted({b.name for b in backends if not b.runs_any_shape})
-    if Window(options.window) is Window.BOX and fixed:
+    if options.window is Window.BOX and fixed:
         raise BratsxError(f"--window box: the {', '.join(fixed)} backend runs only its tile shape; use --window "
                           "tiles, or --backend ort, openvino or torch for one pass over the brain box")
 
@@ -267,7 +273,7 @@ def segment_case(
     runner.require_open()
     backends, contract, options = runner.backends, runner.contract, runner.options
     check_window(backends, options)
-    box = Window(options.window) is Window.BOX
+    box = options.window is Window.BOX
     prepared = case if isinstance(case, PreparedCase) else runner.prepare(case)
     loaded, ready = prepared.loaded, prepared.ready
     seconds = dict(prepared.seconds)

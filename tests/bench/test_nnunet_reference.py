@@ -16,13 +16,13 @@ from bratsx.errors import BratsxError
 from bratsx.imageio import read_label_file
 from bratsx.labels import LabelConvention, regions_from_labels
 from bratsx.metrics import dice
+from bratsx.network.checkpoint import model_from_checkpoint
 from bratsx.preprocessing import INFERENCE_MARGIN, preprocess
 from bratsx.runtime import open_model
 from bratsx.runtime.runner import Runner
 from bratsx.runtime.segment import SegmentOptions, prepare_case, segment_case
 from bratsx.sliding_window import plan_tiles
 from bratsx.synth import write_synthetic_dataset
-from bratsx.trainer.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from pydantic import BaseModel
 
+from ...choices import look_up
 from ...errors import BratsxError
 from ...labels import LabelConvention
 from ...runtime.segment import SegmentOptions
@@ -67,11 +68,7 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
     if not files:
         raise BratsxError("no file uploaded: choose the four sequences, or one .zip of the case folder")
     names = [f.filename or "unnamed" for f in files]
-    try:
-        chosen = LabelConvention(convention) if convention else None
-    except ValueError:
-        raise BratsxError(f"label convention {convention!r} is not one of "
-                          f"{', '.join(c.value for c in LabelConvention)}") from None
+    chosen = look_up(LabelConvention, convention, "label convention") if convention else None
     job_id, folder = new_job_folder(state.data_dir)
     try:
         upload = folder / _UPLOAD_FOLDER

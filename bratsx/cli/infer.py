@@ -7,16 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import TaskID
 from rich.text import Text
 
 from ..cases import Layout, discover
 from ..extras import optional_import
 from ..labels import LabelConvention
 from ..runtime.backends import BackendName
-from ..runtime.records import CaseRecord
 from ..runtime.segment import SegmentOptions, Window
-from .common import console, literal, progress_bar, reports_errors
+from .common import console, literal, reports_errors
 from .options import WorkspaceOption, default_of
 
 
@@ -115,7 +113,7 @@ def infer(
     from ..runtime.evaluate import segmentation_files
     from ..runtime.parts import Part
     from ..runtime.scheduling import choose_scheduler
-    from .render import render_records
+    from .render import batch_progress, render_records
 
     found = discover(cases_dir, layout)
     for skipped in found.skipped:
@@ -138,22 +136,9 @@ def infer(
                       f"({identity['precision']}){', TTA' if tta else ''}; {escape(scheduler.description)}")
         if not isinstance(scheduler, Threads):
             runner.close()  # every worker opens its own
-        with progress_bar() as progress:
-            task = progress.add_task("cases", total=count)
-            tiles: dict[str, TaskID] = {}
-
-            def show_tiles(case_id: str, done: int, total: int) -> None:
-                if case_id not in tiles:
-                    tiles[case_id] = progress.add_task(f"tiles of {escape(case_id)}", total=total)
-                progress.update(tiles[case_id], completed=done)
-
-            def case_done(record: CaseRecord) -> None:
-                progress.advance(task)
-                if record.case_id in tiles:
-                    progress.remove_task(tiles.pop(record.case_id))
-
+        with batch_progress(count) as (on_case, on_tiles):
             result = run_batch(found.cases, runner, out, options, scheduler=scheduler, part=part,
-                               references=references, on_case=case_done, on_tiles=show_tiles)
+                               references=references, on_case=on_case, on_tiles=on_tiles)
     render_records(result.records, out, result.summary, result.wall_seconds)
     if part:
         console.print(f"part {part_id} of {num_parts}: when every part is done, bratsx summarize "

@@ -6,19 +6,45 @@ Everything here shows untrusted strings (case ids, paths, error messages) verbat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..runtime.records import CaseRecord, CaseStatus
-from .common import console, err_console, literal
+from .common import console, err_console, literal, progress_bar
 
-__all__ = ["TrainingDisplay", "per_region", "render_records", "status_cell", "training_progress"]
+__all__ = ["TrainingDisplay", "batch_progress", "per_region", "render_records", "status_cell", "training_progress"]
 
 REGIONS = ("WT", "TC", "ET")
+
+
+@contextmanager
+def batch_progress(cases: int) -> Iterator[tuple[Callable[[CaseRecord], None], Callable[[str, int, int], None]]]:
+    """A batch's progress display: one bar for the cases, one per running case for its tiles.
+
+    Yields:
+        ``(on_case, on_tiles)`` for :func:`~bratsx.runtime.batch.run_batch`.
+    """
+    with progress_bar() as progress:
+        task = progress.add_task("cases", total=cases)
+        tiles: dict[str, TaskID] = {}
+
+        def on_tiles(case_id: str, done: int, total: int) -> None:
+            if case_id not in tiles:
+                tiles[case_id] = progress.add_task(f"tiles of {escape(case_id)}", total=total)
+            progress.update(tiles[case_id], completed=done)
+
+        def on_case(record: CaseRecord) -> None:
+            progress.advance(task)
+            if record.case_id in tiles:
+                progress.remove_task(tiles.pop(record.case_id))
+
+        yield on_case, on_tiles
 
 
 def per_region(values: dict[str, float] | None, digits: int = 3) -> str:

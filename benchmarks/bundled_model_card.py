@@ -2,7 +2,7 @@
 
 Run by ``package_bundled.sh`` after the export. It makes the model folder's ``source`` independent of
 the machine it was trained on (no absolute paths: the training command and split instead), then runs
-the bundled model exactly as a user would (``open_model`` + ``infer_cases``, the auto backend) on the
+the bundled model exactly as a user would (``RunnerSpec`` + ``run_batch``, the auto backend) on the
 held-out BraTS 2018 cases (Dice against the expert labels, whole-case and BraTS 2023 lesion-wise) and
 on the two real unlabelled cases (latency, and that each output keeps its input's shape, affine and
 orientation), and writes one JSON with the machine.
@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -26,7 +25,7 @@ from bratsx.atomic import write_bytes_atomic
 from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
 from bratsx.modelfolder import MODEL_JSON
-from bratsx.runtime import InferOptions, infer_cases, open_model
+from bratsx.runtime import ModelSpec, RunnerSpec, run_batch
 from bratsx.runtime.summary import aggregate
 
 REGIONS = ("WT", "TC", "ET")
@@ -59,13 +58,12 @@ def portable_source(model_dir: Path, run: Path) -> dict:
 
 
 def run_cases(model_dir: Path, cases_dir: Path, out: Path) -> tuple[list, dict]:
-    with open_model(model_dir) as opened:
-        started = time.perf_counter()
-        records = infer_cases(discover_cases(cases_dir), [opened.backend], opened.contract, out, InferOptions())
-        wall = time.perf_counter() - started
-        backend = {"backend": opened.backend.name, "device": opened.backend.device,
-                   "precision": opened.backend.precision, "file": opened.file.name}
-    return records, {**backend, "wall_s": wall}
+    with RunnerSpec(ModelSpec(paths=(model_dir,))).open() as runner:
+        result = run_batch(discover_cases(cases_dir), runner, out)
+        identity = runner.identity
+        backend = {"backend": identity["backend"], "device": identity["device"], "precision": identity["precision"],
+                   "file": Path(identity["files"][0]).name}
+    return result.records, {**backend, "wall_s": result.wall_seconds}
 
 
 def same_geometry(output: Path, source: Path) -> bool:

@@ -23,7 +23,7 @@ import openvino as ov
 import torch
 
 from bratsx.bench.machine import machine_info
-from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities
+from bratsx.network.unet import NetworkConfig, UNet3D, probabilities
 
 HERE = Path(__file__).resolve().parent
 

@@ -52,8 +52,8 @@ def export_random_model(work: Path) -> Path:
 
     from bratsx.contract import ModelContract
     from bratsx.export.pipeline import export_model
-    from bratsx.trainer.checkpoint import save_checkpoint
-    from bratsx.trainer.network import NetworkConfig, UNet3D
+    from bratsx.network.checkpoint import save_checkpoint
+    from bratsx.network.unet import NetworkConfig, UNet3D
 
     if (work / "model" / "model.onnx").is_file():
         return work / "model"
@@ -69,29 +69,25 @@ def export_random_model(work: Path) -> Path:
 def run_mode(mode: str, cases_dir: Path, model: Path, backend: str, out: Path, overlap: float) -> dict[str, Any]:
     """One configuration, in this process (the child): returns wall time, records and Ray's object-store peak."""
     from bratsx.cases import discover_cases
-    from bratsx.runtime.ensemble import ModelSpec
-    from bratsx.runtime.infer import InferOptions, infer_cases
-    from bratsx.runtime.segment import SegmentOptions
+    from bratsx.runtime import InferOptions, ModelSpec, RunnerSpec, SegmentOptions, run_batch
 
     cases = discover_cases(cases_dir)
-    spec = ModelSpec(paths=(model,), backend=backend)
-    options = InferOptions(segment=SegmentOptions(overlap=overlap), overwrite=True)
+    options = InferOptions(overwrite=True)
     started = time.perf_counter()
     store: dict[str, float] = {}
-    with spec.open("cpu", None) as ensemble:  # opened once in the parent first, as bratsx infer does
-        contract = ensemble.contract
-        if mode == "one-worker":
-            records = infer_cases(cases, ensemble.backends, contract, out, options)
+    with RunnerSpec(ModelSpec(paths=(model,), backend=backend), SegmentOptions(overlap=overlap)).open() as runner:
+        if mode == "one-worker":  # opened once in the parent first, as bratsx infer does
+            records = run_batch(cases, runner, out, options).records
     if mode == "two-workers":
-        from bratsx.runtime.parallel import infer_parallel, worker_slots
+        from bratsx.runtime.parallel import Processes, worker_slots
 
-        records = infer_parallel(cases, spec, out, options, worker_slots(2))
+        records = run_batch(cases, runner, out, options, scheduler=Processes(worker_slots(2))).records
     elif mode == "ray":
         import logging
 
         import ray
 
-        from bratsx.runtime.ray_runner import RayOptions, infer_ray
+        from bratsx.runtime.ray_runner import Ray
 
         for attempt in range(3):  # on a loaded machine the raylet may miss Ray's 30 s start-up deadline
             try:
@@ -113,7 +109,7 @@ def run_mode(mode: str, cases_dir: Path, model: Path, backend: str, out: Path, o
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        records = infer_ray(cases, spec, contract, out, options, RayOptions())
+        records = run_batch(cases, runner, out, options, scheduler=Ray()).records
         stop.set()
         store["object_store_capacity_mb"] = total / 2**20
         ray.shutdown()

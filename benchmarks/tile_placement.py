@@ -37,6 +37,7 @@ from bratsx.labels import regions_from_labels, regions_from_probabilities
 from bratsx.metrics import region_dice
 from bratsx.preprocessing import brain_mask, paste, zscore_in_mask
 from bratsx.runtime.backends import TorchBackend
+from bratsx.runtime.runner import Runner
 from bratsx.runtime.segment import PreparedCase, SegmentOptions, prepare_case, segment_case
 from bratsx.sliding_window import sliding_window_predict
 
@@ -56,7 +57,8 @@ def placements(prepared: PreparedCase, backend: TorchBackend) -> dict[str, np.nd
                                             mode="gaussian", sigma_scale=0.125)[0].numpy()
 
     return {
-        "bratsx_box": segment_case(prepared, [backend], backend.contract, SegmentOptions(overlap=OVERLAP, sw_batch=1))
+        "bratsx_box": segment_case(prepared, Runner.from_backends([backend], backend.contract,
+                                                                  SegmentOptions(overlap=OVERLAP, sw_batch=1)))
         .probabilities,
         "bratsx_full": sliding_window_predict(full, patch, backend.run, OVERLAP, 1, None),
         "monai_full": monai(full),

@@ -174,13 +174,14 @@ def predict_out_of_fold(cv_dir: Path, fold: int, cases: Sequence, backend: str =
         The records of the fold's cases.
     """
     from .postprocess import NO_POSTPROCESS
+    from .runtime.batch import run_batch
     from .runtime.ensemble import model_identity
-    from .runtime.infer import InferOptions, infer_cases
     from .runtime.models import open_model
+    from .runtime.runner import Runner
     from .runtime.segment import SegmentOptions
 
     val = set(read_folds(cv_dir)[fold].val)
-    options = InferOptions(segment=SegmentOptions(postprocess=NO_POSTPROCESS))
     with open_model(fold_run_dir(cv_dir, fold), backend) as opened:
-        return infer_cases([c for c in cases if c.case_id in val], [opened.backend], opened.contract,
-                           Path(cv_dir) / OOF_DIR, options, model_identity=model_identity([opened]))
+        runner = Runner.from_backends([opened.backend], opened.contract, SegmentOptions(postprocess=NO_POSTPROCESS),
+                                      identity=model_identity([opened]))
+        return run_batch([c for c in cases if c.case_id in val], runner, Path(cv_dir) / OOF_DIR).records

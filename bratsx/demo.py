@@ -100,12 +100,10 @@ def run_demo(
         BratsxError: ``directory`` holds something and ``overwrite`` is off; or a step fails.
     """
     from .cases import discover_cases
-    from .devices import torch_device
     from .export.pipeline import export_model
-    from .runtime import InferOptions, infer_cases, open_model
-    from .runtime.summary import write_summary
+    from .runtime import ModelSpec, RunnerSpec, run_batch
     from .synth import write_synthetic_dataset
-    from .trainer.config import TrainConfig
+    from .trainer.config import TrainConfig, auto_gpus
     from .trainer.loop import train
     from .workspace import Workspace
 
@@ -126,7 +124,7 @@ def run_demo(
         data_dir=cases_dir, run_dir=run_dir, cache_dir=directory / "cache", epochs=plan.epochs,
         iterations=plan.iterations, patch=plan.patch, features=plan.features, val_every=plan.val_every,
         val_fraction=0.25, workers=0 if plan.cases < 8 else 1, amp=plan.amp,
-        gpus=1 if torch_device() == "cuda" else 0,
+        gpus=auto_gpus(),
     )
     space.set_latest_run(run_dir)
     trained = train(config, on_event=emit)
@@ -141,12 +139,7 @@ def run_demo(
     held_out = set(json.loads((run_dir / "splits.json").read_text())[0]["val"])
     cases = [c for c in discover_cases(cases_dir) if c.case_id in held_out]
     out = directory / "predictions"
-    inferred = time.perf_counter()
-    with open_model(model_dir) as opened:
-        records = infer_cases(cases, [opened.backend], opened.contract, out, InferOptions(), on_case=emit)
-        run = {"model": {"files": [str(opened.file)], "backend": opened.backend.name,
-                         "device": opened.backend.device, "precision": opened.backend.precision}}
-    inference_seconds = time.perf_counter() - inferred
-    summary = write_summary(records, out, run, inference_seconds)
-    return DemoResult(directory, cases_dir, run_dir, model_dir, out, records, summary, trained, exported,
-                      inference_seconds, time.perf_counter() - started)
+    with RunnerSpec(ModelSpec(paths=(model_dir,))).open() as runner:
+        inferred = run_batch(cases, runner, out, on_case=emit)
+    return DemoResult(directory, cases_dir, run_dir, model_dir, out, inferred.records, inferred.summary, trained,
+                      exported, inferred.wall_seconds, time.perf_counter() - started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["BratsxError", "CaseError", "LabelError"]
+__all__ = ["BratsxError", "CaseError", "LabelError", "failure_text"]
 
 
 class BratsxError(Exception):
@@ -42,3 +42,19 @@ class CaseError(BratsxError):
 class LabelError(CaseError):
     """A problem with a case's reference segmentation only: the images are fine, so the case can still
     be segmented and its metrics reported as missing."""
+
+
+def failure_text(error: BaseException, case_id: str | None = None) -> str:
+    """The one line a failure is reported as, wherever it happened (a record, a web job, a worker).
+
+    bratsx's own errors already say what and where; anything else gets its type and message, on one
+    line (some span several), prefixed with the case when one is named.
+
+    Args:
+        error: what was raised.
+        case_id: the case it was raised for, if any.
+    """
+    if isinstance(error, BratsxError):
+        return " ".join(str(error).split())
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}".rstrip(": ")
+    return f"case {case_id}: {text}" if case_id is not None else text

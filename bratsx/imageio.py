@@ -27,6 +27,7 @@ import numpy as np
 from .atomic import atomic_path
 from .cases import NIFTI_SUFFIXES, Case, Layout
 from .errors import BratsxError, CaseError, LabelError
+from .extras import optional_module
 from .geometry import Geometry, affine_problem
 from .labels import (
     MODALITY_ORDER,
@@ -41,13 +42,9 @@ from .labels import (
 
 #: What decoding damaged gzip data raises (ISA-L's IsalError derives from Exception alone).
 _GZIP_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error, ValueError)
-try:  # ISA-L's gzip decoder; optional, plain zlib is used without it
-    from isal import igzip as _isal_gzip
-    from isal.igzip_lib import IsalError
-
-    _GZIP_ERRORS += (IsalError,)
-except ImportError:  # pragma: no cover - depends on the install
-    _isal_gzip = None
+_isal_gzip = optional_module("isal.igzip")  # ISA-L's gzip decoder; optional, plain zlib is used without it
+if _isal_gzip is not None:
+    _GZIP_ERRORS += (optional_module("isal.igzip_lib").IsalError,)
 _fast_gzip = _isal_gzip
 
 __all__ = [

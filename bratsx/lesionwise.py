@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .boxes import bounding_box
 from .errors import BratsxError
 from .labels import LABEL_SETS, EvaluatedRegion, LabelConvention, LesionRule
 from .metrics import dice, hd95
@@ -78,22 +79,6 @@ class LesionScores:
     true_positives: int
     false_negatives: int
     false_positives: int
-
-
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """Bounding box of a 3-D mask grown by ``margin`` voxels (clipped to the array); None when empty.
-
-    Each projection after the first scans only the slab found so far, which keeps this at about a
-    millisecond on a 240x240x155 volume.
-    """
-    z = np.flatnonzero(mask.any(axis=(1, 2)))
-    if z.size == 0:
-        return None
-    slab = mask[z[0]:z[-1] + 1]
-    y = np.flatnonzero(slab.any(axis=(0, 2)))
-    x = np.flatnonzero(slab[:, y[0]:y[-1] + 1].any(axis=(0, 1)))
-    return tuple(slice(max(int(found[0]) - margin, 0), min(int(found[-1]) + 1 + margin, size))
-                 for found, size in zip((z, y, x), mask.shape))
 
 
 def _union(first: tuple[slice, ...], second: tuple[slice, ...]) -> tuple[slice, ...]:
@@ -131,8 +116,8 @@ def lesion_scores(
     if prediction.ndim != 3 or prediction.shape != reference.shape:
         raise BratsxError(f"lesion-wise metrics need two 3-D masks of one shape, got prediction "
                           f"{prediction.shape} and reference {reference.shape}")
-    reference_box = _box(reference, rule.dilation_iterations)
-    prediction_box = _box(prediction, 0)
+    reference_box = bounding_box(reference, rule.dilation_iterations)
+    prediction_box = bounding_box(prediction, 0)
     if reference_box is None and prediction_box is None:
         return LesionScores(1.0, 0.0, 0, 0, 0)
     # the work box holds every predicted voxel and the whole dilated reference

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from .boxes import bounding_box
 from .labels import REGION_ORDER, Region
 
-__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "scored_regions", "sensitivity", "specificity",
-           "volume_ml"]
+__all__ = ["EMPTY_HD95", "case_metrics", "dice", "hd95", "region_dice", "region_volumes_ml", "scored_regions",
+           "sensitivity", "specificity", "volume_ml"]
 
 #: HD95 (mm) scored by BraTS when exactly one of prediction and reference is empty.
 EMPTY_HD95 = 373.13
@@ -57,6 +58,12 @@ def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     return int(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
 
 
+def region_volumes_ml(regions: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """WT, TC and ET volumes in millilitres of boolean ``(3, z, y, x)`` region masks (spacing in mm): the one
+    definition behind records, the web app and the report."""
+    return {region.value: volume_ml(regions[i], spacing) for i, region in enumerate(REGION_ORDER)}
+
+
 def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
 
@@ -76,12 +83,7 @@ def hd95(prediction: np.ndarray, reference: np.ndarray, spacing: Sequence[float]
         return 0.0
     if not has_prediction or not has_reference:
         return EMPTY_HD95
-    either = prediction | reference
-    box = []
-    for axis in range(3):
-        present = np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(int(present[0]) - 1, 0), min(int(present[-1]) + 2, either.shape[axis])))
-    box = tuple(box)
+    box = bounding_box(prediction | reference, 1)
     prediction_surface, reference_surface = _surface(prediction[box]), _surface(reference[box])
     to_reference = ndimage.distance_transform_edt(~reference_surface, sampling=spacing)
     to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)

@@ -226,14 +226,16 @@ def collect_tuning_cases(model: Path, cases: Sequence, backend: str = "auto", th
     from .errors import CaseError
     from .labels import regions_from_labels
     from .runtime.models import open_model
+    from .runtime.runner import Runner
     from .runtime.segment import SegmentOptions, segment_case
 
     collected = []
     with open_model(model, backend, threads=threads) as opened:
+        runner = Runner.from_backends([opened.backend], opened.contract, SegmentOptions(postprocess=NO_POSTPROCESS))
         for case in cases:
             if case.label is None:
                 raise CaseError(case.case_id, "no reference segmentation: tuning needs labelled cases")
-            result = segment_case(case, [opened.backend], opened.contract, SegmentOptions(postprocess=NO_POSTPROCESS))
+            result = segment_case(case, runner)
             if result.loaded.label is None:
                 raise CaseError(case.case_id, f"reference segmentation unreadable ({result.metrics_error})",
                                 case.label)

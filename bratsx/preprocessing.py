@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .boxes import bounding_box, whole
+
 __all__ = [
     "DEFAULT_MARGIN",
     "INFERENCE_MARGIN",
@@ -93,15 +95,8 @@ def crop_box(mask: np.ndarray, margin: int = DEFAULT_MARGIN) -> CropBox:
 
     An empty mask gives the whole volume.
     """
-    if not mask.any():
-        return CropBox((0, 0, 0), tuple(mask.shape))
-    start, stop = [], []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        start.append(max(int(present[0]) - margin, 0))
-        stop.append(min(int(present[-1]) + 1 + margin, mask.shape[axis]))
-    return CropBox(tuple(start), tuple(stop))
+    box = bounding_box(mask, margin) or whole(mask.shape)
+    return CropBox(tuple(s.start for s in box), tuple(s.stop for s in box))
 
 
 def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ SHARPENING = 25.0
 def sharpened_checkpoint(run: Path, out: Path, first_conv_scale: float = 1.0) -> Path:
     """The checkpoint of ``run`` with its full-resolution head scaled by :data:`SHARPENING`, saved as ``out``;
     optionally with its first convolution scaled by ``first_conv_scale`` too (1e6: fp16 activations overflow)."""
-    from bratsx.trainer.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+    from bratsx.network.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
     state = load_checkpoint(checkpoint_path(run))
     scales = {"heads.0.weight": SHARPENING, "heads.0.bias": SHARPENING,

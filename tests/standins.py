@@ -10,9 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from bratsx.atomic import TEMPORARY_PREFIX
+from bratsx.cases import Case
 from bratsx.contract import ModelContract
-from bratsx.runtime.backends import BackendBase
+from bratsx.runtime.backends import Backend, BackendBase
+from bratsx.runtime.batch import run_batch
 from bratsx.runtime.ensemble import Ensemble
+from bratsx.runtime.infer import InferOptions
+from bratsx.runtime.records import CaseRecord
+from bratsx.runtime.runner import Runner
+from bratsx.runtime.segment import SegmentOptions
 
 PATCH = (16, 16, 16)
 CONTRACT = ModelContract(PATCH, "regions", {"features": [4, 8]})
@@ -49,6 +55,14 @@ class StandIn:
 
             raise BratsxError(self.fail)
         return Ensemble([SlowThreshold(self.seconds_per_batch)], CONTRACT, {"backend": "toy", "device": device})
+
+
+def run_here(cases: list[Case], backends: list[Backend], contract: ModelContract, out: Path,
+             options: InferOptions | None = None, *, segment: SegmentOptions | None = None,
+             model_identity: dict | None = None) -> list[CaseRecord]:
+    """:func:`~bratsx.runtime.batch.run_batch` on threads, with backends open in this process: its records."""
+    runner = Runner.from_backends(backends, contract, segment, model_identity)
+    return run_batch(cases, runner, out, options).records
 
 
 def worker_pids(folder: Path, count: int, timeout: float = 60.0) -> list[int]:

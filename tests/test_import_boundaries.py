@@ -19,10 +19,11 @@ import pytest
 
 import bratsx
 
-#: Modules that may import torch at module level: the stages that need it by nature.
-TORCH_STAGES = ("bratsx.trainer.", "bratsx.export.")
+#: Modules that may import torch at module level: the network and the stages that need it by nature.
+TORCH_STAGES = ("bratsx.network.", "bratsx.trainer.", "bratsx.export.")
 #: Modules of those stages that must stay importable without torch (the CLI reads them for --help).
-TORCH_FREE_IN_STAGES = {"bratsx.trainer", "bratsx.trainer.config", "bratsx.export", "bratsx.export.options"}
+TORCH_FREE_IN_STAGES = {"bratsx.network", "bratsx.trainer", "bratsx.trainer.config", "bratsx.export",
+                        "bratsx.export.options"}
 HEAVY = ("torch", "tensorrt")
 
 BLOCK_TORCH = (

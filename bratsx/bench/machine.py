@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from ..extras import optional_module
+
 LIBRARIES = ("numpy", "nibabel", "torch", "onnxruntime", "openvino", "isal")
 
 
@@ -23,9 +25,8 @@ def cpu_model() -> str:
 
 def gpu_name() -> str | None:
     """The first CUDA GPU's name, when torch is installed and sees one."""
-    try:
-        import torch
-    except ImportError:
+    torch = optional_module("torch")
+    if torch is None:
         return None
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 

@@ -33,6 +33,7 @@ import nibabel as nib
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..extras import optional_import
 from ..geometry import CANONICAL_ORIENTATION
 from ..labels import MODALITY_ORDER, LabelConvention, OutputMode, Tissue
 from ..printed import printed_to_debug_log
@@ -87,7 +88,7 @@ def nnunet_plans(contract: ModelContract) -> dict[str, Any]:
         "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
         "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
         "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-        "architecture": {"network_class_name": "bratsx.trainer.network.UNet3D", "arch_kwargs": dict(contract.network),
+        "architecture": {"network_class_name": "bratsx.network.unet.UNet3D", "arch_kwargs": dict(contract.network),
                          "_kw_requires_import": []},
         "batch_dice": False,
     }
@@ -118,12 +119,11 @@ def nnunet_predictor(network, contract: ModelContract, mirroring: bool = False, 
     """
     import torch
 
-    try:
-        with printed_to_debug_log(logger, "nnU-Net"):
-            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-            from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    except ImportError:
-        raise BratsxError("nnunetv2 is not installed: pip install 'bratsx[dev]'") from None
+    with printed_to_debug_log(logger, "nnU-Net"):
+        nnUNetPredictor = optional_import("nnunetv2.inference.predict_from_raw_data", "dev",
+                                          attribute="nnUNetPredictor")
+        PlansManager = optional_import("nnunetv2.utilities.plans_handling.plans_handler", "dev",
+                                       attribute="PlansManager")
     plans = PlansManager(nnunet_plans(contract))
     with printed_to_debug_log(logger, "nnU-Net"):
         predictor = nnUNetPredictor(tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=mirroring,

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..extras import optional_module
+
 __all__ = ["cpu_gemm_gflops"]
 
 
@@ -43,9 +45,8 @@ def cpu_gemm_gflops(size: int = 2048, repeat: int = 5, precision: str = "fp32") 
         b = rng.standard_normal((size, size), dtype=np.float32)
         product = lambda: a @ b  # noqa: E731
     elif precision == "bf16":
-        try:
-            import torch
-        except ImportError:
+        torch = optional_module("torch")
+        if torch is None:
             return None
         generator = torch.Generator().manual_seed(0)
         a, b = (torch.randn(size, size, generator=generator, dtype=torch.bfloat16) for _ in range(2))

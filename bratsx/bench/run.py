@@ -117,8 +117,8 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | No
         import torch
 
         from ..contract import ModelContract
-        from ..trainer.checkpoint import save_checkpoint
-        from ..trainer.network import NetworkConfig, UNet3D
+        from ..network.checkpoint import save_checkpoint
+        from ..network.unet import NetworkConfig, UNet3D
 
         torch.manual_seed(0)
         network = NetworkConfig()

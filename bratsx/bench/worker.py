@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..cases import Case, discover_cases
+from ..runtime.records import CaseStatus
 
 __all__ = ["measure"]
 
@@ -48,7 +49,7 @@ def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> fl
 
 def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
     from ..postprocess import postprocess_override
-    from ..runtime import InferOptions, SegmentOptions, infer_cases
+    from ..runtime import InferOptions, Runner, SegmentOptions, run_batch
 
     start = time.perf_counter()
     with _open(task) as opened:
@@ -60,13 +61,13 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
                                  postprocess=postprocess_override(task["postprocess"], contract.postprocess))
-        options = InferOptions(segment=segment, overwrite=True)
+        runner = Runner.from_backends([backend], contract, segment)
         latencies, walls = [], []
         for _ in range(task["repeat"]):
             start = time.perf_counter()
-            records = infer_cases(cases, [backend], contract, Path(task["out"]), options)
+            records = run_batch(cases, runner, Path(task["out"]), InferOptions(overwrite=True)).records
             walls.append(time.perf_counter() - start)
-            failed = [r.error for r in records if r.status == "failed"]
+            failed = [r.error for r in records if r.status == CaseStatus.FAILED]
             if failed:
                 raise RuntimeError(failed[0])
             latencies.extend(r.seconds for r in records)
@@ -79,7 +80,7 @@ Segmenter = Callable[[Case, Path], dict[str, float]]
 
 def _measure_peer(task: dict[str, Any], build: Callable[[Any], Segmenter]) -> dict[str, Any]:
     """Time a peer: ``build`` turns the trained model into a function segmenting one case into a folder."""
-    from ..trainer.checkpoint import model_from_checkpoint
+    from ..network.checkpoint import model_from_checkpoint
 
     start = time.perf_counter()
     segment = build(model_from_checkpoint(task["checkpoint"]))

@@ -31,7 +31,7 @@ def demo(
     DIRECTORY is a workspace: `bratsx infer CASES --workspace DIRECTORY` then uses the demo's model.
     """
     from ..demo import DemoStep, demo_plan, run_demo
-    from ..runtime.records import CaseRecord
+    from ..runtime.records import CaseRecord, CaseStatus
     from .render import TrainingDisplay, render_records, training_progress
 
     with training_progress() as progress:
@@ -55,5 +55,5 @@ def demo(
     table.add_row("segmentations", escape(f"{result.predictions} (metrics.csv, summary.json)"))
     table.add_row("next", escape(f"bratsx infer YOUR_CASES --model {result.model_dir}"))
     console.print(table)
-    if any(r.status == "failed" for r in result.records):
+    if any(r.status == CaseStatus.FAILED for r in result.records):
         raise typer.Exit(1)

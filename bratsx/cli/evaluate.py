@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..runtime.records import CaseStatus
 from .common import console, reports_errors
 from .options import LabelsOption
 from .render import status_cell
@@ -63,7 +64,7 @@ def evaluate(
         table.add_row(metric, *cells)
     console.print(table)
     for r in results:
-        if r.status != "ok":
+        if r.status != CaseStatus.OK:
             console.print(f"{status_cell(r)}")
     counts = ", ".join(f"{sum(r.status == s for r in results)} {s}" for s in dict.fromkeys(r.status for r in results))
     console.print(f"{counts}; metrics: {escape(str(out / 'metrics.csv'))}, {escape(str(out / 'summary.json'))}")

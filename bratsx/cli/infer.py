@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import TaskID
 from rich.text import Text
 
 from ..cases import Layout, discover
 from ..errors import BratsxError
+from ..extras import optional_import
 from ..postprocess import postprocess_override
 from ..runtime.backends import BackendName
-from ..runtime.records import CaseRecord
 from ..runtime.segment import SegmentOptions, Window
-from .common import console, literal, progress_bar, reports_errors
+from .common import console, literal, reports_errors
 from .options import LabelsOption, WorkspaceOption, default_of
 
 
@@ -80,7 +78,8 @@ def infer(
                       ] = None,
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. [default: all cores]",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads of the whole run, split between "
+                                                               "--workers or Ray actors. [default: all cores]",
                                                    show_default=False)] = None,
     device: Annotated[str, typer.Option(help="ort and torch backends: cpu or cuda (auto chooses itself).")] = "cpu",
     ort_tensorrt: Annotated[bool, typer.Option("--ort-tensorrt", help="ort on cuda: use ONNX Runtime's TensorRT "
@@ -88,8 +87,8 @@ def infer(
     workspace: WorkspaceOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes sharing the CPU cores (with --ray: inference "
                                                      "actors). Cases are handed out one at a time.")] = 1,
-    devices: Annotated[Optional[str], typer.Option(help="One worker process per device, e.g. cuda:0,cuda:1.",
-                                                   show_default=False)] = None,
+    devices: Annotated[Optional[str], typer.Option(help="One worker process per device, e.g. cuda:0,cuda:1 (not "
+                                                        "with --ray).", show_default=False)] = None,
     num_parts: Annotated[int, typer.Option(min=1, help="Split the sorted cases into this many parts (round-robin) "
                                                        "and run only --part-id; merge with bratsx summarize.")] = 1,
     part_id: Annotated[int, typer.Option(min=0, help="Which part to run, 0 to --num-parts - 1.")] = 0,
@@ -109,85 +108,52 @@ def infer(
     A rerun reuses up-to-date outputs and redoes stale ones (input, model or settings changed). A bad
     case is reported and the others finish; the exit code is then 1.
     """
-    from ..runtime.ensemble import ModelSpec
+    from ..runtime import InferOptions, ModelSpec, RunnerSpec, Threads, run_batch
     from ..runtime.evaluate import segmentation_files
-    from ..runtime.infer import InferOptions, infer_cases
-    from ..runtime.parallel import infer_parallel, worker_slots
-    from ..runtime.parts import part_of
-    from ..runtime.ray_runner import RayOptions, infer_ray
-    from ..runtime.summary import write_summary
-    from .render import render_records
+    from ..runtime.parts import Part
+    from ..runtime.scheduling import choose_scheduler
+    from .render import batch_progress, render_records
 
     found = discover(cases_dir, layout)
     for skipped in found.skipped:
         console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
-    cases = part_of(found.cases, num_parts, part_id)
+    part = Part(num_parts, part_id) if num_parts > 1 else None
+    cases = found.cases
     if convention is not None:  # --labels: the set of every reference and output, stated, never read from values
         cases = [dataclasses.replace(case, stated_labels=convention) for case in cases]
     references = segmentation_files(labels).found if labels else None
     out = out or _output_folder(cases_dir)
-    models = model or [_default_model(workspace)]
-    spec = ModelSpec(paths=tuple(models), backend=backend.value, ort_tensorrt=ort_tensorrt)
-    slots = worker_slots(workers, devices.split(",") if devices else None, threads)
-    with spec.open(device, threads) as ensemble:  # opened here first: a bad model stops the run before any worker
-        identity = ensemble.identity
-        if window is Window.BOX and identity["backend"] == BackendName.TRT.value:
-            raise BratsxError("--window box: a TensorRT engine runs only its tile shape; use --window tiles, or "
-                              "--backend ort, openvino or torch for one pass over the brain box")
-        segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
-                                 postprocess=postprocess_override(postprocess, ensemble.contract.postprocess))
-        options = InferOptions(segment=segment, save_probabilities=save_probabilities, overwrite=overwrite)
-        local = not ray and not devices and workers == 1
-        where = f"Ray ({ray})" if ray else "one process" if local else f"{len(slots)} worker processes"
-        console.print(f"{len(cases)} case(s){f' (part {part_id} of {num_parts})' if num_parts > 1 else ''}; model "
+    scheduler = choose_scheduler(workers=workers, devices=devices.split(",") if devices else None, threads=threads,
+                                 ray=ray)
+    segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention)
+    models = ModelSpec(paths=tuple(model or [_default_model(workspace)]), backend=backend.value,
+                       ort_tensorrt=ort_tensorrt)
+    options = InferOptions(save_probabilities=save_probabilities, overwrite=overwrite)
+    with RunnerSpec(models, segment).open(device, threads) as runner:  # here first: a bad model stops the run
+        # the post-processing every record names: --postprocess, else the model's own (tuned) spec
+        runner = runner.with_options(dataclasses.replace(segment, postprocess=postprocess_override(
+            postprocess, runner.contract.postprocess)))
+        identity = runner.identity
+        count = len(part.select(cases)) if part else len(cases)
+        console.print(f"{count} case(s){f' (part {part_id} of {num_parts})' if part else ''}; model "
                       f"{escape(', '.join(identity['files']))}; backend {identity['backend']} on {identity['device']} "
-                      f"({identity['precision']}){', TTA' if tta else ''}; {escape(where)}")
-        if not local:
-            ensemble.close()  # every worker opens its own
-        started = time.perf_counter()
-        with progress_bar() as progress:
-            task = progress.add_task("cases", total=len(cases))
-            tiles: dict[str, TaskID] = {}
-
-            def show_tiles(case_id: str, done: int, total: int) -> None:
-                if case_id not in tiles:
-                    tiles[case_id] = progress.add_task(f"tiles of {escape(case_id)}", total=total)
-                progress.update(tiles[case_id], completed=done)
-
-            def case_done(record: CaseRecord) -> None:
-                progress.advance(task)
-                if record.case_id in tiles:
-                    progress.remove_task(tiles.pop(record.case_id))
-
-            scheduling = {"model_identity": identity, "references": references, "on_case": case_done}
-            if ray:
-                records = infer_ray(cases, spec, ensemble.contract, out, options,
-                                    RayOptions(address=ray, actors=workers if workers > 1 else None, threads=threads),
-                                    **scheduling)
-            elif not local:
-                records = infer_parallel(cases, spec, out, options, slots, on_tiles=show_tiles, **scheduling)
-            else:
-                records = infer_cases(cases, ensemble.backends, ensemble.contract, out, options, on_tiles=show_tiles,
-                                      **scheduling)
-    wall = time.perf_counter() - started
-    summary_dir = out / "parts" / f"{part_id}-of-{num_parts}" if num_parts > 1 else out
-    summary_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        summary = write_summary(records, summary_dir, {"model": identity, "overlap": overlap, "tta": tta}, wall)
-    except BratsxError:  # a full disk: every case's outcome is still shown before the one line about it
-        render_records(records, out, None, wall)
-        raise
-    render_records(records, out, summary, wall)
-    if num_parts > 1:
+                      f"({identity['precision']}){', TTA' if tta else ''}; {escape(scheduler.description)}")
+        if not isinstance(scheduler, Threads):
+            runner.close()  # every worker opens its own
+        with batch_progress(count) as (on_case, on_tiles):
+            result = run_batch(cases, runner, out, options, scheduler=scheduler, part=part,
+                               references=references, on_case=on_case, on_tiles=on_tiles)
+    render_records(result.records, out, result.summary, result.wall_seconds)
+    if result.summary_error:  # a full disk: every case's outcome was shown before the one line about it
+        raise BratsxError(result.summary_error)
+    if part:
         console.print(f"part {part_id} of {num_parts}: when every part is done, bratsx summarize "
                       f"{escape(str(out))} --cases {escape(str(cases_dir))} writes the whole run's metrics and lists "
                       "any case missing")
     if report:
-        try:
-            from ..report.build import build_batch_report
-        except ImportError:
-            raise BratsxError("--report needs Pillow: pip install 'bratsx[report]'") from None
+        build_batch_report = optional_import("bratsx.report.build", "report", purpose="--report",
+                                             attribute="build_batch_report")
         drawn = build_batch_report(out, cases_dir)
         console.print(Text.assemble("QC report: ", literal(drawn.html)))
-    if any(r.status == "failed" for r in records):
+    if result.failed:
         raise typer.Exit(1)

@@ -6,19 +6,45 @@ Everything here shows untrusted strings (case ids, paths, error messages) verbat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..runtime.records import CaseRecord
-from .common import console, err_console, literal
+from ..runtime.records import CaseRecord, CaseStatus
+from .common import console, err_console, literal, progress_bar
 
-__all__ = ["TrainingDisplay", "per_region", "render_records", "status_cell", "training_progress"]
+__all__ = ["TrainingDisplay", "batch_progress", "per_region", "render_records", "status_cell", "training_progress"]
 
 REGIONS = ("WT", "TC", "ET")
+
+
+@contextmanager
+def batch_progress(cases: int) -> Iterator[tuple[Callable[[CaseRecord], None], Callable[[str, int, int], None]]]:
+    """A batch's progress display: one bar for the cases, one per running case for its tiles.
+
+    Yields:
+        ``(on_case, on_tiles)`` for :func:`~bratsx.runtime.batch.run_batch`.
+    """
+    with progress_bar() as progress:
+        task = progress.add_task("cases", total=cases)
+        tiles: dict[str, TaskID] = {}
+
+        def on_tiles(case_id: str, done: int, total: int) -> None:
+            if case_id not in tiles:
+                tiles[case_id] = progress.add_task(f"tiles of {escape(case_id)}", total=total)
+            progress.update(tiles[case_id], completed=done)
+
+        def on_case(record: CaseRecord) -> None:
+            progress.advance(task)
+            if record.case_id in tiles:
+                progress.remove_task(tiles.pop(record.case_id))
+
+        yield on_case, on_tiles
 
 
 def per_region(values: dict[str, float] | None, digits: int = 3) -> str:
@@ -28,12 +54,12 @@ def per_region(values: dict[str, float] | None, digits: int = 3) -> str:
 
 def status_cell(record: CaseRecord) -> Text:
     """The status column: ok, reused, a stale case redone, or the error in red."""
-    if record.status == "ok":
+    if record.status == CaseStatus.OK:
         cell = literal(record.note or "ok")
         if record.metrics_error:
             cell.append_text(literal(f" (metrics: {record.metrics_error})", "yellow"))
         return cell
-    if record.status == "failed":
+    if record.status == CaseStatus.FAILED:
         return literal(record.error or "failed", "red")
     return literal(f"{record.status}: {record.error or record.note or ''}", "yellow")
 
@@ -51,7 +77,7 @@ def render_records(records: Sequence[CaseRecord], out: Path, summary: Path | Non
                       f"{r.volumes_ml['WT']:.1f}" if r.volumes_ml else "",
                       f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
     console.print(table)
-    failed = [r for r in records if r.status == "failed"]
+    failed = [r for r in records if r.status == CaseStatus.FAILED]
     if failed:
         err_console.print(f"[red]{len(failed)} case(s) failed[/]; the others were written")
     if summary is not None:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from ..errors import BratsxError
+from ..extras import optional_import
 from ..labels import Modality
 from ..report.flags import FlagOptions
 from ..report.options import RenderOptions
@@ -51,20 +51,15 @@ def report(
     filterable table with thumbnails, QC flags, and pass/fail verdicts exported to qc.csv.
     For a training run folder: its loss and validation Dice curves.
     """
-    try:  # Pillow draws the pictures; the inference install may not have it
-        from ..report.build import (
-            CASES_FOLDER,
-            ReportOptions,
-            build_batch_report,
-            build_run_report,
-            default_jobs,
-            is_run_dir,
-        )
-    except ImportError as error:
-        if error.name != "PIL":
-            raise
-        raise BratsxError("bratsx report draws with Pillow, which is not installed: pip install 'bratsx[report]'"
-                          ) from None
+    optional_import("PIL", "report", purpose="bratsx report")  # Pillow draws the pictures
+    from ..report.build import (
+        CASES_FOLDER,
+        ReportOptions,
+        build_batch_report,
+        build_run_report,
+        default_jobs,
+        is_run_dir,
+    )
     command = shlex.join(["bratsx", *sys.argv[1:]])
     if is_run_dir(path):
         html = build_run_report(path, out, command)

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import BratsxError
+from ..extras import optional_import
 from ..runtime.backends import BackendName
 from ..serve.settings import ServeSettings, is_loopback
 from .common import console, reports_errors
@@ -52,7 +53,8 @@ def serve(
                                                       "one on other addresses]", show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(case_sensitive=False, help="Inference engine; auto picks the "
                                                  "fastest installed.")] = default_of(ServeSettings, "backend"),
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads. [default: all cores]",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads, split between --jobs-per-model. "
+                                                               "[default: all cores]",
                                                    show_default=False)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         "--data-dir", help="Where uploads and results go. [default: a temporary folder, deleted at exit]",
@@ -82,12 +84,10 @@ def serve(
     report) and record pass / fail / comment into PREDICTIONS/qc.csv. Needs the serve extra:
     pip install 'bratsx[serve]'.
     """
-    try:
-        from ..serve.app import listen, run_server
-        from ..serve.state import AppState
-    except ImportError as error:
-        raise BratsxError(f"bratsx serve needs the serve extra ({error.name} is missing): pip install "
-                          "'bratsx[serve]'") from None
+    optional_import("uvicorn", "serve", purpose="bratsx serve")
+    app = optional_import("bratsx.serve.app", "serve", purpose="bratsx serve")
+    AppState = optional_import("bratsx.serve.state", "serve", purpose="bratsx serve", attribute="AppState")
+    listen, run_server = app.listen, app.run_server
 
     generated = token is None and not is_loopback(host)
     token = secrets.token_urlsafe(24) if generated else token

@@ -117,7 +117,6 @@ def train(
     goes to WORKSPACE/runs/NAME and becomes the workspace's latest run, which `bratsx export` takes
     by default. Ctrl-C saves last.pt and tells how to resume. Under torchrun every process trains (DDP).
     """
-    from ..devices import torch_device
     from ..trainer.config import AugmentConfig
     from ..workspace import Workspace
 
@@ -132,8 +131,6 @@ def train(
         "layout": layout.value if layout else None, "labels": labels.value if labels else None,
         "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None,
     }
-    if not resume and gpus is None:
-        explicit["gpus"] = 1 if torch_device() == "cuda" else 0
     if folds is not None:
         if split is not None or val_fraction is not None or resume:
             raise BratsxError("--folds makes and reuses its own split and resumes each fold itself; drop --split, "

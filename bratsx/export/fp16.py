@@ -21,10 +21,12 @@ import onnx
 from ..cases import Case, discover_cases
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..extras import optional_import
 from ..labels import REGION_ORDER
 from ..metrics import dice
 from ..runtime.backends import Backend
-from ..runtime.segment import prepare_case, segment_case
+from ..runtime.runner import Runner
+from ..runtime.segment import segment_case
 from ..synth import write_synthetic_dataset
 from .onnx_export import save_onnx_atomic, set_precision
 
@@ -54,10 +56,7 @@ def fp16_from_onnx(source: Path, out: Path) -> Path:
 
     The contract in the metadata is carried over.
     """
-    try:
-        from onnxconverter_common import float16
-    except ImportError:
-        raise BratsxError("onnxconverter-common is not installed: pip install 'bratsx[train]'") from None
+    float16 = optional_import("onnxconverter_common.float16", "train")
     model = onnx.load(str(source))
     with warnings.catch_warnings():  # it reports every weight below 1e-7 it rounds up to 1e-7
         warnings.simplefilter("ignore", UserWarning)
@@ -132,9 +131,10 @@ def accuracy_gate(
     user's case takes, from the same prepared (loaded and preprocessed) input.
     """
     worst = {region.value: 1.0 for region in REGION_ORDER}
+    runners = [Runner.from_backends([backend], contract) for backend in (reference, candidate)]
     for case in cases:
-        prepared = prepare_case(case, contract)
-        masks = [segment_case(prepared, [backend], contract).regions for backend in (reference, candidate)]
+        prepared = runners[0].prepare(case)
+        masks = [segment_case(prepared, runner).regions for runner in runners]
         for channel, region in enumerate(REGION_ORDER):
             worst[region.value] = min(worst[region.value], dice(masks[1][channel], masks[0][channel]))
     return GateResult(worst, len(cases))

@@ -28,6 +28,7 @@ import numpy as np
 from ..cases import Case
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..extras import optional_import
 from ..printed import printed_to_debug_log
 from ..runtime.backends import Backend, OpenVinoBackend
 from ..runtime.segment import prepare_case
@@ -77,13 +78,10 @@ def int8_from_onnx(source: Path, out: Path, tiles: Sequence[np.ndarray]) -> Path
     Raises:
         BratsxError: nncf or openvino is not installed, or there is no calibration tile.
     """
-    try:
-        import nncf
-        import openvino as ov
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-    except ImportError:
-        raise BratsxError("nncf and openvino are not installed: pip install 'bratsx[int8]'") from None
+    ov = optional_import("openvino", "int8", purpose="INT8 export")
+    nncf = optional_import("nncf", "int8", purpose="INT8 export")
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
     if not tiles:
         raise BratsxError("int8 quantization needs calibration tiles; none came from the calibration cases")
     model = ov.Core().read_model(str(source))

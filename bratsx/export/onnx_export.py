@@ -23,8 +23,8 @@ from torch import nn
 from .. import __version__
 from ..atomic import atomic_path
 from ..contract import CONTRACT_METADATA_KEY, PRECISION_METADATA_KEY
-from ..trainer.checkpoint import TrainedModel
-from ..trainer.network import UNet3D, probabilities
+from ..network.checkpoint import TrainedModel
+from ..network.unet import UNet3D, probabilities
 from .options import DEFAULT_OPSET
 
 __all__ = [

@@ -22,8 +22,8 @@ from ..modelfolder import (
     write_ensemble_json,
     write_model_json,
 )
+from ..network.checkpoint import TrainedModel, model_from_checkpoint
 from ..runtime.backends import OrtBackend
-from ..trainer.checkpoint import TrainedModel, model_from_checkpoint
 from .fp16 import FP16_GATE_ARITHMETIC, GateResult, accuracy_gate, calibration_cases, fp16_from_onnx
 from .onnx_export import onnx_from_checkpoint
 from .options import ExportOptions

@@ -74,7 +74,7 @@ def compare_with_torch(
         trained: the PyTorch network and contract.
         inputs: named batches, from :func:`verification_inputs`.
     """
-    from ..trainer.network import probabilities
+    from ..network.unet import probabilities
 
     max_abs, max_rel = 0.0, 0.0
     for batch in inputs.values():

@@ -181,8 +181,9 @@ def _batch_facts(pred_dir: Path, cases_dir: Path | None, summary: dict[str, Any]
     model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
     for path in model.get("files", []) if isinstance(model.get("files"), list) else []:
         facts.append(("model", _describe_model(str(path))))
+    settings = summary.get("settings") if isinstance(summary.get("settings"), dict) else summary  # older: top level
     run = ", ".join(f"{k} {v}" for k, v in (*((k, model[k]) for k in ("backend", "device", "precision") if k in model),
-                                            *((k, summary[k]) for k in ("overlap", "tta") if k in summary)))
+                                            *((k, settings[k]) for k in ("overlap", "tta") if k in settings)))
     if run:
         facts.append(("inference", run))
     if isinstance(summary.get("command"), str):

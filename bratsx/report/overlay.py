@@ -24,7 +24,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..boxes import bounding_box, whole
 from ..labels import REGION_ORDER, REGION_TISSUES, Tissue
+from ..metrics import region_volumes_ml
 from .colors import LEVELS, OVERLAY_ALPHA, TISSUE_NAMES, overlay_palette, swatch_index
 
 __all__ = [
@@ -32,11 +34,10 @@ __all__ = [
     "CaseVolumes",
     "Plane",
     "Screen",
-    "bounding_box",
     "figure",
     "palette_image",
     "panel",
-    "region_volumes_ml",
+    "tissue_volumes_ml",
     "screen_volumes",
     "thumbnail",
     "touches_border",
@@ -118,27 +119,15 @@ def palette_image(indices: np.ndarray, alpha: float = OVERLAY_ALPHA) -> Image.Im
     return image
 
 
-def region_volumes_ml(tissues: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """WT, TC and ET volumes (mL) of a tissue map."""
-    counts = {tissue: np.count_nonzero(tissues == tissue) for tissue in Tissue}  # 8x faster than bincount
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {region.value: float(sum(counts[t] for t in REGION_TISSUES[region])) * voxel_ml for region in REGION_ORDER}
+def tissue_volumes_ml(tissues: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """WT, TC and ET volumes (mL) of a tissue map (:func:`bratsx.metrics.region_volumes_ml` of its regions)."""
+    regions = np.stack([np.isin(tissues, [t.value for t in REGION_TISSUES[region]]) for region in REGION_ORDER])
+    return region_volumes_ml(regions, spacing)
 
 
 def touches_border(tissues: np.ndarray) -> bool:
     """Whether any tumour voxel lies on a face of the volume (the tumour may be cut off)."""
     return any(np.take(tissues, edge, axis=axis).any() for axis in range(tissues.ndim) for edge in (0, -1))
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    """The box around the ``True`` voxels plus ``margin`` (the whole volume when there are none)."""
-    box = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if present.size == 0:
-            return tuple(slice(0, n) for n in mask.shape)
-        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
 
 
 def _grey_levels(background: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -159,7 +148,7 @@ def screen_volumes(volumes: CaseVolumes) -> Screen:
     for tissues in (volumes.prediction, volumes.reference):
         if tissues is not None:
             mask = mask | (tissues > 0)
-    box = bounding_box(mask, CROP_MARGIN)
+    box = bounding_box(mask, CROP_MARGIN) or whole(mask.shape)
     background = volumes.background[box]
     prediction, reference = (None if t is None else t[box] for t in (volumes.prediction, volumes.reference))
     return Screen(_grey_levels(background, background != 0), prediction, reference, volumes.spacing)
@@ -270,7 +259,7 @@ def figure(volumes: CaseVolumes, screen: Screen | None = None, alpha: float = OV
     for what, tissues in (("prediction", screen.prediction), ("reference", screen.reference)):
         if tissues is not None:  # the cropped volumes hold every tumour voxel, and are faster to count
             caption.append(f"{what}: " + " · ".join(
-                f"{region} {ml:.1f} mL" for region, ml in region_volumes_ml(tissues, volumes.spacing).items()))
+                f"{region} {ml:.1f} mL" for region, ml in tissue_volumes_ml(tissues, volumes.spacing).items()))
     return _compose(caption, [name for name, _ in columns], grid, alpha)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_bytes_atomic
+from ..boxes import bounding_box, whole
 from ..cases import Case, Layout
 from ..errors import BratsxError, CaseError
 from ..geometry import Geometry
@@ -22,7 +23,7 @@ from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, prediction_
 from ..labels import CLASS_CONVENTION, MODALITY_ORDER, LabelConvention, Modality, convert_labels
 from .gif import flythrough_gif
 from .options import RenderOptions
-from .overlay import CaseVolumes, bounding_box, figure, region_volumes_ml, screen_volumes, thumbnail, touches_border
+from .overlay import CaseVolumes, figure, screen_volumes, thumbnail, tissue_volumes_ml, touches_border
 
 __all__ = ["FIGURE_NAME", "GIF_NAME", "THUMBNAIL_NAME", "CaseImages", "load_volumes", "png_bytes",
            "render_case"]
@@ -71,7 +72,8 @@ def _tissues(path: Path, case: Case, convention: LabelConvention | None, grid: G
     # Unless given, the values decide the set among the case's candidates; all lie in the box around the
     # non-zero voxels, which is far faster to scan.
     read = prediction_convention if prediction else label_convention
-    convention = read(data[bounding_box(data != 0)], case.case_id, path, convention, case.label_sets)
+    convention = read(data[bounding_box(data != 0) or whole(data.shape)], case.case_id, path, convention,
+                      case.label_sets)
     return convert_labels(grid.to_canonical(data), convention, CLASS_CONVENTION)
 
 
@@ -86,14 +88,16 @@ def _background(case: Case, modality: Modality) -> tuple[np.ndarray, Geometry]:
     return geometry.to_canonical(data), geometry
 
 
-def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = RenderOptions()) -> CaseVolumes:
+def load_volumes(case: Case, prediction: Path | np.ndarray | None,
+                 options: RenderOptions = RenderOptions()) -> CaseVolumes:
     """Read what a case's pictures need: one background modality, the prediction and the reference.
 
     Label files in any convention become tissue maps, so every convention gets the same colours.
 
     Args:
         case: the input case (from :func:`bratsx.cases.discover_cases`).
-        prediction: its predicted label file, if any.
+        prediction: its predicted label file, or its canonical tissue map already in memory (values
+            :class:`~bratsx.labels.Tissue`, e.g. from :func:`~bratsx.labels.convert_labels` to ``CLASS_CONVENTION``).
         options: the background modality and the predictions' convention.
 
     Returns:
@@ -105,7 +109,13 @@ def load_volumes(case: Case, prediction: Path | None, options: RenderOptions = R
     background, geometry = _background(case, options.background)
     # --labels names the predictions' set, and the reference's where the case's layout or id leaves it open
     given = options.convention
-    predicted = None if prediction is None else _tissues(prediction, case, given, geometry, prediction=True)
+    if isinstance(prediction, np.ndarray):
+        if prediction.shape != background.shape:
+            raise CaseError(case.case_id, f"the prediction's shape {prediction.shape} differs from the images' "
+                            f"{background.shape}")
+        predicted = prediction
+    else:
+        predicted = None if prediction is None else _tissues(prediction, case, given, geometry, prediction=True)
     reference = None if case.label is None else _tissues(case.label, case, given if len(case.label_sets) > 1
                                                          else None, geometry, prediction=False)
     return CaseVolumes(case.case_id, background, predicted, reference, geometry.canonical_spacing,
@@ -119,14 +129,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def render_case(case_id: str, case: Case | None, prediction: Path | None, out_dir: Path,
+def render_case(case_id: str, case: Case | None, prediction: Path | np.ndarray | None, out_dir: Path,
                 options: RenderOptions = RenderOptions()) -> CaseImages:
     """Draw one case into ``out_dir``: the overlay PNG, a thumbnail and (with ``options.gif``) the fly-through.
 
     Args:
         case_id: the case.
         case: its input case, or ``None`` when none was found (nothing is drawn).
-        prediction: its predicted label file, or ``None`` (the background and reference are drawn).
+        prediction: its predicted label file, or its canonical tissue map in memory (see :func:`load_volumes`),
+            or ``None`` (the background and reference are drawn).
         out_dir: the case's picture folder (created).
         options: how to draw.
 
@@ -149,7 +160,7 @@ def render_case(case_id: str, case: Case | None, prediction: Path | None, out_di
     predicted = volumes.prediction
     return CaseImages(
         case_id, figure_path, thumbnail_path, gif_path,
-        None if predicted is None else region_volumes_ml(screen.prediction, volumes.spacing),
+        None if predicted is None else tissue_volumes_ml(screen.prediction, volumes.spacing),
         None if predicted is None else touches_border(predicted),
         time.perf_counter() - started,
     )

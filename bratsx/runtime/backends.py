@@ -23,6 +23,7 @@ import numpy as np
 
 from ..contract import PRECISION_METADATA_KEY
 from ..errors import BratsxError
+from ..extras import optional_import
 
 __all__ = [
     "Backend",
@@ -32,7 +33,6 @@ __all__ = [
     "OrtBackend",
     "TorchBackend",
     "TorchOptions",
-    "missing_package_error",
 ]
 
 
@@ -58,6 +58,13 @@ class Backend(Protocol):
         preferred_batch: tiles per call that keep the device busy.
         input_shape: the model's input shape, ``None`` for a dynamic dimension.
         output_shape: the model's output shape, likewise.
+        runs_any_shape: ``run`` also takes one volume of any spatial shape the network divides
+            (``--window box``); ``False`` for engines built for their tile shape (TensorRT).
+
+    Thread safety: ``run`` may NOT be called from two threads at once on the same backend. OpenVINO reuses
+    one infer request and ONNX Runtime on CUDA one I/O binding, so concurrent calls could mix their
+    outputs. A caller running cases concurrently (the web app's job threads) opens one backend per
+    thread, or serialises the calls.
     """
 
     name: str
@@ -65,6 +72,7 @@ class Backend(Protocol):
     precision: str
     input_shape: tuple[int | None, ...]
     output_shape: tuple[int | None, ...]
+    runs_any_shape: bool
 
     @property
     def preferred_batch(self) -> int: ...
@@ -91,6 +99,7 @@ class BackendBase:
     precision = "fp32"
     input_shape: tuple[int | None, ...] = ()
     output_shape: tuple[int | None, ...] = ()
+    runs_any_shape = True
 
     @property
     def preferred_batch(self) -> int:
@@ -108,11 +117,6 @@ class BackendBase:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def missing_package_error(package: str, extra: str) -> BratsxError:
-    """The error for a backend whose package is not installed."""
-    return BratsxError(f"{package} is not installed: pip install 'bratsx[{extra}]'")
 
 
 def _dims(shape) -> tuple[int | None, ...]:
@@ -163,10 +167,7 @@ class OrtBackend(BackendBase):
         from .ort_providers import check_session_providers, ort_providers
 
         _check_single_onnxruntime()
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise missing_package_error("onnxruntime", "cpu") from None
+        ort = optional_import("onnxruntime", "cpu")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -235,10 +236,7 @@ class OpenVinoBackend(BackendBase):
     KEPT_SHAPES = 2
 
     def __init__(self, model: Path | str, threads: int | None = None, precision: str = "f32") -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise missing_package_error("openvino", "openvino") from None
+        ov = optional_import("openvino", "openvino")
         if precision not in ("f32", "bf16", "int8"):
             raise BratsxError(f"OpenVINO precision must be f32, bf16 or int8, got {precision!r}")
         self._config = {"INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
@@ -327,11 +325,8 @@ class TorchBackend(BackendBase):
 
     def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False,
                  options: TorchOptions | None = None) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise missing_package_error("torch", "train") from None
-        from ..trainer.checkpoint import model_from_checkpoint
+        torch = optional_import("torch", "train")
+        from ..network.checkpoint import model_from_checkpoint
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BratsxError("--device cuda asked for, but no CUDA GPU is visible")
@@ -355,6 +350,6 @@ class TorchBackend(BackendBase):
         self.precision = "fp16" if self.autocast == torch.float16 else "bf16" if self.autocast else "fp32"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        from ..trainer.network import predict_tiles
+        from ..network.unet import predict_tiles
 
         return predict_tiles(self.network, batch, self.contract.output_mode, self.device, self.autocast)

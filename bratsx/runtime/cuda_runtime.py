@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BratsxError
+from ..extras import optional_import, optional_module
 
 __all__ = ["CudaRuntime", "GpuInfo", "pinned_array"]
 
@@ -61,17 +62,10 @@ class CudaRuntime:
         Raises:
             BratsxError: cuda-python is not installed.
         """
-        try:
-            from cuda.bindings import runtime  # cuda-bindings >= 12.6
-        except ImportError:
-            try:
-                from cuda import cudart as runtime  # cuda-python < 12.6 (removed in 13)
-            except ImportError:
-                raise BratsxError("cuda-python is not installed: pip install 'bratsx[trt]'") from None
-        try:
-            from cuda.bindings.utils import get_cuda_native_handle as native_handle  # cuda-bindings >= 12.9.1
-        except ImportError:
-            native_handle = int
+        runtime = (optional_module("cuda.bindings.runtime")  # cuda-bindings >= 12.6
+                   or optional_import("cuda.cudart", "trt"))  # cuda-python < 12.6 (removed in 13)
+        utils = optional_module("cuda.bindings.utils")  # get_cuda_native_handle: cuda-bindings >= 12.9.1
+        native_handle = getattr(utils, "get_cuda_native_handle", int)
         return cls(runtime, native_handle)
 
     def call(self, what: str, result: tuple) -> Any:

@@ -1,10 +1,12 @@
 """The model(s) one inference worker runs, opened once per worker, and what its records say about them.
 
-``bratsx infer`` may average several models (an ensemble). Every scheduler opens them the same way: the
-threads path in the command's own process, each worker process of :mod:`~bratsx.runtime.parallel` and
-each Ray actor of :mod:`~bratsx.runtime.ray_runner`. A :class:`ModelSpec` is the picklable description
-they are handed (files and backend, not open sessions), and :func:`model_identity` is the one place that
-says what a record stores about the model, so a resumed or distributed run judges staleness alike.
+``bratsx infer`` may average several models (an ensemble). Every scheduler opens them the same way, through
+the runner's spec (:class:`~bratsx.runtime.runner.RunnerSpec`, which pairs a :class:`ModelSpec` with the
+segmentation settings): the threads path in the command's own process, each worker process of
+:mod:`~bratsx.runtime.parallel`, each Ray actor of :mod:`~bratsx.runtime.ray_runner` and each job slot of
+the web app. A :class:`ModelSpec` is the picklable description they are handed (files and backend, not open
+sessions), and :func:`model_identity` is the one place that says what a record stores about the model, so
+a resumed or distributed run judges staleness alike.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from ..errors import BratsxError, CaseError
 from ..imageio import AFFINE_TOLERANCE, label_convention, prediction_convention, read_label_file
 from ..labels import LabelConvention, candidate_sets, regions_from_labels, unexpected_values
 from ..scoring import score_label_maps
-from .records import CaseRecord
+from .records import CaseRecord, CaseStatus
 
 __all__ = ["SegmentationFiles", "evaluate_directories", "read_regions", "segmentation_files"]
 
@@ -89,7 +89,7 @@ def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConventi
     (BraTS 2023 values against 2018-2021 references) is read in its own, and only the WT, TC and ET
     regions every set shares are scored; its values are read among the sets of the id and the adult glioma sets.
     """
-    record = CaseRecord(case_id, "ok", output=str(predicted))
+    record = CaseRecord(case_id, CaseStatus.OK, output=str(predicted))
     try:
         truth_data, reference_geometry = read_label_file(reference, case_id)
         prediction_data, geometry = read_label_file(predicted, case_id)
@@ -104,7 +104,7 @@ def _score(case_id: str, predicted: Path, reference: Path, stated: LabelConventi
         record.metrics = score_label_maps(prediction_data, predicted_in, truth_data, scored, geometry.spacing,
                                           lesion_wise=lesion_wise)
     except CaseError as error:
-        record.status, record.error = "failed", str(error)
+        record.status, record.error = CaseStatus.FAILED, str(error)
     return record
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..choices import look_up
 from ..contract import ModelContract, read_onnx_contract
 from ..devices import installed, ort_cuda_available, tensorrt_available, torch_cuda_available
 from ..errors import BratsxError
@@ -144,11 +145,7 @@ def open_model(
             contradicts its contract.
     """
     model = Path(model)
-    try:
-        name = BackendName(backend)
-    except ValueError:
-        choices = ", ".join(b.value for b in BackendName)
-        raise BratsxError(f"unknown backend {backend!r}; choose one of {choices}") from None
+    name = look_up(BackendName, backend, "backend")
     folder = find_model_folder(model)
     if folder is not None and folder.info.get("members"):  # an ensemble folder: its members, logits averaged
         from .ensemble import open_ensemble_folder

@@ -1,7 +1,8 @@
 """Many inference workers on one machine: one process per worker, cases handed out one at a time.
 
 ``bratsx infer --workers N`` splits the CPU cores between ``N`` processes; ``--devices cuda:0,cuda:1``
-runs one process per GPU. Each worker opens the models once and runs the same pipeline as a single
+runs one process per GPU. :class:`Processes` is the scheduler :func:`~bratsx.runtime.batch.run_batch` hands
+the cases to. Each worker opens the runner's spec once and runs the same pipeline as a single
 process (:func:`~bratsx.runtime.infer.run_pipeline`: loading, segmenting and writing overlapped), asking
 this process for its next case only when it can start loading it, so a slow case never stalls a
 static slice. Workers write outputs and records themselves (atomically) and report events (tiles done,
@@ -25,18 +26,18 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..cases import Case
-from ..errors import BratsxError
-from .ensemble import EnsembleOpener
-from .infer import CaseOutput, InferOptions, RunPlan, plan_run, run_pipeline, write_one
-from .records import CaseRecord, record_path
+from ..errors import BratsxError, failure_text
+from .batch import Work
+from .infer import InferOptions, run_pipeline
+from .runner import Runner, RunnerSpec
 
-__all__ = ["WorkerSlot", "account_for", "infer_parallel", "worker_slots"]
+__all__ = ["Processes", "WorkerSlot", "worker_slots"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,24 +131,24 @@ class _Channel:
             yield reply[1], reply[2]
 
 
-def _worker(slot: WorkerSlot, opener: EnsembleOpener, out_dir: Path, options: InferOptions,
+def _worker(slot: WorkerSlot, spec: RunnerSpec, out_dir: Path, options: InferOptions,
             identity: dict[str, Any], conn: multiprocessing.connection.Connection) -> None:
-    """A worker process: open the models, then segment cases until the parent has none left."""
+    """A worker process: open the runner, then segment cases until the parent has none left."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
     signal.signal(signal.SIGTERM, _stop)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before anything initialises CUDA in this process
     channel = _Channel(conn)
     try:
-        with opener.open(slot.device, slot.threads) as ensemble:
+        with spec.open(slot.device, slot.threads) as runner:
             own = {"model": {**identity["model"], "device": slot.label}, "settings": identity["settings"]}
-            run_pipeline(channel.cases(), ensemble.backends, ensemble.contract, out_dir, options, own,
+            run_pipeline(channel.cases(), runner, out_dir, options, own,
                          on_record=lambda record: channel.send("record", record),
                          on_tiles=lambda case_id, done, total: channel.send("tiles", case_id, done, total))
     except _Stop:
         return
     except Exception as error:  # a worker that cannot run says why, and the parent decides
-        channel.send("error", str(error) if isinstance(error, BratsxError) else f"{type(error).__name__}: {error}")
+        channel.send("error", failure_text(error))
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -162,34 +163,27 @@ def _how_it_ended(exitcode: int | None) -> str:
 class _Supervisor:
     """The parent's side: hands out cases, collects events, notices dead workers, stops them on Ctrl-C."""
 
-    def __init__(self, plan: RunPlan, out_dir: Path, on_case: Callable[[CaseRecord], None] | None,
-                 on_tiles: Callable[[str, int, int], None] | None) -> None:
-        self.queue = deque(plan.todo)
-        self.out_dir = out_dir
-        self.on_case, self.on_tiles = on_case, on_tiles
-        self.records: dict[str, CaseRecord] = {}
+    def __init__(self, todo: Sequence[tuple[Case, str | None]], work: Work) -> None:
+        self.queue = deque(todo)
+        self.work = work
+        self.finished = 0
         self.held: dict[int, dict[str, Case]] = {}
         self.errors: dict[int, str] = {}
-        self.started_ns = time.time_ns()
+        self.unfinished: dict[str, str] = {}
         self.stopping = False
         self.processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self.conns: dict[int, multiprocessing.connection.Connection] = {}
 
-    def start(self, slots: Sequence[WorkerSlot], opener: EnsembleOpener, options: InferOptions,
-              identity: dict[str, Any]) -> None:
+    def start(self, slots: Sequence[WorkerSlot], spec: RunnerSpec) -> None:
         context = multiprocessing.get_context("spawn")  # no forked threads or CUDA state
+        work = self.work
         for index, slot in enumerate(slots):
             parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(slot, opener, self.out_dir, options, identity, child),
-                                      name=f"bratsx-worker-{index}", daemon=True)
+            process = context.Process(target=_worker, args=(slot, spec, work.out_dir, work.options, work.identity,
+                                                            child), name=f"bratsx-worker-{index}", daemon=True)
             process.start()
             child.close()  # so that the parent sees EOF once the worker is gone
             self.processes[index], self.conns[index], self.held[index] = process, parent, {}
-
-    def finish(self, record: CaseRecord) -> None:
-        self.records[record.case_id] = record
-        if self.on_case:
-            self.on_case(record)
 
     def handle(self, index: int, message: tuple) -> None:
         kind = message[0]
@@ -208,9 +202,10 @@ class _Supervisor:
         elif kind == "record":
             record = message[1]
             self.held[index].pop(record.case_id, None)
-            self.finish(record)
-        elif kind == "tiles" and self.on_tiles:
-            self.on_tiles(*message[1:])
+            self.finished += 1
+            self.work.on_record(record)
+        elif kind == "tiles" and self.work.on_tiles:
+            self.work.on_tiles(*message[1:])
         elif kind == "error":
             self.errors[index] = message[1]
 
@@ -226,8 +221,7 @@ class _Supervisor:
         how = self.errors.get(index) or _how_it_ended(process.exitcode)
         logger.warning("worker %s (pid %s) stopped: %s", index, process.pid, how)
         for case_id in held:
-            self.finish(account_for(self.out_dir, case_id, self.started_ns, f"its worker (pid {process.pid}) stopped "
-                                                                            f"before finishing it ({how})"))
+            self.unfinished[case_id] = f"its worker (pid {process.pid}) stopped before finishing it ({how})"
 
     def step(self, timeout: float) -> None:
         for conn in multiprocessing.connection.wait(list(self.conns.values()), timeout):
@@ -246,88 +240,50 @@ class _Supervisor:
                 os.kill(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
 
 
-def account_for(out_dir: Path, case_id: str, since_ns: int, why: str) -> CaseRecord:
-    """The record of a case whose result never reached the scheduler (its worker or task died).
-
-    If the worker finished it anyway (its ``ok`` record was written in this run, after ``since_ns``),
-    that record; else a ``failed`` record saying ``why``, written so that the case is accounted for
-    and a rerun redoes it.
-    """
-    path = record_path(out_dir, case_id)
-    try:
-        record = CaseRecord.from_json(path.read_text()) if path.stat().st_mtime_ns >= since_ns else None
-    except (OSError, ValueError, TypeError):
-        record = None
-    if record is not None and record.status == "ok":
-        return record
-    return write_one(CaseOutput(CaseRecord(case_id, "failed", error=f"case {case_id}: {why}; run again to redo it")),
-                     out_dir)
-
-
-def infer_parallel(
-    cases: Sequence[Case],
-    opener: EnsembleOpener,
-    out_dir: Path,
-    options: InferOptions | None = None,
-    slots: Sequence[WorkerSlot] | None = None,
-    *,
-    model_identity: dict[str, Any] | None = None,
-    references: dict[str, Path] | None = None,
-    on_case: Callable[[CaseRecord], None] | None = None,
-    on_tiles: Callable[[str, int, int], None] | None = None,
-) -> list[CaseRecord]:
-    """Segment every case into ``out_dir`` with one process per worker slot; as :func:`~bratsx.runtime.infer_cases`.
+@dataclass(frozen=True)
+class Processes:
+    """One worker process per slot, each opening the runner's spec; cases handed out one at a time.
 
     Args:
-        cases: from :func:`bratsx.cases.discover_cases`.
-        opener: opens the models in each worker (e.g. a :class:`~bratsx.runtime.ensemble.ModelSpec`);
-            it must be picklable.
-        out_dir: output folder (created).
-        options: how to run.
-        slots: the workers (see :func:`worker_slots`; default: two CPU workers).
-        model_identity: what the records say about the model (its ``sha256`` decides staleness); each
-            worker's records name its own device.
-        references: reference label files by case id, overriding the cases' own.
-        on_case: called in this process with each record as soon as its case is done.
-        on_tiles: called in this process with ``(case_id, tiles done, tiles in all)``.
-
-    Returns:
-        One record per case, in order: reused, redone, new, or failed (a worker that died holding it,
-        or every worker gone before it was handed out).
-
-    Raises:
-        BratsxError: the output folder cannot be used, or no worker could start (e.g. the model does
-            not open), with the worker's reason.
-        KeyboardInterrupt: Ctrl-C; every worker has stopped and nothing partial is left.
+        slots: the workers (see :func:`worker_slots`).
     """
-    options = options or InferOptions()
-    slots = list(slots or worker_slots(2))
-    plan = plan_run(cases, out_dir, options, model_identity, references)
-    supervisor = _Supervisor(plan, out_dir, on_case, on_tiles)
-    for record in plan.done.values():
-        supervisor.finish(record)
-    deadline = None
-    try:
-        supervisor.start(slots[:len(plan.todo)], opener, options, plan.identity)  # no idle worker is started
-        while supervisor.conns:
-            try:
-                supervisor.step(timeout=0.5)
-                if deadline is not None and time.monotonic() > deadline:
-                    supervisor.stop(kill=True)
-            except KeyboardInterrupt:
-                supervisor.stop(kill=deadline is not None)  # a second Ctrl-C kills at once
-                deadline = time.monotonic() + STOP_GRACE_S
-    finally:
-        for process in supervisor.processes.values():
-            if process.is_alive():
-                process.kill()
-            process.join()
-    if supervisor.stopping:
-        raise KeyboardInterrupt
-    errors = list(supervisor.errors.values())
-    if not supervisor.records.keys() - plan.done.keys() and supervisor.queue and errors:
-        raise BratsxError(f"no worker could run: {errors[0]}")
-    for case, _ in supervisor.queue:  # every worker gone before these were handed out
-        reason = errors[0] if errors else "every worker stopped"
-        supervisor.finish(account_for(out_dir, case.case_id, supervisor.started_ns, f"not run ({reason})"))
-    return [supervisor.records[case.case_id] for case in plan.cases]
+
+    slots: Sequence[WorkerSlot]
+
+    @property
+    def description(self) -> str:
+        return f"{len(self.slots)} worker processes"
+
+    def run(self, todo: Sequence[tuple[Case, str | None]], runner: Runner, work: Work) -> dict[str, str]:
+        """Run ``todo`` on the workers (see :class:`~bratsx.runtime.batch.Scheduler`).
+
+        Raises:
+            BratsxError: no worker could run (e.g. the model does not open), with the worker's reason.
+            KeyboardInterrupt: Ctrl-C; every worker has stopped and nothing partial is left.
+        """
+        spec = runner.spec
+        supervisor = _Supervisor(todo, work)
+        deadline = None
+        try:
+            supervisor.start(list(self.slots)[:len(todo)], spec)  # no idle worker is started
+            while supervisor.conns:
+                try:
+                    supervisor.step(timeout=0.5)
+                    if deadline is not None and time.monotonic() > deadline:
+                        supervisor.stop(kill=True)
+                except KeyboardInterrupt:
+                    supervisor.stop(kill=deadline is not None)  # a second Ctrl-C kills at once
+                    deadline = time.monotonic() + STOP_GRACE_S
+        finally:
+            for process in supervisor.processes.values():
+                if process.is_alive():
+                    process.kill()
+                process.join()
+        if supervisor.stopping:
+            raise KeyboardInterrupt
+        errors = list(supervisor.errors.values())
+        if not supervisor.finished and supervisor.queue and errors:
+            raise BratsxError(f"no worker could run: {errors[0]}")
+        for case, _ in supervisor.queue:  # every worker gone before these were handed out
+            supervisor.unfinished[case.case_id] = f"not run ({errors[0] if errors else 'every worker stopped'})"
+        return supervisor.unfinished

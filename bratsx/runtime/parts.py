@@ -18,10 +18,10 @@ from typing import Any
 
 from ..cases import Case
 from ..errors import BratsxError
-from .records import CaseRecord, read_records
-from .summary import write_summary
+from .records import CaseRecord, CaseStatus, read_records
+from .summary import describe_run, write_summary
 
-__all__ = ["MergedRecords", "RebuiltSummary", "merge_records", "missing_cases", "part_of", "rebuild_summary"]
+__all__ = ["MergedRecords", "Part", "RebuiltSummary", "merge_records", "missing_cases", "part_of", "rebuild_summary"]
 
 
 def part_of(cases: Sequence[Case], num_parts: int, part_id: int) -> list[Case]:
@@ -46,6 +46,31 @@ def part_of(cases: Sequence[Case], num_parts: int, part_id: int) -> list[Case]:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One part of a batch split ``--num-parts N --part-id I`` (checked when made).
+
+    Attributes:
+        num_parts: how many parts the batch is split into (1 or more).
+        part_id: which part, from 0 to ``num_parts - 1``.
+    """
+
+    num_parts: int
+    part_id: int
+
+    def __post_init__(self) -> None:
+        part_of([], self.num_parts, self.part_id)  # the one check of both numbers
+
+    @property
+    def folder(self) -> Path:
+        """Where the part's summary goes in the output folder: ``parts/<i>-of-<n>``."""
+        return Path("parts") / f"{self.part_id}-of-{self.num_parts}"
+
+    def select(self, cases: Sequence[Case]) -> list[Case]:
+        """This part's cases (see :func:`part_of`)."""
+        return part_of(cases, self.num_parts, self.part_id)
+
+
+@dataclass(frozen=True)
 class MergedRecords:
     """The records of several output folders, one per case.
 
@@ -62,7 +87,7 @@ class MergedRecords:
 
 
 def _rank(record: CaseRecord) -> tuple[bool, str]:
-    return record.status == "ok", record.finished
+    return record.status == CaseStatus.OK, record.finished
 
 
 def merge_records(out_dirs: Iterable[Path]) -> MergedRecords:
@@ -75,7 +100,7 @@ def merge_records(out_dirs: Iterable[Path]) -> MergedRecords:
     folders: dict[str, Path] = {}
     duplicates: set[str] = set()
     for folder in out_dirs:
-        found = read_records(folder)
+        found = read_records(folder, strict=True)
         if not found:
             raise BratsxError(f"{folder}: no records (records/*.json); is it an output folder of bratsx infer?")
         for case_id, record in found.items():
@@ -100,7 +125,7 @@ def missing_cases(cases: Sequence[Case], records: dict[str, CaseRecord]) -> dict
         record = records.get(case.case_id)
         if record is None:
             missing[case.case_id] = "no record"
-        elif record.status != "ok":
+        elif record.status != CaseStatus.OK:
             missing[case.case_id] = f"{record.status}: {record.error or record.note or ''}".rstrip(": ")
     return missing
 
@@ -144,18 +169,18 @@ def rebuild_summary(out_dirs: Sequence[Path], into: Path, cases: Sequence[Case] 
         The records, what is missing, the duplicates and the summary's path.
 
     Raises:
-        BratsxError: a folder holds no records.
+        BratsxError: a folder holds no records, or a record of an older format.
     """
     merged = merge_records(out_dirs)
     missing = missing_cases(cases, merged.records) if cases is not None else {}
     ids = sorted(c.case_id for c in cases) if cases is not None else list(merged.records)
-    records = [merged.records.get(case_id) or CaseRecord(case_id, "missing", error=f"case {case_id}: no record")
-               for case_id in ids]
-    found = [r for r in records if r.status != "missing"]
-    run = {"merged_from": [str(folder) for folder in out_dirs],
-           "model": _distinct({k: v for k, v in r.model.items() if k != "device"} for r in found),
-           "devices": sorted({str(r.model.get("device")) for r in found if r.model}),
-           "settings": _distinct(r.settings for r in found)}
+    records = [merged.records.get(case_id)
+               or CaseRecord(case_id, CaseStatus.MISSING, error=f"case {case_id}: no record") for case_id in ids]
+    found = [r for r in records if r.status != CaseStatus.MISSING]
+    models = _distinct({k: v for k, v in r.model.items() if k != "device"} for r in found)
+    run = {**describe_run({"model": models, "settings": _distinct(r.settings for r in found)}),
+           "merged_from": [str(folder) for folder in out_dirs],
+           "devices": sorted({str(r.model.get("device")) for r in found if r.model})}
     into.mkdir(parents=True, exist_ok=True)
     summary = write_summary(records, into, run, 0.0)
     return RebuiltSummary(records, missing, merged.duplicates, summary)

@@ -5,7 +5,8 @@ The pipeline, as Ray Data's batch-inference guide lays it out::
     case list -> load + preprocess (CPU tasks) -> sliding window (actor pool: the models open once per
     actor; one actor per GPU, or CPU actors) -> write outputs + record (tasks) -> the driver
 
-Every stage calls the functions the local schedulers call (:func:`~bratsx.runtime.infer.prepare_or_error`,
+:class:`Ray` is the scheduler :func:`~bratsx.runtime.batch.run_batch` hands the cases to. Every stage calls
+the functions the local schedulers call (:func:`~bratsx.runtime.infer.prepare_or_error`,
 :func:`~bratsx.runtime.infer.segment_one`, :func:`~bratsx.runtime.infer.write_one`), so the outputs are
 byte-identical to a local run. Batches hold one case (a 3D case is 100+ MB); Ray Data's streaming
 executor holds back loading while the actors are busy, and each actor is sent at most two cases at a
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,15 @@ from typing import Any
 import numpy as np
 
 from ..cases import Case
-from ..contract import ModelContract
-from ..errors import BratsxError
-from .backends import missing_package_error
-from .ensemble import EnsembleOpener
-from .infer import InferOptions, failure_message, plan_run, prepare_or_error, segment_one, write_one
-from .parallel import account_for
+from ..errors import BratsxError, failure_text
+from ..extras import optional_import
+from .batch import Work
+from .infer import InferOptions, prepare_or_error, segment_one, write_one
 from .records import CaseRecord
+from .runner import Runner, RunnerSpec
 from .segment import PreparedCase
 
-__all__ = ["RayOptions", "infer_ray"]
+__all__ = ["Ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,8 @@ CASES_IN_FLIGHT_PER_ACTOR = 2
 
 
 @dataclass(frozen=True, kw_only=True)
-class RayOptions:
-    """Where and how wide to run.
+class Ray:
+    """Ray Data actors: where and how wide to run.
 
     Attributes:
         address: as ``ray.init`` takes it, used only when this process has not started Ray itself:
@@ -57,20 +56,41 @@ class RayOptions:
             ``auto`` joins the cluster running on this machine (``ray start --head``), ``ray://HOST:10001``
             a remote cluster through Ray Client.
         actors: inference actors (``None``: one per GPU on a cluster with GPUs, else one per node).
-        threads: CPU threads of each CPU actor (``None``: the cluster's CPUs split between the actors).
+        threads: CPU threads of the whole run, split between the CPU actors (``None``: the cluster's CPUs),
+            as ``--threads`` means for every scheduler.
     """
 
     address: str | None = None
     actors: int | None = None
     threads: int | None = None
 
+    @property
+    def description(self) -> str:
+        return f"Ray ({self.address or 'local'})"
 
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise missing_package_error("ray", "ray") from None
-    return ray
+    def run(self, todo: Sequence[tuple[Case, str | None]], runner: Runner, work: Work) -> dict[str, str]:
+        """Run ``todo`` on Ray (see :class:`~bratsx.runtime.batch.Scheduler`); cases whose task or actor died, or
+        all of them when the pipeline stopped, come back with why.
+
+        Raises:
+            BratsxError: ``ray`` is not installed.
+        """
+        ray = optional_import("ray", "ray")
+        spec = runner.spec
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        why = "its Ray task or actor failed without a result (see the Ray logs)"
+        try:
+            for row in _pipeline(ray, list(todo), runner, spec, work, self).iter_rows():
+                work.on_record(CaseRecord.from_json(row["record"]))
+        except Exception as error:  # the pipeline itself stopped (say, no actor could open the model)
+            why = f"the Ray pipeline stopped ({_last_line(error)})"
+            logger.warning("%s", why, exc_info=error)
+        finally:
+            if started_here:
+                ray.shutdown()
+        return {case.case_id: why for case, _ in todo}
 
 
 def _slim(prepared: PreparedCase) -> PreparedCase:
@@ -78,23 +98,23 @@ def _slim(prepared: PreparedCase) -> PreparedCase:
     return dataclasses.replace(prepared, loaded=dataclasses.replace(prepared.loaded, image=np.empty(0, np.float32)))
 
 
-def _load(row: dict[str, Any], todo: list[tuple[Case, str | None]], contract: ModelContract) -> dict[str, Any]:
+def _load(row: dict[str, Any], todo: list[tuple[Case, str | None]], runner: Runner) -> dict[str, Any]:
     """Load + preprocess task: a failure travels on as a one-line error, as it would locally."""
     case = todo[row["index"]][0]
-    prepared = prepare_or_error(case, contract)
+    prepared = prepare_or_error(case, runner)
     if isinstance(prepared, Exception):
-        prepared = BratsxError(failure_message(case.case_id, prepared))
+        prepared = BratsxError(failure_text(prepared, case.case_id))
     else:
         prepared = _slim(prepared)
     return {"index": row["index"], "prepared": prepared}
 
 
 class _SegmentActor:
-    """Inference actor: opens the models once, then segments the cases it is sent, one per batch."""
+    """Inference actor: opens the runner once, then segments the cases it is sent, one per batch."""
 
-    def __init__(self, opener: EnsembleOpener, device: str, threads: int | None, todo: list[tuple[Case, str | None]],
+    def __init__(self, spec: RunnerSpec, device: str, threads: int | None, todo: list[tuple[Case, str | None]],
                  options: InferOptions, identity: dict[str, Any]) -> None:
-        self.ensemble = opener.open(device, threads)
+        self.runner = spec.open(device, threads)
         self.todo, self.options = todo, options
         self.identity = {"model": {**identity["model"], "device": device}, "settings": identity["settings"]}
 
@@ -102,8 +122,7 @@ class _SegmentActor:
         outputs = np.empty(len(batch["index"]), dtype=object)
         for i, (index, prepared) in enumerate(zip(batch["index"], batch["prepared"])):
             case, note = self.todo[int(index)]
-            outputs[i] = segment_one(case, prepared, note, self.ensemble.backends, self.ensemble.contract,
-                                     self.options, self.identity)
+            outputs[i] = segment_one(case, prepared, note, self.runner, self.options, self.identity)
         return {"index": batch["index"], "output": outputs}
 
 
@@ -118,7 +137,7 @@ def _write(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return {"index": row["index"], "record": write_one(row["output"], out_dir).to_json()}
 
 
-def _layout(ray: Any, options: RayOptions) -> tuple[int, str, int | None, float]:
+def _layout(ray: Any, options: Ray) -> tuple[int, str, int | None, float]:
     """How many actors, on which device, with how many threads, reserving how many CPUs each."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
@@ -126,82 +145,18 @@ def _layout(ray: Any, options: RayOptions) -> tuple[int, str, int | None, float]
         return options.actors or gpus, "cuda", options.threads, 1.0
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
     actors = options.actors or max(1, len(nodes))
-    threads = options.threads or max(1, int(resources.get("CPU", 1)) // actors)
+    threads = max(1, (options.threads or int(resources.get("CPU", 1))) // actors)
     smallest_node = min((int(n["Resources"]["CPU"]) for n in nodes), default=1)
     # Leave a CPU of each node to the load and write tasks, or they would wait for the actors to finish.
     return actors, "cpu", threads, float(max(1, min(threads, smallest_node) - 1))
 
 
-def infer_ray(
-    cases: Sequence[Case],
-    opener: EnsembleOpener,
-    contract: ModelContract,
-    out_dir: Path,
-    options: InferOptions | None = None,
-    ray_options: RayOptions | None = None,
-    *,
-    model_identity: dict[str, Any] | None = None,
-    references: dict[str, Path] | None = None,
-    on_case: Callable[[CaseRecord], None] | None = None,
-) -> list[CaseRecord]:
-    """Segment every case into ``out_dir`` on a Ray cluster; as :func:`~bratsx.runtime.infer_cases`.
+def _pipeline(ray: Any, todo: list[tuple[Case, str | None]], runner: Runner, spec: RunnerSpec, work: Work,
+              ray_options: Ray) -> Any:
+    """The Ray Data dataset of the run: one row per case, ending in its record (as JSON).
 
-    Args:
-        cases: from :func:`bratsx.cases.discover_cases`, at paths every node can read.
-        opener: opens the models in each actor (e.g. a :class:`~bratsx.runtime.ensemble.ModelSpec`).
-        contract: the models' contract (the load tasks preprocess as it says).
-        out_dir: output folder every node can write (created).
-        options: how to run.
-        ray_options: which cluster, how many actors.
-        model_identity: what the records say about the model (its ``sha256`` decides staleness).
-        references: reference label files by case id, overriding the cases' own.
-        on_case: called on the driver with each record as soon as its case is written.
-
-    Returns:
-        One record per case, in order: reused, redone, new or failed.
-
-    Raises:
-        BratsxError: ``ray`` is not installed, or the output folder cannot be used.
+    The load tasks get the runner closed (its contract and settings, no open model); the actors open its spec.
     """
-    ray = _import_ray()
-    options, ray_options = options or InferOptions(), ray_options or RayOptions()
-    plan = plan_run(cases, out_dir, options, model_identity, references)
-    records: dict[str, CaseRecord] = {}
-
-    def finish(record: CaseRecord) -> None:
-        records[record.case_id] = record
-        if on_case:
-            on_case(record)
-
-    for record in plan.done.values():
-        finish(record)
-    if plan.todo:
-        started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=ray_options.address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-        try:
-            started_ns = time.time_ns()
-            why = "its Ray task or actor failed without a result (see the Ray logs)"
-            try:
-                for row in _pipeline(ray, plan.todo, contract, opener, out_dir, options, ray_options,
-                                     plan.identity).iter_rows():
-                    finish(CaseRecord.from_json(row["record"]))
-            except Exception as error:  # the pipeline itself stopped (say, no actor could open the model)
-                why = f"the Ray pipeline stopped ({_last_line(error)})"
-                logger.warning("%s", why, exc_info=error)
-            for case, _ in plan.todo:
-                if case.case_id not in records:
-                    finish(account_for(out_dir, case.case_id, started_ns, why))
-        finally:
-            if started_here:
-                ray.shutdown()
-    return [records[case.case_id] for case in plan.cases]
-
-
-def _pipeline(ray: Any, todo: list[tuple[Case, str | None]], contract: ModelContract, opener: EnsembleOpener,
-              out_dir: Path, options: InferOptions, ray_options: RayOptions, identity: dict[str, Any]) -> Any:
-    """The Ray Data dataset of the run: one row per case, ending in its record (as JSON)."""
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     actors, device, threads, cpus = _layout(ray, ray_options)
@@ -211,12 +166,13 @@ def _pipeline(ray: Any, todo: list[tuple[Case, str | None]], contract: ModelCont
     context.print_on_execution_start = False
     context.max_errored_blocks = -1  # a lost block is one case, accounted for by the driver; never the whole run
     return (
-        dataset.map(_load, fn_kwargs={"todo": todo, "contract": contract}, num_cpus=0.5,
+        dataset.map(_load, fn_kwargs={"todo": todo, "runner": Runner.for_workers(spec.models, runner.contract,
+                                                                                  runner.options)}, num_cpus=0.5,
                     compute=TaskPoolStrategy(size=min(actors + 1, len(todo))))
         .map_batches(_SegmentActor, batch_size=1, batch_format="numpy",
-                     fn_constructor_kwargs={"opener": opener, "device": device, "threads": threads, "todo": todo,
-                                            "options": options, "identity": identity},
+                     fn_constructor_kwargs={"spec": spec, "device": device, "threads": threads, "todo": todo,
+                                            "options": work.options, "identity": work.identity},
                      compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=CASES_IN_FLIGHT_PER_ACTOR),
                      num_cpus=cpus, num_gpus=1 if device == "cuda" else 0)
-        .map(_write, fn_kwargs={"out_dir": out_dir}, num_cpus=0.25)
+        .map(_write, fn_kwargs={"out_dir": work.out_dir}, num_cpus=0.25)
     )

@@ -5,22 +5,52 @@ hash, the settings), what came out (status, error, output file, seconds per stag
 and when. ``metrics.csv`` and ``summary.json`` are rebuilt from the records, so a resumed, sharded or
 distributed run reports exactly what an uninterrupted one does, and a changed input or model makes
 a case stale instead of silently skipped.
+
+Every record carries its ``format`` (:data:`RECORD_FORMAT`), checked when it is read back (by a rerun,
+``summarize``, ``report``, review mode, parts): a record of another format gets one clear line naming
+the file, never a ``KeyError`` deep in a reader.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from ..atomic import write_bytes_atomic
 from ..cases import Case
+from ..errors import BratsxError
 
-__all__ = ["RECORDS_DIR", "CaseRecord", "input_fingerprint", "read_records", "record_path", "write_record"]
+__all__ = ["RECORDS_DIR", "RECORD_FORMAT", "CaseRecord", "CaseStatus", "RecordFormatError", "input_fingerprint",
+           "read_records", "record_path", "write_record"]
+
+logger = logging.getLogger(__name__)
 
 RECORDS_DIR = "records"
+#: The format of the records this bratsx writes; a record of another format is refused when read.
+RECORD_FORMAT = 2
+
+
+class CaseStatus(str, Enum):
+    """How a case ended (a str enum: records store its value)."""
+
+    OK = "ok"  # segmented
+    FAILED = "failed"  # see the record's error
+    SKIPPED = "skipped"  # an output exists that no record describes: left alone
+    MISSING = "missing"  # evaluation, summaries: no prediction, or no record
+    AMBIGUOUS = "ambiguous"  # evaluation: several candidate predictions
+    UNREFERENCED = "unreferenced"  # evaluation: a prediction without a reference
+
+    def __str__(self) -> str:
+        return self.value  # as written in tables and CSV files
+
+
+class RecordFormatError(BratsxError):
+    """A record written in another format (an older bratsx, or not a record)."""
 
 
 @dataclass
@@ -29,8 +59,7 @@ class CaseRecord:
 
     Attributes:
         case_id: the case.
-        status: ``ok`` (segmented), ``failed`` (see ``error``), ``skipped`` (an output exists that no
-            record describes: it was left alone) or, in evaluation, ``missing``/``ambiguous``.
+        status: a :class:`CaseStatus`.
         output: the output file, relative to the output folder.
         error: one line: why the case failed.
         inputs: fingerprint of each input file (see :func:`input_fingerprint`).
@@ -43,10 +72,11 @@ class CaseRecord:
         volumes_ml: predicted WT/TC/ET volumes.
         note: what the scheduler did and why (``reused``, ``stale: input changed``, ...).
         finished: when (UTC, ISO 8601).
+        format: the record format (:data:`RECORD_FORMAT`).
     """
 
     case_id: str
-    status: str
+    status: CaseStatus
     output: str | None = None
     error: str | None = None
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -59,15 +89,33 @@ class CaseRecord:
     volumes_ml: dict[str, float] | None = None
     note: str | None = None
     finished: str = ""
+    format: int = RECORD_FORMAT
+
+    def __post_init__(self) -> None:
+        self.status = CaseStatus(self.status)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, allow_nan=True)
 
     @classmethod
-    def from_json(cls, text: str) -> CaseRecord:
+    def from_json(cls, text: str, source: Path | str = "record") -> CaseRecord:
+        """Read a record back, checking its format.
+
+        Raises:
+            RecordFormatError: ``text`` is not a record of :data:`RECORD_FORMAT` (named by ``source``).
+            ValueError: ``text`` is not JSON.
+        """
         values = json.loads(text)
+        found = values.get("format") if isinstance(values, dict) else None
+        if found != RECORD_FORMAT:
+            written = f"format {found}" if found is not None else "no format (bratsx before records had one)"
+            raise RecordFormatError(f"{source}: a per-case record of {written}, this bratsx reads format "
+                                    f"{RECORD_FORMAT}; rerun bratsx infer into a new folder (or with --overwrite)")
         known = {name for name in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except (TypeError, ValueError) as error:
+            raise RecordFormatError(f"{source}: not a per-case record of format {RECORD_FORMAT} ({error})") from None
 
     def stamped(self) -> CaseRecord:
         """This record with ``finished`` set to now."""
@@ -87,15 +135,29 @@ def write_record(out_dir: Path, record: CaseRecord) -> Path:
     return write_bytes_atomic(path, (record.to_json() + "\n").encode())
 
 
-def read_records(out_dir: Path) -> dict[str, CaseRecord]:
-    """Every readable record of an output folder, by case id (an unreadable one is left out)."""
+def read_records(out_dir: Path, strict: bool = False) -> dict[str, CaseRecord]:
+    """Every readable record of an output folder, by case id.
+
+    Args:
+        out_dir: the output folder.
+        strict: refuse a record of another format instead of leaving it out (with a warning), for readers
+            whose answer would be wrong without it (``summarize``).
+
+    Raises:
+        RecordFormatError: with ``strict``, a record of another format.
+    """
     folder = out_dir / RECORDS_DIR
     records = {}
     if folder.is_dir():
         for path in sorted(folder.glob("*.json")):
             try:
-                record = CaseRecord.from_json(path.read_text())
-            except (OSError, ValueError, TypeError):
+                record = CaseRecord.from_json(path.read_text(), path)
+            except RecordFormatError as error:
+                if strict:
+                    raise
+                logger.warning("%s", error)
+                continue
+            except (OSError, ValueError):  # cut short by a killed writer, or unreadable: as if absent
                 continue
             records[record.case_id] = record
     return records

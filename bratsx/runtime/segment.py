@@ -7,10 +7,11 @@ each output is mapped back to logits first. Every backend computes that activati
 export keeps Sigmoid/Softmax in fp32 and TensorRT builds it strongly typed, the torch backend casts its logits
 to float, OpenVINO bf16 returns f32 sigmoids), so one cap, where a float32 sigmoid rounds to 1, serves all.
 
-:func:`segment_case` is the single path from a case to its segmentation. ``bratsx infer`` schedules it
-over directories (threads, worker processes, Ray actors), the export accuracy gates compare two
-backends through it, the bench times it and the web app's jobs call it, so all of them compute the
-same thing. It never writes files: writing is the scheduler's.
+:func:`segment_case` is the single path from a case to its segmentation, given a
+:class:`~bratsx.runtime.runner.Runner` (models, contract, settings). :func:`~bratsx.runtime.batch.run_batch`
+schedules it over directories for every door (``bratsx infer`` on threads, worker processes or Ray actors,
+the web app's jobs, the demo, the bench), and the export accuracy gates compare two backends through it, so
+all of them compute the same thing. It never writes files: writing is the batch's.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..cases import Case
+from ..choices import look_up
 from ..contract import ModelContract
-from ..errors import LabelError
+from ..errors import BratsxError, LabelError
 from ..imageio import LoadedCase, load_case
 from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_probabilities
 from ..postprocess import PostprocessSpec, apply_postprocess, spec_of
@@ -33,7 +36,10 @@ from ..scoring import score_label_maps
 from ..sliding_window import Window, box_predict, sliding_window_predict
 from .backends import Backend
 
-__all__ = ["LOGIT_CAP", "STAGES", "PreparedCase", "SegmentOptions", "Segmentation", "Window",
+if TYPE_CHECKING:  # the runner builds on this module: named here for the annotations only
+    from .runner import Runner
+
+__all__ = ["LOGIT_CAP", "STAGES", "PreparedCase", "SegmentOptions", "Segmentation", "Window", "check_window",
            "logits_from_probabilities", "prepare_case", "probabilities_from_logits", "segment_case", "tile_predictor",
            "tiled_logits"]
 
@@ -53,7 +59,8 @@ class SegmentOptions:
 
     Attributes:
         window: ``tiles`` (overlapping tiles of the model's patch, Gaussian-blended) or ``box`` (one forward
-            pass over the whole brain box, padded to the network's divisor; not for TensorRT engines).
+            pass over the whole brain box, padded to the network's divisor; only for backends that run any
+            shape, so not for TensorRT engines).
         overlap: sliding-window overlap (fraction of a tile shared with each neighbour).
         sw_batch: tiles per backend call (``None``: the backend's preferred batch).
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
@@ -69,6 +76,11 @@ class SegmentOptions:
     tta: bool = False
     convention: LabelConvention | None = None
     postprocess: PostprocessSpec | None = None
+
+    def __post_init__(self) -> None:  # choices given as text are parsed once, here
+        object.__setattr__(self, "window", look_up(Window, self.window, "window"))
+        if self.convention is not None:
+            object.__setattr__(self, "convention", look_up(LabelConvention, self.convention, "label convention"))
 
 
 @dataclass
@@ -209,21 +221,30 @@ def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Seque
                                   mask, on_tiles, _certain_background(output_mode))
 
 
+def check_window(backends: Sequence[Backend], options: SegmentOptions) -> None:
+    """Refuse ``window`` ``box`` on a backend that runs only its tile shape (its ``runs_any_shape`` flag).
+
+    Raises:
+        BratsxError: naming the backend and what to use instead.
+    """
+    fixed = sorted({b.name for b in backends if not b.runs_any_shape})
+    if options.window is Window.BOX and fixed:
+        raise BratsxError(f"--window box: the {', '.join(fixed)} backend runs only its tile shape; use --window "
+                          "tiles, or --backend ort, openvino or torch for one pass over the brain box")
+
+
 def segment_case(
     case: Case | PreparedCase,
-    backends: Sequence[Backend],
-    contract: ModelContract,
-    options: SegmentOptions | None = None,
+    runner: Runner,
     on_tiles: Callable[[int, int], None] | None = None,
 ) -> Segmentation:
-    """Segment one case.
+    """Segment one case with a runner's models and settings.
 
     Args:
-        case: a discovered case, or one already prepared by :func:`prepare_case` (as a scheduler's
-            loader thread does).
-        backends: one or more open models sharing ``contract``'s patch and output mode (averaged).
-        contract: the models' contract.
-        options: how to segment.
+        case: a discovered case, or one already prepared by :meth:`Runner.prepare
+            <bratsx.runtime.runner.Runner.prepare>` (as a scheduler's loader thread does).
+        runner: the open model(s) (averaged), their contract and how to segment
+            (:class:`~bratsx.runtime.runner.Runner`).
         on_tiles: called with ``(tiles done, tiles in all)`` while the backend runs.
 
     Returns:
@@ -231,15 +252,20 @@ def segment_case(
 
     Raises:
         CaseError: the case cannot be loaded.
+        BratsxError: the runner has no open model, or ``window`` is ``box`` and a backend runs only its tile
+            shape (:attr:`Backend.runs_any_shape <bratsx.runtime.backends.Backend.runs_any_shape>`).
     """
-    options = options or SegmentOptions()
-    prepared = case if isinstance(case, PreparedCase) else prepare_case(case, contract, options.convention)
+    runner.require_open()
+    backends, contract, options = runner.backends, runner.contract, runner.options
+    check_window(backends, options)
+    box = options.window is Window.BOX
+    prepared = case if isinstance(case, PreparedCase) else runner.prepare(case)
     loaded, ready = prepared.loaded, prepared.ready
     seconds = dict(prepared.seconds)
     sw_batch = options.sw_batch or backends[0].preferred_batch
 
     started = time.perf_counter()
-    if Window(options.window) is Window.BOX:
+    if box:
         predict = tile_predictor(backends, options.tta, contract.output_mode, flips_batched=False)
         logits = box_predict(ready.image, _divisor(contract), predict)
         if on_tiles is not None:

@@ -17,10 +17,10 @@ import numpy as np
 
 from ..atomic import write_bytes_atomic
 from ..errors import BratsxError
-from .records import CaseRecord
+from .records import CaseRecord, CaseStatus
 from .segment import STAGES
 
-__all__ = ["aggregate", "write_summary"]
+__all__ = ["aggregate", "describe_run", "write_summary"]
 
 
 def aggregate(records: Sequence[CaseRecord]) -> dict[str, dict[str, float]]:
@@ -37,6 +37,17 @@ def aggregate(records: Sequence[CaseRecord]) -> dict[str, dict[str, float]]:
     return stats
 
 
+def describe_run(identity: dict[str, Any]) -> dict[str, Any]:
+    """What ``summary.json`` says about how a run ran: the one spelling of every writer (infer, serve, demo,
+    bench, summarize).
+
+    Args:
+        identity: ``{"model": ..., "settings": ...}`` as the records say it (see
+            :func:`~bratsx.runtime.batch.plan_run`); merged runs give lists of distinct values.
+    """
+    return {"model": identity.get("model", {}), "settings": identity.get("settings", {})}
+
+
 def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, Any], wall_seconds: float) -> Path:
     """Write ``metrics.csv`` (one row per case) and ``summary.json``; returns the JSON's path.
 
@@ -46,7 +57,7 @@ def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, A
     Args:
         records: one per case of the batch (reused, redone and new alike).
         out_dir: where both files go.
-        run: what describes the run (backend, model, options), copied into the summary.
+        run: what describes the run (see :func:`describe_run`), copied into the summary.
         wall_seconds: wall time of this invocation (throughput counts the cases it segmented).
     """
     metric_keys = sorted({k for r in records if r.metrics for k in r.metrics})
@@ -59,17 +70,17 @@ def write_summary(records: Sequence[CaseRecord], out_dir: Path, run: dict[str, A
                         r.error or r.metrics_error or ""])
     _write(out_dir / "metrics.csv", buffer.getvalue().encode())
 
-    ok = [r for r in records if r.status == "ok"]
+    ok = [r for r in records if r.status == CaseStatus.OK]
     segmented_now = [r for r in ok if r.note != "reused"]
     latency = {stage: float(np.mean([r.seconds.get(stage, 0.0) for r in ok])) if ok else 0.0 for stage in STAGES}
-    statuses = sorted({r.status for r in records})
+    statuses = sorted({r.status.value for r in records})
     summary = {
         **run,
         "cases": len(records),
         "by_status": {status: sum(r.status == status for r in records) for status in statuses},
-        "failed": [{"case_id": r.case_id, "error": r.error} for r in records if r.status == "failed"],
+        "failed": [{"case_id": r.case_id, "error": r.error} for r in records if r.status == CaseStatus.FAILED],
         "not_scored": [{"case_id": r.case_id, "status": r.status, "error": r.error or r.metrics_error}
-                       for r in records if r.status not in ("ok", "failed") or r.metrics_error],
+                       for r in records if r.status not in (CaseStatus.OK, CaseStatus.FAILED) or r.metrics_error],
         "wall_seconds": wall_seconds,
         "segmented_this_run": len(segmented_now),
         "cases_per_minute": 60.0 * len(segmented_now) / wall_seconds if wall_seconds and segmented_now else None,

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..contract import ModelContract
 from ..errors import BratsxError
+from ..extras import optional_import
 from .backends import BackendBase, BackendName
 from .cuda_runtime import CudaRuntime, pinned_array
 
@@ -41,10 +42,7 @@ _IO_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 def import_tensorrt() -> Any:
     """The ``tensorrt`` module, or a clear error saying how to install it."""
-    try:
-        import tensorrt
-    except ImportError:
-        raise BratsxError("TensorRT is not installed: pip install 'bratsx[trt]' (needs an NVIDIA GPU)") from None
+    tensorrt = optional_import("tensorrt", "trt")  # needs an NVIDIA GPU
     major = int(tensorrt.__version__.split(".")[0])
     if major < 10:
         raise BratsxError(f"TensorRT {tensorrt.__version__} is too old: bratsx needs TensorRT 10 or newer")
@@ -175,6 +173,7 @@ class TrtBackend(BackendBase):
     """
 
     name = BackendName.TRT.value
+    runs_any_shape = False  # an engine runs the tile shape it was built for
 
     def __init__(self, engine: Path | str) -> None:
         self.path = Path(engine)

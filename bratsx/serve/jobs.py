@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cases import Case
-from ..errors import BratsxError
+from ..errors import BratsxError, failure_text
 from ..runtime.segment import SegmentOptions
 
 __all__ = ["JOB_FOLDER", "Job", "JobQueue", "JobState", "Progress", "new_job_folder"]
@@ -66,7 +66,7 @@ class Job:
         stage: what a running job does (``loading``, ``inference``, ``writing``).
         tiles: (done, in all) while the backend runs.
         error: why it failed (one line).
-        result: what it produced (see :mod:`bratsx.serve.pipeline`).
+        result: what it produced (see :mod:`bratsx.serve.presentation`).
         submitted, started, finished: times (``time.time()``).
     """
 
@@ -177,7 +177,7 @@ class JobQueue:
                 job.state = JobState.DONE
             except Exception as error:  # one job's failure, whatever raised it, must not stop the queue
                 expected = isinstance(error, BratsxError)
-                job.error = str(error) if expected else f"case {job.case.case_id}: {type(error).__name__}: {error}"
+                job.error = failure_text(error, job.case.case_id)
                 job.state = JobState.FAILED
                 logger.info("job %s failed: %s", job.id, job.error, exc_info=not expected)
             job.finished, job.stage = time.time(), ""

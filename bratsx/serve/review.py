@@ -31,7 +31,7 @@ from ..report.flags import Evidence
 from ..report.html import ReportRow
 from ..report.qc import FORMULA_PREFIXES, QC_COLUMNS, VERDICTS, Verdict, read_qc
 from .correction import Correction, save_correction
-from .pipeline import describe_flags, json_safe, label_legend
+from .presentation import describe_flags, json_safe, label_legend
 from .uploads import LABEL_ROLE
 
 __all__ = ["QC_NAME", "REFERENCE_ROLE", "ReviewBatch", "inside"]

@@ -38,7 +38,7 @@ class ServeSettings:
         model: the model that segments uploads (a model folder or file, as ``bratsx infer --model``);
             ``None``: no segmentation (review only).
         backend: inference engine (``auto`` picks the fastest installed).
-        threads: CPU threads of the backend (``None``: all cores).
+        threads: CPU threads of the app, split between the job slots' models (``None``: all cores).
         host: address to bind; anything but a loopback address needs ``token``.
         port: TCP port.
         token: the secret every API request must carry (a header the page sends; the printed address hands it

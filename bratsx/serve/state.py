@@ -1,24 +1,35 @@
-"""The app's state, in one object: the settings, the open model, the job queue, the batch under review.
+"""The app's state, in one object: the settings, the open models, the job queue, the batch under review.
 
 :meth:`AppState.open` does everything that can fail before the server listens (opening the model,
 reading the batch), so ``bratsx serve`` reports a bad option as one line instead of starting a
 server that cannot work.
+
+A backend's ``run`` may not be called from two threads at once (see
+:class:`~bratsx.runtime.backends.Backend`), so the app opens one runner per job slot
+(``--jobs-per-model``): each job borrows a runner of its own for as long as it runs, and ``--threads``
+is split between them.
 """
 
 from __future__ import annotations
 
+import queue
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import BratsxError
-from ..runtime.models import OpenedModel, open_model
-from .jobs import JOB_FOLDER, JobQueue
-from .pipeline import model_description, segment_job
+from ..runtime.backends import BackendName
+from ..runtime.ensemble import ModelSpec
+from ..runtime.runner import Runner, RunnerSpec
+from .job import run_job
+from .jobs import JOB_FOLDER, Job, JobQueue, Progress
+from .presentation import job_result, model_description
 from .review import ReviewBatch
 from .settings import ServeSettings
 
@@ -40,6 +51,52 @@ def remove_stale_jobs(data_dir: Path, max_age_s: float) -> list[Path]:
     return removed
 
 
+class RunnerPool:
+    """One open runner per job slot: a job borrows one for itself alone and gives it back when it ends.
+
+    Args:
+        runners: as many as the queue runs jobs at once, so borrowing never waits.
+    """
+
+    def __init__(self, runners: Sequence[Runner]) -> None:
+        self.runners = list(runners)
+        self._free: queue.SimpleQueue[Runner] = queue.SimpleQueue()
+        for runner in self.runners:
+            self._free.put(runner)
+
+    @classmethod
+    def open(cls, spec: RunnerSpec, slots: int, threads: int | None) -> RunnerPool:
+        """Open ``slots`` runners of ``spec``, sharing ``threads`` CPU threads (``None``: every core each)."""
+        share = max(1, threads // slots) if threads else None
+        runners: list[Runner] = []
+        try:
+            for _ in range(slots):
+                runners.append(spec.open("cpu", share))
+        except BaseException:
+            for runner in runners:
+                runner.close()
+            raise
+        return cls(runners)
+
+    @contextmanager
+    def borrow(self) -> Iterator[Runner]:
+        runner = self._free.get()
+        try:
+            yield runner
+        finally:
+            self._free.put(runner)
+
+    def run(self, job: Job, progress: Progress) -> dict[str, Any]:
+        """A job's run on a borrowed runner: :func:`~bratsx.serve.job.run_job`, then what the page shows."""
+        with self.borrow() as runner:
+            outcome = run_job(job, runner, progress)
+        return job_result(job, outcome, model_description(runner))
+
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.close()
+
+
 @dataclass
 class AppState:
     """What the routes share.
@@ -47,7 +104,7 @@ class AppState:
     Attributes:
         settings: how the app runs.
         data_dir: where job folders go.
-        model: the open model (``None``: review only).
+        model: one open runner per job slot (``None``: review only).
         queue: the job queue (``None`` without a model).
         review: the batch under review (``None`` outside review mode).
         owns_data_dir: whether ``data_dir`` is a temporary folder to delete at exit.
@@ -55,7 +112,7 @@ class AppState:
 
     settings: ServeSettings
     data_dir: Path
-    model: OpenedModel | None
+    model: RunnerPool | None
     queue: JobQueue | None
     review: ReviewBatch | None
     owns_data_dir: bool
@@ -78,13 +135,12 @@ class AppState:
             data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="bratsx-serve-"))
         except OSError as error:
             raise BratsxError(f"--data-dir {settings.data_dir}: cannot use it ({error.strerror or error})") from None
-        model = open_model(settings.model, settings.backend, threads=settings.threads) if settings.model else None
-        queue = None
-        if model is not None:
-            opened = model
-            queue = JobQueue(lambda job, progress: segment_job(job, opened, progress), settings.jobs_per_model,
-                             settings.expire_seconds)
-        return cls(settings, data_dir, model, queue, review, settings.data_dir is None)
+        model = None
+        if settings.model:
+            spec = RunnerSpec(ModelSpec(paths=(settings.model,), backend=BackendName(settings.backend).value))
+            model = RunnerPool.open(spec, settings.jobs_per_model, settings.threads)
+        jobs = JobQueue(model.run, settings.jobs_per_model, settings.expire_seconds) if model else None
+        return cls(settings, data_dir, model, jobs, review, settings.data_dir is None)
 
     def start(self) -> None:
         if self.queue is not None:
@@ -105,6 +161,6 @@ class AppState:
         """What the page needs to know about the server."""
         settings = self.settings
         return {"version": __version__, "segment": self.model is not None, "review": self.review is not None,
-                "model": model_description(self.model) if self.model is not None else None,
+                "model": model_description(self.model.runners[0]) if self.model is not None else None,
                 "max_upload_mb": settings.max_upload_mb, "max_files": settings.max_files,
                 "max_queued_jobs": settings.max_queued_jobs, "expire_minutes": settings.expire_minutes}

@@ -1,1 +1,2 @@
-"""Training: the network, losses, patch sampling and the training loop (needs the ``train`` extra)."""
+"""Training: losses, patch sampling and the training loop (needs the ``train`` extra; the network is
+:mod:`bratsx.network`)."""

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import BratsxError
 from ..labels import OutputMode
 
-__all__ = ["RESUMABLE_OVERRIDES", "AugmentConfig", "TrainConfig"]
+__all__ = ["RESUMABLE_OVERRIDES", "AugmentConfig", "TrainConfig", "auto_gpus"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,8 @@ class TrainConfig:
 
     @classmethod
     def resolve(cls, data_dir: Path, run_dir: Path, resume: bool, given: dict[str, Any]) -> TrainConfig:
-        """The run's configuration: the options given (``None`` = default) for a new run; on ``resume`` the
+        """The run's configuration: the options given (``None`` = default; for ``gpus``, :func:`auto_gpus`) for a
+        new run; on ``resume`` the
         saved ``config.json``, overridden by the options given now (the training loop refuses those a
         resumed run cannot change, :data:`RESUMABLE_OVERRIDES`).
 
@@ -167,12 +168,19 @@ class TrainConfig:
         """
         given = {k: v for k, v in given.items() if v is not None}
         if not resume:
-            return cls(data_dir=data_dir, run_dir=run_dir, **given)
+            return cls(data_dir=data_dir, run_dir=run_dir, **{"gpus": auto_gpus(), **given})
         saved_path = Path(run_dir) / "config.json"
         if not saved_path.is_file():
             raise BratsxError(f"--resume: {saved_path} not found; is {run_dir} a bratsx run directory?")
         saved = cls.from_dict(json.loads(saved_path.read_text()))
         return replace(saved, data_dir=Path(data_dir), run_dir=Path(run_dir), resume=True, **given)
+
+
+def auto_gpus() -> int:
+    """GPUs a new run trains on unless told: one when PyTorch sees a CUDA GPU, else none (the CPU)."""
+    from ..devices import torch_device
+
+    return 1 if torch_device() == "cuda" else 0
 
 
 #: Options a resumed run may change; the others must stay as the run was started.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path, write_bytes_atomic
+from ..extras import optional_module
 
 __all__ = ["RunLog", "write_json_atomic"]
 
@@ -26,11 +27,10 @@ class RunLog:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.curves_path = run_dir / "training_curves.png"
         self._tensorboard = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:  # tensorboard is optional
+        tensorboard = optional_module("torch.utils.tensorboard")  # optional: without it, no event files
+        if tensorboard is not None:
+            self._tensorboard = tensorboard.SummaryWriter(str(run_dir / "tensorboard"))
+        else:
             logger.debug("tensorboard not installed: no event files")
 
     def append(self, record: dict[str, Any]) -> None:

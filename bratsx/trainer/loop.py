@@ -40,9 +40,10 @@ from ..cases import Case, discover
 from ..contract import ModelContract
 from ..errors import BratsxError
 from ..labels import REGION_ORDER, LabelConvention
+from ..network.checkpoint import load_checkpoint, save_checkpoint
+from ..network.unet import NetworkConfig, UNet3D
 from .augment import augment_batch
 from .cache import CachedCase, build_cache, default_cache_dir, read_cache
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RESUMABLE_OVERRIDES, TrainConfig
 from .data import (
     IndexRange,
@@ -57,7 +58,6 @@ from .data import (
 from .distributed import DistributedContext
 from .logs import RunLog, write_json_atomic
 from .loss import DeepSupervisionLoss, SegmentationLoss
-from .network import NetworkConfig, UNet3D
 from .validation import validate
 
 __all__ = [

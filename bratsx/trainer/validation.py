@@ -16,10 +16,10 @@ from torch import nn
 
 from ..labels import REGION_ORDER, OutputMode, regions_from_labels, regions_from_probabilities
 from ..metrics import region_dice
+from ..network.unet import predict_tiles
 from ..runtime.backends import BackendBase
 from ..runtime.segment import probabilities_from_logits, tiled_logits
 from .cache import CACHE_CONVENTION, CachedCase
-from .network import predict_tiles
 
 __all__ = ["validate"]
 

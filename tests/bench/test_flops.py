@@ -45,7 +45,7 @@ def test_flops_of_a_known_layer_equal_the_analytic_count(tmp_path, op, c_in, c_o
 def test_the_default_network_is_counted_per_tile(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
-    from bratsx.trainer.network import NetworkConfig, UNet3D
+    from bratsx.network.unet import NetworkConfig, UNet3D
 
     network = UNet3D(NetworkConfig(features=(4, 8))).eval()
     path = tmp_path / "net.onnx"

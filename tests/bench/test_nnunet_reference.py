@@ -16,12 +16,13 @@ from bratsx.errors import BratsxError
 from bratsx.imageio import read_label_file
 from bratsx.labels import LabelConvention, regions_from_labels
 from bratsx.metrics import dice
+from bratsx.network.checkpoint import model_from_checkpoint
 from bratsx.preprocessing import INFERENCE_MARGIN, preprocess
 from bratsx.runtime import open_model
+from bratsx.runtime.runner import Runner
 from bratsx.runtime.segment import SegmentOptions, prepare_case, segment_case
 from bratsx.sliding_window import plan_tiles
 from bratsx.synth import write_synthetic_dataset
-from bratsx.trainer.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_nnunet_predictor_agrees_with_bratsx_on_the_same_weights(case, sharp, tm
     stored, geometry = read_label_file(tmp_path / f"{case.case_id}.nii.gz", case.case_id)
     nnunet = regions_from_labels(geometry.to_canonical(stored.astype(np.uint8)), LabelConvention.BRATS2020)
     with open_model(sharp, "torch") as opened:
-        segmented = segment_case(case, [opened.backend], opened.contract, SegmentOptions())
+        segmented = segment_case(case, Runner.from_backends([opened.backend], opened.contract, SegmentOptions()))
     bratsx = regions_from_labels(segmented.labels, segmented.convention)  # as written: the regions nested
     assert bratsx[0].sum() > 100  # a mask worth comparing
     assert min(dice(bratsx[c], nnunet[c]) for c in range(3)) >= 0.99

@@ -14,8 +14,8 @@ from bratsx.export.fp16 import accuracy_gate, calibration_cases, fp16_from_onnx
 from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from bratsx.export.pipeline import ExportOptions, export_model
 from bratsx.export.verify import FP32_TOLERANCE, compare_with_torch, verification_inputs
+from bratsx.network.checkpoint import model_from_checkpoint
 from bratsx.runtime.backends import OrtBackend
-from bratsx.trainer.checkpoint import model_from_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -290,5 +290,5 @@ def test_infer_refuses_the_box_window_on_an_engine_before_any_case(gpu, fp16_onn
     result = CliRunner().invoke(app, ["infer", str(tmp_path / "cases"), "--model", str(engine), "--backend", "trt",
                                       "--window", "box", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "--window box: a TensorRT engine runs only its tile shape" in result.output
+    assert "--window box: the trt backend runs only its tile shape" in result.output
     assert not any((tmp_path / "out").glob("*.nii.gz"))  # refused before any case was segmented

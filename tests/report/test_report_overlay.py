@@ -12,8 +12,8 @@ from bratsx.report.overlay import (
     figure,
     palette_image,
     panel,
-    region_volumes_ml,
     screen_volumes,
+    tissue_volumes_ml,
     touches_border,
     tumour_slices,
 )
@@ -124,7 +124,7 @@ def test_region_volumes_and_border_contact():
     tissues[2:4, 2:4, 2:4] = Tissue.EDEMA  # 8 voxels
     tissues[5, 5, 5] = Tissue.NECROTIC_CORE
     tissues[6, 6, 6:8] = Tissue.ENHANCING
-    volumes = region_volumes_ml(tissues, (2.0, 1.0, 1.0))  # 2 uL per voxel
+    volumes = tissue_volumes_ml(tissues, (2.0, 1.0, 1.0))  # 2 uL per voxel
     assert volumes == pytest.approx({"WT": 11 * 0.002, "TC": 3 * 0.002, "ET": 2 * 0.002})
     assert not touches_border(tissues)
     tissues[9, 0, 4] = Tissue.EDEMA

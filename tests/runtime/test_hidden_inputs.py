@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from bratsx.cases import discover_cases
 from bratsx.cli import app
-from bratsx.runtime.infer import infer_cases, output_path
+from bratsx.runtime.batch import run_batch
+from bratsx.runtime.infer import output_path
+from bratsx.runtime.runner import Runner
 from bratsx.synth import write_synthetic_dataset
 
 runner = CliRunner()
@@ -24,6 +26,10 @@ runner = CliRunner()
 def _hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def _run(batch, out):
+    return run_batch(discover_cases(batch), Runner.from_backends([SlowThreshold()], CONTRACT), out).records
 
 
 @pytest.fixture
@@ -37,7 +43,7 @@ def test_a_flair_that_is_a_symlink_loop_fails_alone(batch, tmp_path):
     flair.unlink()
     flair.symlink_to(flair.name)  # the link points at itself
     before = _hashes(batch)
-    results = infer_cases(discover_cases(batch), [SlowThreshold()], CONTRACT, tmp_path / "out")
+    results = _run(batch, tmp_path / "out")
     assert [r.status for r in results] == ["failed", "ok", "ok"]
     assert results[0].error.startswith(f"case {results[0].case_id}, file {flair.name}: ")
     assert "\n" not in results[0].error
@@ -64,7 +70,7 @@ def test_a_full_disk_while_writing_records_fails_each_case_in_one_line_and_leave
                                                                                               monkeypatch):
     _fill_the_disk(monkeypatch, images_too=False)
     out = tmp_path / "out"
-    results = infer_cases(discover_cases(batch), [SlowThreshold()], CONTRACT, out)
+    results = _run(batch, out)
     assert [r.status for r in results] == ["failed"] * 3
     for r in results:
         assert r.error == (f"case {r.case_id}: writing its record failed (No space left on device); its output "

@@ -4,12 +4,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 from casefiles import real_data
+from standins import run_here
 
 from bratsx.cases import discover_cases
 from bratsx.contract import ModelContract
 from bratsx.labels import OutputMode
 from bratsx.runtime.backends import BackendBase
-from bratsx.runtime.infer import InferOptions, infer_cases, output_path
+from bratsx.runtime.infer import InferOptions, output_path
 from bratsx.runtime.records import read_records
 from bratsx.runtime.segment import SegmentOptions, probabilities_from_logits, tile_predictor
 from bratsx.synth import write_synthetic_dataset
@@ -40,7 +41,7 @@ def cases_dir(tmp_path):
 
 
 def test_outputs_are_written_per_case_with_metrics(cases_dir, tmp_path):
-    results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
+    results = run_here(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert [r.status for r in results] == ["ok"] * 3
     for r in results:
         assert (tmp_path / "out" / r.output) == output_path(tmp_path / "out", r.case_id)
@@ -52,30 +53,30 @@ def test_outputs_are_written_per_case_with_metrics(cases_dir, tmp_path):
 
 def test_a_resumed_run_reports_what_an_uninterrupted_run_does(cases_dir, tmp_path):
     cases = discover_cases(cases_dir)
-    whole = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "whole")
-    infer_cases(cases[:2], [ThresholdModel()], CONTRACT, tmp_path / "out")
-    resumed = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out")
+    whole = run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "whole")
+    run_here(cases[:2], [ThresholdModel()], CONTRACT, tmp_path / "out")
+    resumed = run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert [r.note for r in resumed] == ["reused", "reused", None]
     assert [r.metrics for r in resumed] == [r.metrics for r in whole]
-    again = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", InferOptions(overwrite=True))
+    again = run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", InferOptions(overwrite=True))
     assert [r.note for r in again] == ["overwritten"] * 3
 
 
 def test_a_changed_input_or_model_makes_a_case_stale(cases_dir, tmp_path):
     cases = discover_cases(cases_dir)
-    infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
+    run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
     flair = next(Path(cases_dir, cases[0].case_id).glob("*_flair.nii.gz"))
     flair.write_bytes(flair.read_bytes())  # same bytes, new modification time
-    redone = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
+    redone = run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "a"})
     assert [r.note for r in redone] == ["stale: input changed", "reused", "reused"]
-    other_model = infer_cases(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "b"})
+    other_model = run_here(cases, [ThresholdModel()], CONTRACT, tmp_path / "out", model_identity={"sha256": "b"})
     assert {r.note for r in other_model} == {"stale: model changed"}
 
 
 def test_a_bad_case_does_not_stop_the_batch(cases_dir, tmp_path):
     broken = sorted(cases_dir.iterdir())[1]
     next(broken.glob("*_t2.nii.gz")).write_bytes(b"\x1f\x8b broken")
-    results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
+    results = run_here(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "corrupt or truncated gzip" in results[1].error and broken.name in results[1].error
     assert not output_path(tmp_path / "out", broken.name).exists()
@@ -89,7 +90,7 @@ def test_a_backend_error_on_one_case_does_not_stop_the_batch(cases_dir, tmp_path
                 raise RuntimeError("out of device memory")
             return super().run(batch)
 
-    results = infer_cases(discover_cases(cases_dir), [FailsOnce()], CONTRACT, tmp_path / "out")
+    results = run_here(discover_cases(cases_dir), [FailsOnce()], CONTRACT, tmp_path / "out")
     assert "RuntimeError: out of device memory" in results[0].error
     assert [r.status for r in results[1:]] == ["ok", "ok"]
 
@@ -121,8 +122,7 @@ def test_an_ensemble_averages_its_models():
 def test_real_cases_come_back_in_their_own_geometry(case_id, tmp_path):
     case = next(c for c in discover_cases(real_data("real")) if c.case_id == case_id)
     contract = ModelContract((64, 64, 64), "regions", {})
-    options = InferOptions(segment=SegmentOptions(overlap=0.0, sw_batch=4))
-    [result] = infer_cases([case], [ThresholdModel()], contract, tmp_path, options)
+    [result] = run_here([case], [ThresholdModel()], contract, tmp_path, segment=SegmentOptions(overlap=0.0, sw_batch=4))
     written, source = nib.load(tmp_path / result.output), nib.load(case.images[next(iter(case.images))])
     assert written.shape == source.shape
     assert np.array_equal(written.affine, source.affine)
@@ -139,7 +139,7 @@ def test_an_output_folder_that_would_replace_inputs_is_refused_before_any_work(t
     model = ThresholdModel()
     for target in ("labelsTr", "imagesTr"):
         with pytest.raises(BratsxError, match="would replace an input"):
-            infer_cases(cases, [model], CONTRACT, tmp_path / "msd" / target, InferOptions(overwrite=True))
+            run_here(cases, [model], CONTRACT, tmp_path / "msd" / target, InferOptions(overwrite=True))
     assert model.calls == 0
     assert {p: p.read_bytes() for p in (tmp_path / "msd").rglob("*.nii.gz")} == before
 
@@ -151,7 +151,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(cases_dir, tmp_p
     blocker.write_text("not a folder")
     model = ThresholdModel()
     with pytest.raises(BratsxError, match="cannot write there"):
-        infer_cases(discover_cases(cases_dir), [model], CONTRACT, blocker / "out")
+        run_here(discover_cases(cases_dir), [model], CONTRACT, blocker / "out")
     assert model.calls == 0
 
 
@@ -160,7 +160,7 @@ def test_a_bad_reference_does_not_stop_the_segmentation(cases_dir, tmp_path):
     seg = next(Path(cases_dir, case.case_id).glob("*_seg.nii.gz"))
     image = nib.load(seg)
     nib.save(nib.Nifti1Image(np.full(image.shape, 7, np.uint8), image.affine), seg)
-    [result] = infer_cases([case], [ThresholdModel()], CONTRACT, tmp_path / "out")
+    [result] = run_here([case], [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert result.status == "ok" and output_path(tmp_path / "out", case.case_id).exists()
     assert result.metrics is None and "label values [7" in result.metrics_error
 
@@ -181,8 +181,9 @@ def test_a_full_disk_fails_the_case_in_one_line_and_leaves_no_partial_file(cases
         return real_save(image, path)
 
     monkeypatch.setattr(imageio.nib, "save", save_until_full)
-    results = infer_cases(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
+    results = run_here(discover_cases(cases_dir), [ThresholdModel()], CONTRACT, tmp_path / "out")
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert results[1].error == f"case {results[1].case_id}: writing failed (No space left on device)"
-    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
+    written = sorted(p.name for p in (tmp_path / "out").iterdir()
+                     if p.is_file() and p.name not in ("metrics.csv", "summary.json"))  # the batch's summary
     assert written == sorted(f"{r.case_id}.nii.gz" for r in (results[0], results[2]))  # no partial file left

@@ -7,19 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
-from standins import StandIn, outputs, same_files, worker_pids
+from standins import CONTRACT, StandIn, outputs, same_files, worker_pids
 
 from bratsx.atomic import TEMPORARY_PREFIX
 from bratsx.cases import discover_cases
 from bratsx.errors import BratsxError
+from bratsx.runtime.batch import run_batch
 from bratsx.runtime.ensemble import ModelSpec
-from bratsx.runtime.infer import InferOptions, infer_cases, output_path
-from bratsx.runtime.parallel import WorkerSlot, infer_parallel, worker_slots
+from bratsx.runtime.infer import output_path
+from bratsx.runtime.parallel import Processes, WorkerSlot, worker_slots
 from bratsx.runtime.records import read_records
+from bratsx.runtime.runner import Runner, RunnerSpec
 from bratsx.runtime.segment import SegmentOptions
 from bratsx.synth import write_synthetic_dataset
 
-FAST = InferOptions(segment=SegmentOptions(overlap=0.0))
+FAST = SegmentOptions(overlap=0.0)
 
 
 @pytest.fixture
@@ -28,9 +30,15 @@ def cases_dir(tmp_path):
     return tmp_path / "cases"
 
 
-def single_process(cases_dir: Path, out: Path, opener, options: InferOptions = FAST):
-    with opener.open("cpu", None) as ensemble:
-        return infer_cases(discover_cases(cases_dir), ensemble.backends, ensemble.contract, out, options)
+def single_process(cases_dir: Path, out: Path, opener):
+    with RunnerSpec(opener, FAST).open() as runner:
+        return run_batch(discover_cases(cases_dir), runner, out).records
+
+
+def in_workers(cases, opener, out: Path, workers: int = 2, on_case=None):
+    """run_batch on ``workers`` processes, each opening ``opener`` (never opened in this process)."""
+    runner = Runner.for_workers(opener, CONTRACT, FAST)
+    return run_batch(cases, runner, out, scheduler=Processes(worker_slots(workers, threads=2)), on_case=on_case).records
 
 
 @pytest.mark.parametrize(("workers", "devices", "threads", "expected"), [
@@ -53,19 +61,22 @@ def test_worker_slots_refuse_what_is_not_a_worker(workers, devices, message):
 def test_two_workers_write_what_one_process_writes_and_a_rerun_reuses_it(tiny_onnx, cases_dir, tmp_path):
     spec = ModelSpec(paths=(tiny_onnx,), backend="ort")
     single = single_process(cases_dir, tmp_path / "single", spec)
-    parallel = infer_parallel(discover_cases(cases_dir), spec, tmp_path / "parallel", FAST, worker_slots(2, threads=2))
+    with RunnerSpec(spec, FAST).open() as runner:  # as bratsx infer does: opened here first, then in every worker
+        runner.close()
+        parallel = run_batch(discover_cases(cases_dir), runner, tmp_path / "parallel",
+                             scheduler=Processes(worker_slots(2, threads=2))).records
     assert [r.status for r in parallel] == ["ok"] * 4
     assert len(same_files(tmp_path / "single", tmp_path / "parallel")) == 4
     assert [r.metrics for r in parallel] == [r.metrics for r in single]
     assert set(read_records(tmp_path / "parallel")) == {r.case_id for r in single}
-    again = infer_parallel(discover_cases(cases_dir), spec, tmp_path / "parallel", FAST, worker_slots(2, threads=2))
+    again = run_batch(discover_cases(cases_dir), runner, tmp_path / "parallel",
+                      scheduler=Processes(worker_slots(2, threads=2))).records
     assert [r.note for r in again] == ["reused"] * 4 and [r.metrics for r in again] == [r.metrics for r in single]
 
 
 def test_a_worker_that_cannot_open_the_model_is_reported(cases_dir, tmp_path):
     with pytest.raises(BratsxError, match="no worker could run: no such model"):
-        infer_parallel(discover_cases(cases_dir), StandIn(fail="no such model"), tmp_path / "out", FAST,
-                       worker_slots(2, threads=2))
+        in_workers(discover_cases(cases_dir), StandIn(fail="no such model"), tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.nii.gz"))
 
 
@@ -81,7 +92,7 @@ def test_a_killed_worker_loses_no_finished_case_and_a_rerun_completes_the_rest(c
             os.kill(worker_pids(tmp_path / "pids", 2)[0], signal.SIGKILL)
         finished_before_kill.append(record.case_id)
 
-    first = infer_parallel(cases, slow, tmp_path / "out", FAST, worker_slots(2, threads=2), on_case=kill_one_worker)
+    first = in_workers(cases, slow, tmp_path / "out", on_case=kill_one_worker)
     by_id = {r.case_id: r for r in first}
     assert by_id[finished_before_kill[0]].status == "ok"
     assert set(read_records(tmp_path / "out")) == {c.case_id for c in cases}  # every case accounted for
@@ -90,7 +101,7 @@ def test_a_killed_worker_loses_no_finished_case_and_a_rerun_completes_the_rest(c
     finished = sorted(output_path(tmp_path / "out", r.case_id).name for r in first if r.status == "ok")
     assert outputs(tmp_path / "out") == finished  # nothing partial under a final name
 
-    rerun = infer_parallel(cases, StandIn(), tmp_path / "out", FAST, worker_slots(2, threads=2))
+    rerun = in_workers(cases, StandIn(), tmp_path / "out")
     assert [r.status for r in rerun] == ["ok"] * len(cases)
     assert {r.case_id for r in rerun if r.note != "reused"} == {r.case_id for r in lost}
     assert [r.metrics for r in rerun if r.note == "reused"] == [r.metrics for r in first if r.status == "ok"]
@@ -104,14 +115,16 @@ INTERRUPTED_RUN = textwrap.dedent("""
     from pathlib import Path
     from standins import StandIn
     from bratsx.cases import discover_cases
-    from bratsx.runtime.infer import InferOptions
-    from bratsx.runtime.parallel import infer_parallel, worker_slots
+    from standins import CONTRACT
+    from bratsx.runtime.batch import run_batch
+    from bratsx.runtime.parallel import Processes, worker_slots
+    from bratsx.runtime.runner import Runner
     from bratsx.runtime.segment import SegmentOptions
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under a background pytest
     cases, out, pids = map(Path, sys.argv[1:])
-    infer_parallel(discover_cases(cases), StandIn(seconds_per_batch=1.0, pids=pids), out,
-                   InferOptions(segment=SegmentOptions(overlap=0.0)), worker_slots(2, threads=2))
+    runner = Runner.for_workers(StandIn(seconds_per_batch=1.0, pids=pids), CONTRACT, SegmentOptions(overlap=0.0))
+    run_batch(discover_cases(cases), runner, out, scheduler=Processes(worker_slots(2, threads=2)))
 """)
 
 

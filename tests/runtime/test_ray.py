@@ -7,14 +7,15 @@ ray = pytest.importorskip("ray")
 from standins import same_files
 
 from bratsx.cases import discover_cases
+from bratsx.runtime.batch import run_batch
 from bratsx.runtime.ensemble import ModelSpec
-from bratsx.runtime.infer import InferOptions, infer_cases
-from bratsx.runtime.ray_runner import RayOptions, infer_ray
+from bratsx.runtime.ray_runner import Ray
 from bratsx.runtime.records import read_records
+from bratsx.runtime.runner import Runner, RunnerSpec
 from bratsx.runtime.segment import SegmentOptions
 from bratsx.synth import write_synthetic_dataset
 
-FAST = InferOptions(segment=SegmentOptions(overlap=0.0))
+FAST = SegmentOptions(overlap=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +41,16 @@ def test_ray_writes_what_one_process_writes_records_every_case_and_resumes(local
     broken = sorted((tmp_path / "cases").iterdir())[1]
     next(broken.glob("*_t2.nii.gz")).write_bytes(b"\x1f\x8b broken")
     cases = discover_cases(tmp_path / "cases")
-    spec = ModelSpec(paths=(tiny_onnx,), backend="ort")
-    with spec.open("cpu", None) as ensemble:
-        local = infer_cases(cases, ensemble.backends, ensemble.contract, tmp_path / "local", FAST)
-        contract = ensemble.contract
+    with RunnerSpec(ModelSpec(paths=(tiny_onnx,), backend="ort"), FAST).open() as runner:
+        local = run_batch(cases, runner, tmp_path / "local").records
     seen = []
-    distributed = infer_ray(cases, spec, contract, tmp_path / "ray", FAST, RayOptions(actors=1), on_case=seen.append)
+    distributed = run_batch(cases, runner, tmp_path / "ray", scheduler=Ray(actors=1), on_case=seen.append).records
     assert [r.status for r in distributed] == [r.status for r in local] == ["ok", "failed", "ok"]
     assert distributed[1].error == local[1].error  # a bad case is recorded, never failing the run
     assert len(same_files(tmp_path / "local", tmp_path / "ray")) == 2
     assert [r.metrics for r in distributed] == [r.metrics for r in local]
     assert set(read_records(tmp_path / "ray")) == {c.case_id for c in cases} == {r.case_id for r in seen}
-    again = infer_ray(cases, spec, contract, tmp_path / "ray", FAST, RayOptions(actors=1))
+    again = run_batch(cases, runner, tmp_path / "ray", scheduler=Ray(actors=1)).records
     assert [r.note for r in again] == ["reused", None, "reused"]  # only the failed case is redone
     assert [r.metrics for r in again] == [r.metrics for r in local]
 
@@ -62,7 +61,8 @@ def test_actors_that_cannot_open_the_model_leave_every_case_recorded_as_failed(l
 
     write_synthetic_dataset(tmp_path / "cases", cases=2, shape=(32, 32, 24), seed=7)
     cases = discover_cases(tmp_path / "cases")
-    records = infer_ray(cases, StandIn(fail="no such model"), CONTRACT, tmp_path / "out", FAST, RayOptions(actors=1))
+    runner = Runner.for_workers(StandIn(fail="no such model"), CONTRACT, FAST)
+    records = run_batch(cases, runner, tmp_path / "out", scheduler=Ray(actors=1)).records
     assert [r.status for r in records] == ["failed", "failed"]
     assert all("the Ray pipeline stopped" in r.error and "no such model" in r.error for r in records)
     assert set(read_records(tmp_path / "out")) == {c.case_id for c in cases}

@@ -65,15 +65,14 @@ def test_onnx_backends_run_any_divisible_shape_as_pytorch(tiny_model, tiny_run, 
 
 
 def test_box_window_segments_a_case_as_one_pass_on_every_backend(tiny_model, tiny_run, tiny_case):
-    from bratsx.runtime import open_model
+    from bratsx.runtime import ModelSpec, RunnerSpec
     from bratsx.runtime.segment import SegmentOptions, Window, segment_case
 
     results = {}
     for backend, model in (("ort", tiny_model), ("openvino", tiny_model), ("torch", tiny_run)):
-        with open_model(model, backend) as opened:
+        with RunnerSpec(ModelSpec(paths=(model,), backend=backend), SegmentOptions(window="box")).open() as runner:
             calls = []
-            segmented = segment_case(tiny_case, [opened.backend], opened.contract, SegmentOptions(window="box"),
-                                     on_tiles=lambda done, total: calls.append((done, total)))
+            segmented = segment_case(tiny_case, runner, on_tiles=lambda done, total: calls.append((done, total)))
         assert calls == [(1, 1)]
         results[backend] = segmented.probabilities
     for backend in ("ort", "openvino"):
@@ -82,12 +81,13 @@ def test_box_window_segments_a_case_as_one_pass_on_every_backend(tiny_model, tin
 
 
 def test_box_window_mirrors_one_flip_per_call(tiny_run, tiny_case):
-    from bratsx.runtime import open_model
+    from bratsx.runtime import Runner, open_model
     from bratsx.runtime.segment import SegmentOptions, segment_case
 
     with open_model(tiny_run, "torch") as opened:
         batches = []
         run = opened.backend.run
         opened.backend.run = lambda batch: batches.append(len(batch)) or run(batch)
-        segment_case(tiny_case, [opened.backend], opened.contract, SegmentOptions(window="box", tta=True))
+        segment_case(tiny_case, Runner.from_backends([opened.backend], opened.contract,
+                                                     SegmentOptions(window="box", tta=True)))
     assert batches == [1] * 8

@@ -30,7 +30,7 @@ def small_case(tmp_path_factory) -> Path:
 def batch(tmp_path_factory, model_folder) -> tuple[Path, Path]:
     """(cases, predictions) of a bratsx infer run over two cases, one of them with a hostile id."""
     from bratsx.cases import discover_cases
-    from bratsx.runtime import infer_cases, open_model
+    from bratsx.runtime import ModelSpec, RunnerSpec, run_batch
 
     root = tmp_path_factory.mktemp("serve_batch")
     cases = root / "cases"
@@ -40,6 +40,6 @@ def batch(tmp_path_factory, model_folder) -> tuple[Path, Path]:
     for name, modality in (("flair", "flair"), ("t1", "t1"), ("t1ce", "t1ce"), ("t2", "t2")):
         shutil.copy(first / f"{first.name}_{modality}.nii.gz", hostile / f"{name}.nii.gz")
     predictions = root / "predictions"
-    with open_model(model_folder, "ort") as opened:
-        infer_cases(discover_cases(cases), [opened.backend], opened.contract, predictions)
+    with RunnerSpec(ModelSpec(paths=(model_folder,), backend="ort")).open() as runner:
+        run_batch(discover_cases(cases), runner, predictions)
     return cases, predictions

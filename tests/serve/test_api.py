@@ -14,14 +14,14 @@ from serving import HOSTILE_ID, LOCAL, case_files, client, live_server, upload, 
 from bratsx.cases import discover_cases
 from bratsx.errors import BratsxError
 from bratsx.report.qc import read_qc
-from bratsx.runtime import infer_cases, open_model
+from bratsx.runtime import ModelSpec, RunnerSpec, run_batch
 from bratsx.serve.settings import ServeSettings
 from bratsx.synth import write_synthetic_dataset
 
 
 def _infer(case_folder, model_folder, out):
-    with open_model(model_folder, "ort") as opened:
-        infer_cases(discover_cases(case_folder), [opened.backend], opened.contract, out)
+    with RunnerSpec(ModelSpec(paths=(model_folder,), backend="ort")).open() as runner:
+        run_batch(discover_cases(case_folder), runner, out)
     return out / f"{case_folder.name}.nii.gz"
 
 

@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bratsx.labels import OutputMode
-from bratsx.trainer.network import NetworkConfig, UNet3D, probabilities
+from bratsx.network.unet import NetworkConfig, UNet3D, probabilities
 
 SMALL = (4, 8, 16, 32)
 

@@ -15,14 +15,14 @@ import torch
 from bratsx.cases import discover_cases
 from bratsx.errors import BratsxError
 from bratsx.labels import OutputMode
+from bratsx.network.checkpoint import load_checkpoint
+from bratsx.network.unet import NetworkConfig, UNet3D
 from bratsx.trainer import distributed, loop
 from bratsx.trainer.cache import read_cache
-from bratsx.trainer.checkpoint import load_checkpoint
 from bratsx.trainer.config import TrainConfig
 from bratsx.trainer.distributed import DistributedContext
 from bratsx.trainer.loop import StepDone, train, wrap_model
 from bratsx.trainer.loss import DeepSupervisionLoss, SegmentationLoss
-from bratsx.trainer.network import NetworkConfig, UNet3D
 from bratsx.trainer.validation import validate
 
 TINY = dict(epochs=2, iterations=3, patch=(16, 16, 16), features=(4, 8, 16), batch_size=2, val_every=1,

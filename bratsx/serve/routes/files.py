@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 
 from ...labels import Modality
 from ..jobs import Job, JobState
-from ..pipeline import OVERLAY_NAME, RESULT_NAME, SEGMENTATION_NAME, output_file, sequence_frames
+from ..presentation import OVERLAY_NAME, RESULT_NAME, SEGMENTATION_NAME, output_file, sequence_frames
 from ..review import REFERENCE_ROLE
 from ..state import AppState
 from ..uploads import LABEL_ROLE
@@ -53,7 +53,7 @@ def job_volume(job: Annotated[Job, Depends(find_job)], role: str) -> FileRespons
     """A job's sequence (``flair``, ``t1``, ``t1ce``, ``t2``) or, once done, its segmentation (``seg``)."""
     if role == LABEL_ROLE:
         _finished(job)
-        path = output_file(job.folder, SEGMENTATION_NAME)
+        path = output_file(job.folder, job.case.case_id, SEGMENTATION_NAME)
     elif role in sequence_frames(job.case):
         path = job.case.images[Modality(role)]
     else:
@@ -70,7 +70,7 @@ def download(job: Annotated[Job, Depends(find_job)], what: str) -> FileResponse:
         raise HTTPException(404, _NOT_FOUND)
     _finished(job)
     name, filename, media_type = _DOWNLOADS[what]
-    path = output_file(job.folder, name)
+    path = output_file(job.folder, job.case.case_id, name)
     if not path.is_file():
         raise HTTPException(404, f"this job has no {what} file")
     return FileResponse(path, media_type=media_type, filename=filename.format(id=job.case.case_id))

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from ...choices import look_up
 from ...errors import BratsxError
 from ...labels import LabelConvention
 from ...runtime.segment import SegmentOptions
 from ..events import EVENT_STREAM, job_events
 from ..jobs import Job, JobQueue, new_job_folder
-from ..pipeline import sequence_frames
+from ..presentation import sequence_frames
 from ..state import AppState
 from ..uploads import UploadedFile, case_from_zip, extract_zip, guess_role, stage_files
 from .common import app_state
@@ -73,11 +74,7 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
         raise BratsxError(f"{len(files)} files uploaded, more than the {settings.max_files} this server takes at once "
                           "(its --max-files): upload one case, four sequences and optionally its reference")
     names = [f.filename or "unnamed" for f in files]
-    try:
-        chosen = LabelConvention(convention) if convention else None
-    except ValueError:
-        raise BratsxError(f"label convention {convention!r} is not one of "
-                          f"{', '.join(c.value for c in LabelConvention)}") from None
+    chosen = look_up(LabelConvention, convention, "label convention") if convention else None
     job_id, folder = new_job_folder(state.data_dir)
     try:
         upload = folder / _UPLOAD_FOLDER

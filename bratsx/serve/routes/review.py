@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...errors import BratsxError
 from ..focus import tumour_focus_mm
-from ..pipeline import sequence_frames
+from ..presentation import sequence_frames
 from ..review import REFERENCE_ROLE, ReviewBatch
 from ..state import AppState
 from ..uploads import LABEL_ROLE

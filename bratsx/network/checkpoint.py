@@ -24,7 +24,7 @@ import torch
 from ..atomic import atomic_path
 from ..contract import ModelContract, file_sha256
 from ..errors import BratsxError
-from .network import NetworkConfig, UNet3D
+from .unet import NetworkConfig, UNet3D
 
 __all__ = [
     "CHECKPOINT_FORMAT",

@@ -233,9 +233,11 @@ def _segment(cases_dir, out):
     from standins import CONTRACT, SlowThreshold
 
     from bratsx.cases import discover_cases
-    from bratsx.runtime.infer import infer_cases
+    from bratsx.runtime.batch import run_batch
+    from bratsx.runtime.runner import Runner
 
-    return {r.case_id: r for r in infer_cases(discover_cases(cases_dir), [SlowThreshold()], CONTRACT, out)}
+    runner = Runner.from_backends([SlowThreshold()], CONTRACT)
+    return {r.case_id: r for r in run_batch(discover_cases(cases_dir), runner, out).records}
 
 
 def test_an_ambiguous_reference_costs_only_its_own_metrics_and_the_batch_finishes(tmp_path):

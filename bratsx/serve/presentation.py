@@ -133,7 +133,8 @@ def job_result(job: Job, outcome: JobOutcome, model: dict[str, Any]) -> dict[str
         "shape": list(geometry.shape) if geometry else None,
         "spacing": list(geometry.spacing) if geometry else None,
         "orientation": geometry.orientation if geometry else None,
-        "focus_mm": tumour_focus_mm(Path(record.output), record.case_id) if record.output else None,
+        "focus_mm": tumour_focus_mm(output_file(job.folder, record.case_id, SEGMENTATION_NAME), record.case_id)
+        if record.output else None,
         "model": model,
     })
     return result

@@ -122,9 +122,9 @@ def test_a_full_queue_refuses_uploads_with_the_flag_to_change_and_takes_them_aga
     release = threading.Event()
     from bratsx.serve import state as state_module
 
-    original = state_module.segment_job
-    monkeypatch.setattr(state_module, "segment_job", lambda job, model, progress: (
-        release.wait(60), original(job, model, progress))[1])
+    original = state_module.run_job
+    monkeypatch.setattr(state_module, "run_job", lambda job, runner, progress: (
+        release.wait(60), original(job, runner, progress))[1])
     with client(model=model_folder, backend="ort", max_queued_jobs=1, data_dir=tmp_path / "data") as app:
         first = upload(app, case_files(small_case)).json()
         while app.get(f"/api/jobs/{first['id']}").json()["state"] != "running":

@@ -95,7 +95,8 @@ class _Clock:
 
 def _geometry(image) -> dict:
     return {"size": list(image.GetSize()), "spacing": [round(s, 6) for s in image.GetSpacing()],
-            "origin": [round(o, 6) for o in image.GetOrigin()], "direction": [round(d, 8) for d in image.GetDirection()]}
+            "origin": [round(o, 6) for o in image.GetOrigin()],
+            "direction": [round(d, 8) for d in image.GetDirection()]}
 
 
 def _dicom_identifiers(series: Series) -> dict:

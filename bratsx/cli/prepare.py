@@ -40,9 +40,9 @@ def prepare(
     input_path: Annotated[Path, typer.Argument(
         metavar="INPUT", help="Folder of DICOM files (any nesting; one case per study) or of NIfTI files per "
                               "sequence (one case per folder).", exists=True, file_okay=False)],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output root: OUT/<case id>/ in the BraTS 2018 layout, atlas "
-                                             "space, with prepare/ (record, transforms, mask, pictures).",
-                                        file_okay=False)],
+    out: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Output root: OUT/<case id>/ in the BraTS 2018 layout, atlas space, with prepare/ "
+                            "(record, transforms, mask, pictures).", file_okay=False)],
     atlas: Annotated[Atlas, typer.Option(case_sensitive=False, help="Target space: sri24 is the BraTS grid "
                                          "(240x240x155, L,P,S); mni152 the ICBM 2009a template's grid.")]
     = Atlas.SRI24,

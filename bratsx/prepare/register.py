@@ -7,9 +7,10 @@ their rigid registration starts at identity (rotation about the reference's cent
 starts towards the atlas from the centres of mass (``CenteredTransformInitializer`` MOMENTS), then a
 rigid stage, then an affine one initialised from it.
 
-A registration is accepted only when it improved the metric: when the final mutual information is
-below the starting one, the case stops (:class:`RegistrationError`), so a failed alignment never
-yields a case that silently looks prepared.
+A registration is accepted only when it did not make the metric worse: when the final mutual
+information is more than 5% below the starting one, the case stops (:class:`RegistrationError`), so a
+failed alignment never yields a case that silently looks prepared; slightly below, the start was already
+the optimum (sequences acquired aligned) and is kept.
 
 SimpleITK transforms map points of the *fixed* image to the *moving* one; every transform here is
 saved as an ITK ``.tfm`` text file.
@@ -34,6 +35,12 @@ METRIC_SAMPLES = 60_000
 #: of the whole fixed and moving images at every level, which on a 1 mm 240x240x155 volume cost seconds
 #: per evaluation on this CPU; at 2 mm the recovered transforms of the tests stay within 0.5 mm.
 WORKING_SPACING = 2.0
+#: Axes with fewer voxels than this are not binned: a small image binned and then shrunk for the coarse
+#: level would keep too few voxels to align.
+MIN_BINNED_SIZE = 128
+#: A final metric this much (relative) below the start is a registration that did not converge. Within it,
+#: the start was already the optimum (sequences acquired aligned): the start is kept.
+CONVERGENCE_TOLERANCE = 0.05
 
 
 class RegistrationError(CaseError):
@@ -100,19 +107,17 @@ def _coarse(image, mask: bool = False):
 
     if image is None:
         return None
-    factors = [max(1, int(WORKING_SPACING // spacing)) for spacing in image.GetSpacing()]
+    factors = [max(1, int(WORKING_SPACING // spacing)) if size >= MIN_BINNED_SIZE else 1
+               for spacing, size in zip(image.GetSpacing(), image.GetSize())]
     if factors == [1, 1, 1]:
         return image
     return sitk.Shrink(image, factors) if mask else sitk.BinShrink(image, factors)
 
 
-def _run(case_id: str, what: str, fixed, moving, initial, fixed_mask=None, moving_mask=None,
-         shrink=(2, 1), sigmas=(2.0, 0.0)) -> Registration:
+def _optimise(case_id: str, what: str, fixed, moving, initial, fixed_mask, moving_mask, shrink, sigmas):
+    """One multi-resolution run: the transform found, its metric, iterations and stop condition."""
     import SimpleITK as sitk
 
-    fixed, moving = _coarse(fixed), _coarse(moving)
-    fixed_mask, moving_mask = _coarse(fixed_mask, mask=True), _coarse(moving_mask, mask=True)
-    before = mutual_information(fixed, moving, initial, fixed_mask)
     method = _method(fixed, fixed_mask, moving_mask, shrink=shrink, sigmas=sigmas)
     method.SetInitialTransform(initial, inPlace=False)
     try:
@@ -121,12 +126,33 @@ def _run(case_id: str, what: str, fixed, moving, initial, fixed_mask=None, movin
         raise RegistrationError(case_id, f"{what}: registration failed ({str(error).splitlines()[-1][:120]})") \
             from None
     transform = (found.GetNthTransform(0) if isinstance(found, sitk.CompositeTransform) else found).Downcast()
-    after = mutual_information(fixed, moving, transform, fixed_mask)
-    if after < before:
+    return (transform, mutual_information(fixed, moving, transform, fixed_mask), method.GetOptimizerIteration(),
+            method.GetOptimizerStopConditionDescription())
+
+
+def _run(case_id: str, what: str, fixed, moving, initial, fixed_mask=None, moving_mask=None,
+         shrink=(2, 1), sigmas=(2.0, 0.0)) -> Registration:
+    """Register, and accept the result only if the metric did not get worse.
+
+    When the multi-resolution run ends below its start (the coarse level's optimum can sit off the fine
+    one's, and thick slices make the fine level's landscape bumpy), a single fine level from the start
+    is tried too, and the better of the two is kept.
+    """
+    fixed, moving = _coarse(fixed), _coarse(moving)
+    fixed_mask, moving_mask = _coarse(fixed_mask, mask=True), _coarse(moving_mask, mask=True)
+    before = mutual_information(fixed, moving, initial, fixed_mask)
+    transform, after, iterations, stop = _optimise(case_id, what, fixed, moving, initial, fixed_mask, moving_mask,
+                                                   shrink, sigmas)
+    if after < before and len(shrink) > 1:
+        fine = _optimise(case_id, what, fixed, moving, initial, fixed_mask, moving_mask, (1,), (0.0,))
+        if fine[1] > after:
+            transform, after, iterations, stop = fine
+    if after < before * (1 - CONVERGENCE_TOLERANCE):
         raise RegistrationError(case_id, f"{what}: registration did not converge (mutual information "
                                          f"{before:.3f} before, {after:.3f} after)")
-    return Registration(transform, before, after, method.GetOptimizerIteration(),
-                        method.GetOptimizerStopConditionDescription())
+    if after < before:
+        return Registration(initial, before, before, iterations, "kept the start (already optimal)")
+    return Registration(transform, before, after, iterations, stop)
 
 
 def rigid_to_reference(case_id: str, what: str, reference, moving, moving_mask=None) -> Registration:

@@ -61,7 +61,11 @@ def write_series(
     origin: tuple[float, float, float] = (-30.0, -40.0, -20.0),
     patient_id: str = "SYN-001",
 ) -> str:
-    """Write ``volume`` (x, y, z along L, P, S) as one single-frame DICOM file per axial slice; returns the series UID."""
+    """Write ``volume`` (x, y, z along L, P, S) as single-frame DICOM files, one per axial slice.
+
+    Returns:
+        The series' SeriesInstanceUID.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = generate_uid()
     for k in range(volume.shape[2]):
@@ -75,7 +79,8 @@ def write_series(
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", "A1"
         ds.ReferringPhysicianName, ds.Manufacturer, ds.Modality = "", "bratsx-test", modality
-        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription, ds.ProtocolName = number, k + 1, description, description
+        ds.SeriesNumber, ds.InstanceNumber = number, k + 1
+        ds.SeriesDescription = ds.ProtocolName = description
         ds.ImageType = list(image_type)
         ds.ScanningSequence, ds.SequenceVariant, ds.SequenceName = scanning, "SK", f"*{scanning.lower()}2d1"
         if te is not None:

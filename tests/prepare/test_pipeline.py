@@ -124,3 +124,33 @@ def test_dicom_seg_reads_back_with_references(back_to_native):
     assert int(dataset.NumberOfFrames) == 3 * labels.shape[2]  # every slice, per segment
     source_uids = {uid for _, _, uid in segmentation.get_source_image_uids()}
     assert len(source_uids) == labels.shape[2]
+
+
+def test_bad_studies_fail_alone_in_one_line_each(tmp_path):
+    """A corrupt file, two T1ce candidates, and only non-MR/2D/localizer series: three errors, nothing written."""
+    from rawscans import synthetic_volumes, write_series
+
+    from bratsx.prepare import prepare_input
+
+    write_study(tmp_path / "corrupt", patient_id="CORRUPT", extras=False)
+    victim = sorted((tmp_path / "corrupt" / "series3").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:300])
+    write_study(tmp_path / "twice", patient_id="TWICE", extras=False)
+    volumes, _ = synthetic_volumes(0)
+    study = next((tmp_path / "twice" / "series4").iterdir())
+    import pydicom
+
+    first = pydicom.dcmread(study, stop_before_pixels=True)
+    write_series(tmp_path / "twice" / "again", volumes[Modality.T1CE][:, :, ::2], study_uid=first.StudyInstanceUID,
+                 frame_uid=first.FrameOfReferenceUID, number=9, description="COR T1 POST", contrast="GADAVIST",
+                 patient_id="TWICE")
+    write_study(tmp_path / "extras", patient_id="EXTRAS", sequences=())
+    out = tmp_path / "out"
+    results = {r.case_id: r.error for r in prepare_input(tmp_path, out)}
+    assert results["CORRUPT_20260101"].startswith("case CORRUPT_20260101, folder")
+    assert "not a readable DICOM file" in results["CORRUPT_20260101"]
+    assert "two candidates for T1CE: '#4 AX T1 SE' and '#9 COR T1 POST'" in results["TWICE_20260101"]
+    assert "no FLAIR found; no T1 found; no T1CE found; no T2 found (found: no usable series)" in results[
+        "EXTRAS_20260101"]
+    assert all("\n" not in error for error in results.values())
+    assert list(out.iterdir()) == []

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from casefiles import real_data
 
-from bratsx.prepare.skullstrip import SkullStripError, _box, _resize_nearest, brain_mask, onnx_from_deepbet, \
-    plausible_mask
+from bratsx.prepare.skullstrip import (
+    SkullStripError,
+    _box,
+    _resize_nearest,
+    brain_mask,
+    onnx_from_deepbet,
+    plausible_mask,
+)
 
 
 @pytest.mark.parametrize("source, target", [((7, 9, 5), (16, 16, 16)), ((40, 33, 26), (16, 20, 12))])

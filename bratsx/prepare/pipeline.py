@@ -10,7 +10,8 @@ The order of stages, and why:
 5. **atlas**: the reference's brain affinely onto the atlas' brain (the bundled template is
    skull-stripped, so brains are registered to brains).
 6. **resample** every sequence through its rigid and the atlas transforms at once (one interpolation,
-   linear) onto the atlas grid, zero outside the brain, and write the case in the BraTS 2018 layout.
+   linear) onto the atlas grid, zero outside the brain, and write the case in the BraTS 2018 layout,
+   with ``prepare/``: the record (``prepare.json``), its page (``report.html``), transforms, mask, pictures.
 
 Everything of one case is written into a staging folder that replaces ``OUT/<case id>`` only when
 the case succeeded, so a failed case leaves nothing behind and the next case still runs.
@@ -34,6 +35,7 @@ from .atlas import Atlas, load_atlas
 from .identify import Identification, assign_sequences
 from .ingest import RawCase, Series, discover_raw_cases, read_series
 from .register import affine_to_atlas, rigid_to_reference
+from .report import write_prepare_report
 
 __all__ = ["PrepareOptions", "PreparedCase", "prepare_case", "prepare_input", "RECORD_NAME", "RECORD_VERSION"]
 
@@ -243,6 +245,7 @@ def prepare_case(case: RawCase, out: Path | str, options: PrepareOptions | None 
         record = _record(case, options, chosen, verdicts, images, quality, transforms, atlas.source, brain_ml,
                          pictures, clock)
         (staging / PREPARE_FOLDER / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        write_prepare_report(staging / PREPARE_FOLDER, record)
     return PreparedCase(case.case_id, folder, record, verdicts=tuple(verdicts))
 
 

@@ -62,6 +62,9 @@ def test_prepared_case_is_a_brats_case_on_the_atlas_grid(prepared):
         assert (out / case.case_id / "prepare" / "transforms" / name).is_file()
     assert set(record["seconds"]) == {"identify", "read", "co-register", "skull-strip", "atlas", "resample", "write"}
     assert record["sequences"]["t1ce"]["dicom"]["SeriesInstanceUID"]
+    page = (out / case.case_id / "prepare" / "report.html").read_text()
+    assert "#30 dose report" in page and "excluded: not MR (modality OT)" in page
+    assert page.count("data:image/png;base64,") == len(record["pictures"]) == 5
 
 
 @pytest.fixture(scope="module")

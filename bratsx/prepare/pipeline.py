@@ -295,10 +295,11 @@ def prepare_input(
     Raises:
         BratsxError: the input holds no case at all.
     """
+    cases = discover_raw_cases(input_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for case in discover_raw_cases(input_path):
+    for case in cases:
         try:
             result = prepare_case(case, out, options)
         except CaseError as error:

@@ -26,10 +26,11 @@ def _grey(array: np.ndarray) -> np.ndarray:
     return (np.clip(array / max(top, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
-def _edges(array: np.ndarray) -> np.ndarray:
-    gy, gx = np.gradient(array.astype(np.float32))
-    magnitude = np.hypot(gx, gy)
-    return magnitude > np.percentile(magnitude, 93)
+def _edges(volume: np.ndarray) -> np.ndarray:
+    """The strongest 3D intensity edges of a volume: its outline and the largest structures (ventricles)."""
+    magnitude = np.sqrt(sum(g**2 for g in np.gradient(volume.astype(np.float32))))
+    inside = magnitude[volume > 0]
+    return magnitude > (np.percentile(inside, 92) if inside.size else np.inf)
 
 
 def _planes(volume: np.ndarray) -> list[np.ndarray]:
@@ -67,7 +68,7 @@ def draw_pictures(folder: Path, atlas, on_atlas: dict[Modality, object], mask) -
     import SimpleITK as sitk
 
     atlas_array = sitk.GetArrayFromImage(atlas)
-    atlas_edges = np.stack([_edges(s) for s in atlas_array])  # per axial slice; coronal/sagittal read from it
+    atlas_edges = _edges(atlas_array)
     names = []
     for sequence, image in on_atlas.items():
         name = f"{sequence.value}_on_atlas.png"

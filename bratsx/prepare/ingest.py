@@ -28,6 +28,8 @@ from ..errors import CaseError
 __all__ = ["RawCase", "Series", "discover_raw_cases", "read_series"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: Media Storage Directory Storage: the SOP class of a DICOMDIR.
+DICOMDIR_STORAGE = "1.2.840.10008.1.3.10"
 #: Where the DICOM magic word sits in a file with the standard preamble.
 _DICM_OFFSET = 128
 
@@ -172,12 +174,17 @@ def _dicom_cases(files: list[Path]) -> list[RawCase]:
     for path in files:
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
-            study, series = str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID)
-        except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError, KeyError, TypeError):
+        except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError, AttributeError):
             if _looks_like_dicom(path) or path.suffix.lower() == ".dcm":
                 corrupt.append(path)
             continue
-        studies[study][series].append((dataset, path))
+        study, series = getattr(dataset, "StudyInstanceUID", None), getattr(dataset, "SeriesInstanceUID", None)
+        if study is None or series is None:
+            storage = str(getattr(getattr(dataset, "file_meta", None), "MediaStorageSOPClassUID", ""))
+            if storage != DICOMDIR_STORAGE:  # a DICOMDIR indexes a CD and belongs to no series; else: cut short
+                corrupt.append(path)
+            continue
+        studies[str(study)][str(series)].append((dataset, path))
     cases: list[RawCase] = []
     folder_of_study: dict[Path, RawCase] = {}
     used_ids: set[str] = set()

@@ -83,6 +83,23 @@ def test_corrupt_file_stops_its_study_only(tmp_path):
                                               "header)"]
 
 
+def test_dicomdir_is_not_a_corrupt_file(tmp_path):
+    """A DICOMDIR (a valid DICOM file indexing a CD, outside any series) is passed over."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, generate_uid
+
+    write_study(tmp_path / "cd", extras=False)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MediaStorageDirectoryStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    directory = FileDataset(str(tmp_path / "cd" / "DICOMDIR"), {}, file_meta=meta, preamble=b"\0" * 128)
+    directory.FileSetID = "CD"
+    pydicom.dcmwrite(directory.filename, directory, enforce_file_format=True)
+    [case] = discover_raw_cases(tmp_path)
+    assert case.problems == [] and len(case.series) == 4
+
+
 def test_truncated_pixels_name_the_file(tmp_path):
     write_study(tmp_path, extras=False)
     case = discover_raw_cases(tmp_path)[0]

@@ -100,11 +100,13 @@ def _excluded(series: Series, tokens: list[str]) -> str:
 def _weighting_evidence(series: Series, tokens: list[str]) -> tuple[dict[Modality, float], list[str]]:
     scores = {Modality.FLAIR: 0.0, Modality.T2: 0.0, Modality.T1: 0.0}
     evidence: list[str] = []
-    for weighting, names in _WEIGHTING_TOKENS.items():
-        hits = sorted({t for t in tokens if t in names})
-        if hits:
+    hits = {weighting: sorted({t for t in tokens if t in names}) for weighting, names in _WEIGHTING_TOKENS.items()}
+    if hits[Modality.FLAIR] and not hits[Modality.T1]:
+        hits[Modality.T2] = []  # "T2 FLAIR" is a FLAIR
+    for weighting, found in hits.items():
+        if found:
             scores[weighting] += 2.0
-            evidence.append(f"name '{'/'.join(hits)}'")
+            evidence.append(f"name '{'/'.join(found)}'")
     te, tr, ti = series.echo_time, series.repetition_time, series.inversion_time
     if ti is not None and ti >= 1500:
         scores[Modality.FLAIR] += 3.0
@@ -119,8 +121,14 @@ def _weighting_evidence(series: Series, tokens: list[str]) -> tuple[dict[Modalit
         elif te <= 30 and tr <= 1200:
             scores[Modality.T1] += 2.0
             evidence.append(f"TE {te:.0f} ms, TR {tr:.0f} ms (T1-weighted)")
-    if scores[Modality.FLAIR] and scores[Modality.T2] and not scores[Modality.T1]:
-        scores[Modality.T2] = max(0.0, scores[Modality.T2] - 2.0)  # "T2 FLAIR" is a FLAIR
+    elif te is not None:  # an echo time alone (a NIfTI header's description): weaker evidence
+        if te <= 30:
+            scores[Modality.T1] += 1.0
+            evidence.append(f"TE {te:.0f} ms (short: T1-like)")
+        elif te >= 70:
+            scores[Modality.T2] += 0.5
+            scores[Modality.FLAIR] += 0.5
+            evidence.append(f"TE {te:.0f} ms (long: T2 or FLAIR)")
     return scores, evidence
 
 

@@ -157,12 +157,50 @@ def _series_from_dicom(datasets: list, files: list[Path]) -> Series:
     )
 
 
+def _sidecar(path: Path) -> dict:
+    """The BIDS JSON dcm2niix writes beside a NIfTI file (``scan.json`` for ``scan.nii.gz``), if any."""
+    import json
+
+    stem = path.name[: -len(next(s for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)))]
+    sidecar = path.with_name(stem + ".json")
+    try:
+        content = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _from_descrip(descrip: str, name: str) -> float | None:
+    """``TE=110;Time=...`` as dcm2niix writes the NIfTI description field: the value in ms."""
+    found = re.search(rf"(?:^|;)\s*{name}=([0-9.eE+-]+)", descrip)
+    return _number(found.group(1)) if found else None
+
+
 def _series_from_nifti(path: Path) -> Series:
+    """A NIfTI file as a series: its name, plus timing and description from a dcm2niix sidecar or header."""
     import nibabel as nib
 
-    shape = nib.load(path).shape
-    return Series(key=path.name, label=path.name, description=path.name,
-                  slices=int(shape[2]) if len(shape) >= 3 else 1, files=(path,))
+    image = nib.load(path)
+    shape = image.shape
+    descrip = bytes(image.header.get("descrip", b"")).split(b"\0")[0].decode("latin-1", "replace")
+    sidecar = _sidecar(path)
+
+    def milliseconds(key: str, short: str) -> float | None:
+        seconds = _number(sidecar.get(key))
+        return seconds * 1000.0 if seconds is not None else _from_descrip(descrip, short)
+
+    description = " ".join(filter(None, (path.name, _text(sidecar.get("SeriesDescription", "")),
+                                         _text(sidecar.get("ProtocolName", "")))))
+    return Series(
+        key=path.name, label=path.name, description=description,
+        modality=_text(sidecar.get("Modality", "MR")).upper() or "MR",
+        image_type=tuple(v.upper() for v in sidecar.get("ImageType", []) if isinstance(v, str)),
+        scanning_sequence=" ".join(_text(sidecar.get(k, "")) for k in ("ScanningSequence", "SequenceName")).strip(),
+        echo_time=milliseconds("EchoTime", "TE"), repetition_time=milliseconds("RepetitionTime", "TR"),
+        inversion_time=milliseconds("InversionTime", "TI"),
+        contrast_agent=_text(sidecar.get("ContrastBolusAgent", "")).strip(),
+        slices=int(shape[2]) if len(shape) >= 3 else 1, files=(path,),
+    )
 
 
 def _dicom_cases(files: list[Path]) -> list[RawCase]:

@@ -127,3 +127,26 @@ def test_nifti_folder_is_one_case(tmp_path):
 def test_empty_input_is_one_error(tmp_path):
     with pytest.raises(BratsxError, match="no DICOM or NIfTI files"):
         discover_raw_cases(tmp_path)
+
+
+def test_nifti_timing_from_dcm2niix_sidecar_and_header(tmp_path):
+    """A dcm2niix BIDS sidecar gives times in seconds and the series description; the header's description TE=."""
+    import json
+
+    import nibabel as nib
+
+    from bratsx.prepare.identify import identify_series
+
+    plain = nib.Nifti1Image(np.ones((8, 8, 6), np.int16), np.eye(4))
+    nib.save(plain, tmp_path / "scan_0003.nii.gz")
+    (tmp_path / "scan_0003.json").write_text(json.dumps({
+        "SeriesDescription": "AX DARK FLUID", "EchoTime": 0.12, "RepetitionTime": 9.0, "InversionTime": 2.5}))
+    plain.header["descrip"] = b"TE=12;Time=231118.330"
+    nib.save(plain, tmp_path / "scan_0004.nii.gz")
+    [case] = discover_raw_cases(tmp_path)
+    first, second = case.series
+    assert (first.echo_time, first.repetition_time, first.inversion_time) == pytest.approx((120.0, 9000.0, 2500.0))
+    assert identify_series(first).sequence is Modality.FLAIR
+    assert "TI 2500 ms (fluid suppressed)" in identify_series(first).evidence
+    assert second.echo_time == pytest.approx(12.0) and second.repetition_time is None
+    assert identify_series(second).evidence == ("TE 12 ms (short: T1-like)", "no contrast agent recorded")

@@ -50,6 +50,7 @@ class Series:
         slices: number of slices (DICOM files, or the NIfTI's third dimension).
         files: the DICOM files of the series sorted along the slice normal, or the one NIfTI file.
         number: SeriesNumber (DICOM), or ``None``.
+        slice_positions: each file's position along the slice normal (mm), sorted; empty for NIfTI.
     """
 
     key: str
@@ -65,6 +66,7 @@ class Series:
     slices: int = 0
     files: tuple[Path, ...] = ()
     number: int | None = None
+    slice_positions: tuple[float, ...] = ()
 
     @property
     def is_dicom(self) -> bool:
@@ -132,9 +134,10 @@ def _slice_position(dataset) -> float:
 def _series_from_dicom(datasets: list, files: list[Path]) -> Series:
     first = datasets[0]
     try:
-        order = np.argsort([_slice_position(d) for d in datasets], kind="stable")
+        positions = [_slice_position(d) for d in datasets]
     except (AttributeError, TypeError, ValueError):
-        order = np.argsort([int(getattr(d, "InstanceNumber", 0) or 0) for d in datasets], kind="stable")
+        positions = []
+    order = np.argsort(positions or [int(getattr(d, "InstanceNumber", 0) or 0) for d in datasets], kind="stable")
     number = getattr(first, "SeriesNumber", None)
     description = " ".join(filter(None, (_text(getattr(first, "SeriesDescription", "")),
                                           _text(getattr(first, "ProtocolName", "")))))
@@ -154,6 +157,7 @@ def _series_from_dicom(datasets: list, files: list[Path]) -> Series:
         slices=len(files),
         files=tuple(files[i] for i in order),
         number=int(number) if number not in (None, "") else None,
+        slice_positions=tuple(positions[i] for i in order) if positions else (),
     )
 
 
@@ -312,6 +316,9 @@ def read_series(series: Series, case_id: str):
     """
     import SimpleITK as sitk
 
+    problem = _stack_problem(series.slice_positions)
+    if problem:
+        raise CaseError(case_id, f"series {series.label}: {problem}", series.files[0])
     try:
         if series.is_dicom:
             reader = sitk.ImageSeriesReader()
@@ -326,6 +333,23 @@ def read_series(series: Series, case_id: str):
         raise CaseError(case_id, f"series {series.label}: a {image.GetDimension()}D image, expected 3D",
                         series.files[0])
     return image
+
+
+#: Slice gaps may vary by this fraction before a stack is called uneven (rounding in the headers).
+SPACING_TOLERANCE = 0.1
+
+
+def _stack_problem(positions: tuple[float, ...]) -> str:
+    """Why slices at these positions are not one evenly spaced volume ('' when they are)."""
+    if len(positions) < 2:
+        return ""
+    gaps = np.diff(positions)
+    if gaps.min() < 1e-3:
+        return (f"{int((gaps < 1e-3).sum()) + 1} slices share a position (several echoes or volumes in one "
+                "series); split it or name another series with --map")
+    if gaps.max() > gaps.min() * (1 + SPACING_TOLERANCE):
+        return f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm): missing slices?"
+    return ""
 
 
 def _first_unreadable(series: Series) -> Path:

@@ -111,6 +111,26 @@ def test_truncated_pixels_name_the_file(tmp_path):
     assert victim.name in str(caught.value) and "cannot be decoded" in str(caught.value)
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("drop", "uneven slice spacing (2.00 to 4.00 mm): missing slices?"),
+    ("copy", "2 slices share a position (several echoes or volumes in one series)"),
+])
+def test_broken_stacks_stop_in_one_line(tmp_path, damage, message):
+    import shutil
+
+    write_study(tmp_path, extras=False)
+    folder = tmp_path / "series2"
+    victim = sorted(folder.iterdir())[10]
+    if damage == "drop":
+        victim.unlink()
+    else:
+        shutil.copy(victim, folder / "echo2.dcm")
+    case = discover_raw_cases(tmp_path)[0]
+    with pytest.raises(CaseError) as caught:
+        read_series(case.series[0], case.case_id)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_nifti_folder_is_one_case(tmp_path):
     import nibabel as nib
 

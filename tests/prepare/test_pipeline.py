@@ -157,3 +157,22 @@ def test_bad_studies_fail_alone_in_one_line_each(tmp_path):
         "EXTRAS_20260101"]
     assert all("\n" not in error for error in results.values())
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--map", "scan_1.nii.gz"], "--map 'scan_1.nii.gz': expected SERIES_OR_FILE=SEQUENCE"),
+    ([], "case raw: no FLAIR found; no T1 found; no T1CE found; no T2 found"),
+])
+def test_cli_one_line_errors(tmp_path, arguments, message):
+    """Uninformative names stop the case and point to --map; a malformed --map is refused before any work."""
+    import nibabel as nib
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for index in range(4):
+        nib.save(nib.Nifti1Image(np.ones((20, 20, 10), np.int16), np.eye(4)), raw / f"scan_{index}.nii.gz")
+    result = runner.invoke(app, ["prepare", str(raw), str(tmp_path / "out"), *arguments])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert not any((tmp_path / "out").glob("*/*"))  # no case folder, no file

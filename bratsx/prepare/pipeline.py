@@ -19,6 +19,7 @@ the case succeeded, so a failed case leaves nothing behind and the next case sti
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -293,8 +294,11 @@ def prepare_input(
         One :class:`PreparedCase` per case found, in case-id order; failed ones carry ``error``.
 
     Raises:
-        BratsxError: the input holds no case at all.
+        BratsxError: the input holds no case at all, or the ``prepare`` extra is not installed.
     """
+    missing = [name for name in ("SimpleITK", "pydicom", "highdicom") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BratsxError(f"bratsx prepare needs {', '.join(missing)}: pip install 'bratsx[prepare]'")
     cases = discover_raw_cases(input_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,10 +306,10 @@ def prepare_input(
     for case in cases:
         try:
             result = prepare_case(case, out, options)
+            log.info("prepared %s in %.1f s", case.case_id, result.record["seconds_total"])
         except CaseError as error:
+            log.warning("not prepared: %s", error)
             result = PreparedCase(case.case_id, error=str(error), verdicts=tuple(getattr(error, "verdicts", ())))
-        except BratsxError:
-            raise
         results.append(result)
         if on_case is not None:
             on_case(result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def _deepbet_weights() -> tuple[Path, str]:
     """deepbet's TorchScript folder (its ``utils.DATA_PATH``/models) and version, without importing it."""
     spec = importlib.util.find_spec("deepbet")
     if spec is None or spec.origin is None:
-        raise BratsxError("skull stripping needs deepbet's weights once: pip install 'bratsx[prepare]' "
+        raise BratsxError("skull stripping needs deepbet's weights once: pip install 'bratsx[skullstrip-export]' "
                           "(or pass --skull-strip none for skull-stripped inputs)")
     return Path(spec.origin).resolve().parents[1] / "data" / "models", importlib.metadata.version("deepbet")
 
@@ -82,13 +83,15 @@ def onnx_from_deepbet(cache: Path | None = None) -> dict[str, Path]:
     try:
         import torch
     except ImportError:
-        raise BratsxError("exporting deepbet to ONNX (once) needs torch: pip install 'bratsx[prepare]'") from None
+        raise BratsxError("exporting deepbet to ONNX (once) needs torch: pip install 'bratsx[skullstrip-export]'") \
+            from None
     folder.mkdir(parents=True, exist_ok=True)
     for name, path in paths.items():
         network = torch.jit.load(str(weights / f"{name}.pt"), map_location="cpu").eval()
         shape = SMALL_SHAPE if name == "bbox_model" else MASK_SHAPE
         log.info("exporting deepbet %s to %s", name, path)
-        with atomic_path(path, suffix=".onnx") as temporary, torch.no_grad():
+        with atomic_path(path, suffix=".onnx") as temporary, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's notes on itself and on instance norm
             torch.onnx.export(network, (torch.zeros(1, 1, *shape),), str(temporary), dynamo=False,
                               opset_version=17, input_names=["image"], output_names=["probabilities"])
     return paths
@@ -134,7 +137,10 @@ def _box(mask_small: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BratsxError("skull stripping runs on ONNX Runtime: pip install 'bratsx[cpu]' (or [gpu])") from None
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -310,6 +310,10 @@ def prepare_input(
         except CaseError as error:
             log.warning("not prepared: %s", error)
             result = PreparedCase(case.case_id, error=str(error), verdicts=tuple(getattr(error, "verdicts", ())))
+        except RuntimeError as error:  # SimpleITK's one exception type: data it cannot process stops this case only
+            detail = next((line for line in reversed(str(error).splitlines()) if line.strip()), type(error).__name__)
+            log.warning("not prepared: %s: %s", case.case_id, detail)
+            result = PreparedCase(case.case_id, error=f"case {case.case_id}: SimpleITK: {detail.strip()[:200]}")
         results.append(result)
         if on_case is not None:
             on_case(result)

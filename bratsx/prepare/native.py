@@ -98,7 +98,7 @@ def _write_dicom_seg(labels_kji: np.ndarray, series: Series, convention: LabelCo
     for number, tissue in enumerate(Tissue, start=1):
         segment_map[labels_kji == values[tissue]] = number
         name, meaning, rgb = SEGMENTS[tissue]
-        descriptions.append(hd.seg.SegmentDescription(
+        description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=name,
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Neoplasm if tissue is not Tissue.EDEMA else codes.SCT.Edema,
@@ -106,7 +106,9 @@ def _write_dicom_seg(labels_kji: np.ndarray, series: Series, convention: LabelCo
             algorithm_identification=hd.AlgorithmIdentificationSequence(
                 name="bratsx", version=__version__, family=codes.cid7162.ArtificialIntelligence),
             display_color=hd.color.CIELabColor.from_rgb(*rgb),
-        ))
+        )
+        description.SegmentDescription = meaning  # (0062,0006), shown by viewers beside the label
+        descriptions.append(description)
     segmentation = hd.seg.Segmentation(
         source_images=sources, pixel_array=segment_map, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9901,

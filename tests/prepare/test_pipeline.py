@@ -124,6 +124,7 @@ def test_dicom_seg_reads_back_with_references(back_to_native):
     assert dataset.ReferencedSeriesSequence[0].SeriesInstanceUID == study.series_uids[Modality.T1CE]
     segmentation = hd.seg.segread(result.dicom_seg)
     assert [d.SegmentLabel for d in segmentation.SegmentSequence] == ["NCR", "ED", "ET"]
+    assert segmentation.SegmentSequence[1].SegmentDescription == "Peritumoral edema"
     assert int(dataset.NumberOfFrames) == 3 * labels.shape[2]  # every slice, per segment
     source_uids = {uid for _, _, uid in segmentation.get_source_image_uids()}
     assert len(source_uids) == labels.shape[2]

@@ -59,6 +59,7 @@ def write_series(
     image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "M", "ND"),
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     origin: tuple[float, float, float] = (-30.0, -40.0, -20.0),
+    direction: np.ndarray | None = None,
     patient_id: str = "SYN-001",
 ) -> str:
     """Write ``volume`` (x, y, z along L, P, S) as single-frame DICOM files, one per axial slice.
@@ -68,6 +69,7 @@ def write_series(
     """
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = generate_uid()
+    axes = np.eye(3) if direction is None else np.asarray(direction, dtype=float)  # columns: x, y, z in LPS
     for k in range(volume.shape[2]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
@@ -91,8 +93,8 @@ def write_series(
             ds.InversionTime = ti
         if contrast:
             ds.ContrastBolusAgent = contrast
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
+        ds.ImageOrientationPatient = [round(float(v), 6) for v in (*axes[:, 0], *axes[:, 1])]
+        ds.ImagePositionPatient = [round(float(v), 4) for v in np.add(origin, k * spacing[2] * axes[:, 2])]
         ds.PixelSpacing = [spacing[1], spacing[0]]
         ds.SliceThickness = spacing[2]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -135,3 +137,16 @@ def write_study(
         write_series(root / "other", some, study_uid=study_uid, frame_uid=frame_uid, number=30,
                      description="dose report", modality="OT", patient_id=patient_id)
     return Study(study_uid, uids, written, labels[:, :, ::slice_step], spacing)
+
+
+def write_nifti_as_series(path: Path, folder: Path, **headers) -> str:
+    """A NIfTI volume as a DICOM series of its exact geometry (oblique included); ``headers`` as for
+    :func:`write_series` (study_uid, frame_uid, number, description, te, tr, ...)."""
+    import nibabel as nib
+
+    image = nib.load(path)
+    to_lps = np.diag([-1.0, -1.0, 1.0])
+    axes = to_lps @ image.affine[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    return write_series(folder, np.asanyarray(image.dataobj), spacing=tuple(spacing),
+                        origin=tuple(to_lps @ image.affine[:3, 3]), direction=axes / spacing, **headers)

@@ -4,7 +4,8 @@ Each series is scored on two questions, each with written evidence:
 
 * **weighting** (FLAIR, T2 or T1): name tokens (``flair``, ``fla``, ``t2f``, ``tirm``; ``t2``, ``t2w``;
   ``t1``, ``t1n``, ``mprage``, ...), the inversion time (>= 1500 ms: fluid suppression), the echo and
-  repetition times (long TE and TR: T2; short TE with short TR, or an MPRAGE inversion: T1);
+  repetition times (long TE and TR: T2; short TE with short TR, or an MPRAGE inversion: T1); an echo
+  time alone (a NIfTI header's ``TE=``) weighs half as much, and a long one cannot tell T2 from FLAIR;
 * **contrast** for T1-weighted series: a ContrastBolusAgent tag or a name token (``post``, ``gad``,
   ``gd``, ``t1c``, ``t1ce``, ``t1gd``, ``+c``, ``contrast``) says post-contrast; ``pre``, ``t1n``,
   ``native`` say pre-contrast; neither means pre-contrast at lower confidence.

@@ -1,4 +1,5 @@
-"""Pictures of a prepared case: each sequence with the atlas' edges over it, and the brain mask over T1ce.
+"""Pictures of a prepared case: each sequence with the atlas' edges over it, and the brain mask's outline
+over the reference with its skull.
 
 Edges rather than a blend, so that a misregistration of a few millimetres shows as contours off the
 anatomy. Drawn only when Pillow (the ``report`` extra) is installed; otherwise the record lists none.
@@ -57,8 +58,15 @@ def _save(picture: np.ndarray, path: Path) -> None:
         Image.fromarray(picture).save(temporary, format="PNG")
 
 
-def draw_pictures(folder: Path, atlas, on_atlas: dict[Modality, object], mask) -> list[str]:
+def draw_pictures(folder: Path, atlas, on_atlas: dict[Modality, object], mask, reference) -> list[str]:
     """Write ``<sequence>_on_atlas.png`` for each sequence and ``brain_mask.png`` into ``folder``.
+
+    Args:
+        folder: where to write.
+        atlas: the atlas template (its edges are drawn over each sequence).
+        on_atlas: the prepared sequences on the atlas grid.
+        mask: the brain mask on the atlas grid.
+        reference: the reference sequence on the atlas grid before masking, under the mask's outline.
 
     Returns:
         The file names written (empty without Pillow).
@@ -76,8 +84,7 @@ def draw_pictures(folder: Path, atlas, on_atlas: dict[Modality, object], mask) -
         names.append(name)
     mask_array = sitk.GetArrayFromImage(mask).astype(bool)
     boundary = mask_array ^ _eroded(mask_array)
-    reference = sitk.GetArrayFromImage(on_atlas[Modality.T1CE])
-    _save(_panel(reference, boundary, MASK_RGB), folder / "brain_mask.png")
+    _save(_panel(sitk.GetArrayFromImage(reference), boundary, MASK_RGB), folder / "brain_mask.png")
     names.append("brain_mask.png")
     return names
 
@@ -85,4 +92,4 @@ def draw_pictures(folder: Path, atlas, on_atlas: dict[Modality, object], mask) -
 def _eroded(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
-    return ndimage.binary_erosion(mask, iterations=1)
+    return ndimage.binary_erosion(mask, iterations=2)

@@ -220,11 +220,13 @@ def prepare_case(case: RawCase, out: Path | str, options: PrepareOptions | None 
                                                       "mi_after": round(to_atlas.mi_after, 4)}
     clock.lap("atlas")
     mask_on_atlas = sitk.Resample(mask, atlas.image, to_atlas.transform, sitk.sitkNearestNeighbor, 0)
-    on_atlas = {}
+    on_atlas, reference_with_skull = {}, None
     for sequence in MODALITY_ORDER:
         transform = _composite(rigid[sequence], to_atlas.transform) if sequence in rigid else to_atlas.transform
         moved = sitk.Resample(images[sequence], atlas.image, transform, sitk.sitkLinear, 0.0)
         on_atlas[sequence] = sitk.Mask(moved, mask_on_atlas)
+        if sequence is options.reference:
+            reference_with_skull = moved  # the mask is judged against what it removed
     clock.lap("resample")
     folder = out / case.case_id
     with atomic_folder(folder) as staging:
@@ -241,7 +243,8 @@ def prepare_case(case: RawCase, out: Path | str, options: PrepareOptions | None 
         if options.pictures:
             from .pictures import draw_pictures
 
-            pictures = draw_pictures(staging / PREPARE_FOLDER, atlas.image, on_atlas, mask_on_atlas)
+            pictures = draw_pictures(staging / PREPARE_FOLDER, atlas.image, on_atlas, mask_on_atlas,
+                                     reference_with_skull)
         clock.lap("write")
         record = _record(case, options, chosen, verdicts, images, quality, transforms, atlas.source, brain_ml,
                          pictures, clock)

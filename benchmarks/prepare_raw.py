@@ -3,7 +3,7 @@
 Prepares every case under ``INPUT`` (default ``../shared/data/raw``) into ``OUT`` (default a temporary
 folder), segments each prepared case with the bundled model on ONNX Runtime, maps the segmentation back
 to every native sequence grid, checks each native output has its input's exact shape and affine (NIfTI
-inputs), and writes ``prepare_raw-<date>.json`` beside this script.
+inputs), and writes ``results/prepare_raw-<date>.json``.
 Run: ``python benchmarks/prepare_raw.py [INPUT] [OUT]``.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
 from bratsx.imageio import write_label_map
 from bratsx.prepare import PrepareOptions, prepare_input, segmentation_to_native
@@ -60,10 +61,10 @@ def main() -> None:
                          "registration": result.record["registration"], "brain_ml": result.record["brain_ml"],
                          "segment_seconds": round(segment_seconds, 2), "native_seconds": round(native_seconds, 2),
                          "native_exact_geometry": exact, "native_volumes_ml": native.volumes_ml, "out": str(out)})
-    summary = {"cases": rows, "total_seconds": round(time.perf_counter() - start, 1),
-               "machine": "2-core development CPU shared with other jobs (wall times inflated; cpu_seconds "
-                          "is the process' own CPU time)"}
-    target = Path(__file__).with_name(f"prepare_raw-{datetime.date.today()}.json")
+    summary = {"command": " ".join(sys.argv), "cases": rows, "total_seconds": round(time.perf_counter() - start, 1),
+               "machine": machine_info(), "note": "wall times include other jobs sharing the CPU; cpu_seconds is "
+                                                  "the process' own CPU time"}
+    target = Path(__file__).with_name("results") / f"prepare_raw-{datetime.date.today()}.json"
     target.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

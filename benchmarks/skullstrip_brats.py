@@ -1,7 +1,7 @@
 """Skull stripping checked on tumour brains: deepbet (ONNX) masks of the BraTS T1 volumes against their brain.
 
 The BraTS volumes are already skull-stripped, so the non-zero region is the reference brain; the issue's
-bar is Dice >= 0.95 on every case. Writes ``skullstrip_brats-<date>.json`` beside this script.
+bar is Dice >= 0.95 on every case. Writes ``results/skullstrip_brats-<date>.json``.
 Run: ``python benchmarks/skullstrip_brats.py [BRATS2018_FOLDER]``.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bratsx.bench.machine import machine_info
 from bratsx.prepare.skullstrip import brain_mask, onnx_from_deepbet
 
 
@@ -36,8 +37,8 @@ def main() -> None:
     dices = [r["dice"] for r in rows]
     summary = {"cases": rows, "min_dice": min(dices), "mean_dice": round(float(np.mean(dices)), 4),
                "all_at_least_0.95": min(dices) >= 0.95, "input": "T1, 1 mm BraTS grid (RAS-canonical)",
-               "machine": "2-core development CPU shared with other jobs"}
-    out = Path(__file__).with_name(f"skullstrip_brats-{datetime.date.today()}.json")
+               "command": " ".join(sys.argv), "machine": machine_info()}
+    out = Path(__file__).with_name("results") / f"skullstrip_brats-{datetime.date.today()}.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "cases"}))
 

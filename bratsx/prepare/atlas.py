@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BratsxError
+from ..extras import missing_extra
 
 __all__ = ["Atlas", "AtlasImage", "load_atlas"]
 
@@ -66,7 +67,7 @@ class AtlasImage:
 def _mni152_path() -> Path:
     spec = importlib.util.find_spec("nilearn")
     if spec is None or spec.origin is None:
-        raise BratsxError("the atlas needs nilearn's bundled MNI152 template: pip install 'bratsx[prepare]'")
+        raise missing_extra("nilearn", "prepare", "its bundled MNI152 template, the atlas")
     path = Path(spec.origin).parent / MNI152_FILE
     if not path.is_file():
         raise BratsxError(f"nilearn is installed but its MNI152 template is missing ({path}); reinstall nilearn")

@@ -23,7 +23,8 @@ from .. import __version__
 from ..atomic import atomic_path
 from ..errors import CaseError
 from ..imageio import save_nifti_atomic
-from ..labels import REGION_ORDER, LabelConvention, Tissue, regions_from_labels
+from ..labels import LabelConvention, Tissue, regions_from_labels
+from ..metrics import region_volumes_ml, volume_ml
 from .ingest import Series, read_series
 from .pipeline import PREPARE_FOLDER, RECORD_NAME
 
@@ -54,12 +55,12 @@ class NativeResult:
     volumes_ml: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _volumes(labels: np.ndarray, convention: LabelConvention, voxel_ml: float) -> dict[str, float]:
+def _volumes(labels: np.ndarray, convention: LabelConvention, spacing) -> dict[str, float]:
+    """mL per tissue (NCR, ED, ET) and per region (``region WT``/``TC``/``ET``) of a label map."""
     values = convention.tissue_values
-    volumes = {SEGMENTS[t][0]: round(float(np.count_nonzero(labels == values[t])) * voxel_ml, 3) for t in Tissue}
-    regions = regions_from_labels(labels, convention)
-    volumes.update({f"region {r.value}": round(float(regions[i].sum()) * voxel_ml, 3)
-                    for i, r in enumerate(REGION_ORDER)})
+    volumes = {SEGMENTS[t][0]: round(volume_ml(labels == values[t], spacing), 3) for t in Tissue}
+    regions = region_volumes_ml(regions_from_labels(labels, convention), spacing)
+    volumes.update({f"region {name}": round(ml, 3) for name, ml in regions.items()})
     return volumes
 
 
@@ -176,7 +177,7 @@ def segmentation_to_native(
         path = out / f"{case_id}_{name}_native_seg.nii.gz"
         _write_nifti(np.asfortranarray(labels_kji.transpose(2, 1, 0)), series, native, path)
         result.segmentations[name] = path
-        result.volumes_ml[name] = _volumes(labels_kji, convention, float(np.prod(native.GetSpacing())) / 1000.0)
+        result.volumes_ml[name] = _volumes(labels_kji, convention, native.GetSpacing())
         if name == record["reference"] and series.is_dicom:
             dicom_seg = out / f"{case_id}_seg.dcm"
             _write_dicom_seg(labels_kji, series, convention, dicom_seg)

@@ -19,7 +19,6 @@ the case succeeded, so a failed case leaves nothing behind and the next case sti
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
@@ -30,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_folder
-from ..errors import BratsxError, CaseError
+from ..errors import CaseError
+from ..extras import optional_import
 from ..labels import MODALITY_ORDER, Modality
 from .atlas import Atlas, load_atlas
 from .identify import Identification, assign_sequences
@@ -299,9 +299,8 @@ def prepare_input(
     Raises:
         BratsxError: the input holds no case at all, or the ``prepare`` extra is not installed.
     """
-    missing = [name for name in ("SimpleITK", "pydicom", "highdicom") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise BratsxError(f"bratsx prepare needs {', '.join(missing)}: pip install 'bratsx[prepare]'")
+    for package in ("SimpleITK", "pydicom", "highdicom"):
+        optional_import(package, "prepare", purpose="bratsx prepare")
     cases = discover_raw_cases(input_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import BratsxError, CaseError
+from ..errors import CaseError
+from ..extras import missing_extra, optional_import
 from .atlas import PLAUSIBLE_BRAIN_ML
 
 __all__ = ["SkullStripError", "brain_mask", "default_cache", "onnx_from_deepbet", "plausible_mask"]
@@ -49,8 +50,8 @@ def _deepbet_weights() -> tuple[Path, str]:
     """deepbet's TorchScript folder (its ``utils.DATA_PATH``/models) and version, without importing it."""
     spec = importlib.util.find_spec("deepbet")
     if spec is None or spec.origin is None:
-        raise BratsxError("skull stripping needs deepbet's weights once: pip install 'bratsx[skullstrip-export]' "
-                          "(or pass --skull-strip none for skull-stripped inputs)")
+        raise missing_extra("deepbet", "skullstrip-export", "its networks' one-time export; --skull-strip none "
+                                                            "for skull-stripped inputs")
     return Path(spec.origin).resolve().parents[1] / "data" / "models", importlib.metadata.version("deepbet")
 
 
@@ -80,11 +81,7 @@ def onnx_from_deepbet(cache: Path | None = None) -> dict[str, Path]:
     paths = {name: folder / f"{name}.onnx" for name in NETWORKS}
     if all(p.is_file() for p in paths.values()):
         return paths
-    try:
-        import torch
-    except ImportError:
-        raise BratsxError("exporting deepbet to ONNX (once) needs torch: pip install 'bratsx[skullstrip-export]'") \
-            from None
+    torch = optional_import("torch", "skullstrip-export", purpose="exporting deepbet's networks to ONNX, once")
     folder.mkdir(parents=True, exist_ok=True)
     for name, path in paths.items():
         network = torch.jit.load(str(weights / f"{name}.pt"), map_location="cpu").eval()
@@ -137,10 +134,7 @@ def _box(mask_small: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
 
 
 def _session(path: Path):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise BratsxError("skull stripping runs on ONNX Runtime: pip install 'bratsx[cpu]' (or [gpu])") from None
+    ort = optional_import("onnxruntime", "cpu", purpose="skull stripping")
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -17,6 +17,7 @@ from . import (
     infer,
     models,
     postprocess,
+    prepare,
     report,
     serve,
     summarize,
@@ -39,6 +40,7 @@ app.command("cases")(cases.cases)
 app.command("train")(train.train)
 app.command("export")(export.export)
 app.command("infer")(infer.infer)
+app.command("prepare")(prepare.prepare)
 app.command("models")(models.models)
 app.command("evaluate")(evaluate.evaluate)
 app.command("bench")(bench.bench)

@@ -18,6 +18,7 @@ from ..runtime.backends import BackendName
 from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, reports_errors
 from .options import LabelsOption, WorkspaceOption, default_of
+from .prepare import SkullStrip
 
 
 def _default_model(workspace: Optional[Path]) -> Path:
@@ -99,6 +100,15 @@ def infer(
         show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report", help="Also draw every case and write OUT/report/report.html "
                                                           "(as bratsx report OUT --cases CASES_DIR).")] = False,
+    prepare: Annotated[bool, typer.Option("--prepare", help="CASES_DIR holds raw scans (DICOM or NIfTI per "
+                                          "sequence, unregistered, skull on): prepare them first as bratsx prepare "
+                                          "does with its defaults (into OUT/prepared), segment them, and write each "
+                                          "segmentation back on every native sequence grid (OUT/native, with a "
+                                          "DICOM-SEG for DICOM inputs). pip install 'bratsx[prepare]'.")] = False,
+    skull_strip: Annotated[SkullStrip, typer.Option(
+        "--skull-strip", case_sensitive=False, help="With --prepare: deepbet (its bundled networks on ONNX "
+                                                    "Runtime) or none (the scans are already skull-stripped).")
+    ] = SkullStrip.DEEPBET,
 ) -> None:
     """Segment every case in CASES_DIR and write OUT/<case_id>.nii.gz in each input's geometry.
 
@@ -114,6 +124,10 @@ def infer(
     from ..runtime.scheduling import choose_scheduler
     from .render import batch_progress, render_records
 
+    out = out or _output_folder(cases_dir)
+    unprepared = 0
+    if prepare:
+        cases_dir, unprepared = _prepared_cases(cases_dir, out, skull_strip)
     found = discover(cases_dir, layout)
     for skipped in found.skipped:
         console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
@@ -122,7 +136,6 @@ def infer(
     if convention is not None:  # --labels: the set of every reference and output, stated, never read from values
         cases = [dataclasses.replace(case, stated_labels=convention) for case in cases]
     references = segmentation_files(labels).found if labels else None
-    out = out or _output_folder(cases_dir)
     scheduler = choose_scheduler(workers=workers, devices=devices.split(",") if devices else None, threads=threads,
                                  ray=ray)
     segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention)
@@ -144,6 +157,9 @@ def infer(
             result = run_batch(cases, runner, out, options, scheduler=scheduler, part=part,
                                references=references, on_case=on_case, on_tiles=on_tiles)
     render_records(result.records, out, result.summary, result.wall_seconds)
+    if prepare:
+        unprepared += _back_to_native(result.records, out, {case.case_id: convention or case.output_convention(
+            runner.contract.label_set) for case in cases})
     if result.summary_error:  # a full disk: every case's outcome was shown before the one line about it
         raise BratsxError(result.summary_error)
     if part:
@@ -155,5 +171,45 @@ def infer(
                                              attribute="build_batch_report")
         drawn = build_batch_report(out, cases_dir)
         console.print(Text.assemble("QC report: ", literal(drawn.html)))
-    if result.failed:
+    if result.failed or unprepared:
         raise typer.Exit(1)
+
+
+def _prepared_cases(raw: Path, out: Path, skull_strip: SkullStrip) -> tuple[Path, int]:
+    """``--prepare``: every case of ``raw`` prepared into ``OUT/prepared`` (one line for each that cannot be);
+    returns that folder, whose cases are then segmented as any others, and how many cases could not be prepared.
+
+    Raises:
+        BratsxError: no case could be prepared.
+    """
+    from ..prepare import PrepareOptions, prepare_input
+    from ..prepare.batch import PREPARED_FOLDER
+
+    prepared = out / PREPARED_FOLDER
+    def show(result) -> None:
+        console.print(literal(result.error, "red") if result.error else
+                      f"prepared {escape(result.case_id)} in {result.record['seconds_total']:.1f} s")
+
+    results = prepare_input(raw, prepared, PrepareOptions(skull_strip=skull_strip.value), on_case=show)
+    if not any(r.folder for r in results):
+        raise BratsxError(f"{raw}: no case could be prepared (each one's reason is above)")
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        console.print(f"{failed} case(s) could not be prepared; the others go on", style="yellow")
+    return prepared, failed
+
+
+def _back_to_native(records, out: Path, conventions) -> int:
+    """``--prepare``: each segmented case back on its native grids, one line per case; returns how many failed."""
+    from ..prepare.batch import NATIVE_FOLDER, native_segmentations
+
+    failed = 0
+    for case_id, native in native_segmentations(records, out, conventions).items():
+        if isinstance(native, str):
+            console.print(literal(native, "red"))
+            failed += 1
+        else:
+            dicom = f" and {native.dicom_seg.name}" if native.dicom_seg else ""
+            console.print(f"{escape(case_id)}: native segmentations in {escape(str(out / NATIVE_FOLDER))} "
+                          f"({len(native.segmentations)} grid(s)){escape(dicom)}")
+    return failed

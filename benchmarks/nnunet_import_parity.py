@@ -35,6 +35,7 @@ from bratsx.importers.nnunet import import_nnunet  # noqa: E402
 from bratsx.labels import regions_from_labels  # noqa: E402
 from bratsx.metrics import dice  # noqa: E402
 from bratsx.runtime import open_model  # noqa: E402
+from bratsx.runtime.runner import Runner  # noqa: E402
 from bratsx.runtime.segment import SegmentOptions, segment_case  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def measure(fixtures: Path, cases_dir: Path, n: int, backends: list[str], mirror
             theirs = np.stack([np.isin(raw, values) for values in contract.model_labels["regions"]])
             for backend, model_open in opened.items():
                 started = time.perf_counter()
-                result = segment_case(case, [model_open.backend], contract, SegmentOptions(tta=mirroring))
+                runner = Runner.from_backends([model_open.backend], contract, SegmentOptions(tta=mirroring))
+                result = segment_case(case, runner)
                 path = write_label_map(result.labels, result.loaded.geometry,
                                        scratch / f"{dataset.folder}-{backend}-{case.case_id}.nii.gz")
                 bratsx_seconds = time.perf_counter() - started

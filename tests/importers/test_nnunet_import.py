@@ -23,6 +23,7 @@ from bratsx.labels import MODALITY_ORDER
 from bratsx.metrics import dice
 from bratsx.runtime import open_model
 from bratsx.runtime.model_grid import raw_segmentation
+from bratsx.runtime.runner import Runner
 from bratsx.runtime.segment import SegmentOptions, segment_case
 from bratsx.synth import write_synthetic_dataset
 
@@ -104,7 +105,7 @@ def test_bratsx_segments_as_nnunet_predictor(imported, nnunet_root, cases_dir, d
         contract = model.contract
         for case, expected, probabilities in _nnunet_segmentations(results_folder(nnunet_root, dataset), folds,
                                                                    mirroring, cases, contract.modality_order):
-            result = segment_case(case, [model.backend], contract, SegmentOptions(tta=mirroring))
+            result = segment_case(case, Runner.from_backends([model.backend], contract, SegmentOptions(tta=mirroring)))
             # inside the crop box (outside it nnU-Net writes certain background, bratsx zeros: the same labels)
             in_box = result.probabilities.sum(axis=0) > 0
             assert np.abs(result.probabilities - probabilities)[:, in_box].max() <= PROBABILITY_TOLERANCE

@@ -68,6 +68,25 @@ class ModelContract:
         postprocess: the post-processing spec the model's segmentations get
             (:meth:`bratsx.postprocess.PostprocessSpec.to_dict`); ``None``: none. A model folder's tuned spec
             (``bratsx postprocess tune``) replaces the one embedded at export when the folder is opened.
+
+    Imported models (nnU-Net v2: :mod:`bratsx.importers.nnunet`) carry what their framework does around the
+    network; bratsx's own models leave these at their defaults, and the runtime applies them in
+    :mod:`bratsx.runtime.model_grid` only when ``channel_normalization`` is set:
+
+        channel_normalization: one scheme per input channel (``{"scheme": "ZScoreNormalization",
+            "use_mask": true}``, ``CTNormalization`` with ``intensity`` statistics, ``NoNormalization``,
+            ``RescaleTo01Normalization``), applied after cropping to the non-zero box; ``None``: bratsx's own
+            :data:`NORMALIZATION`.
+        target_spacing: spacing (mm, network axes) the network sees; ``None``: no resampling.
+        resampling: ``{"data": ..., "logits": ...}`` :class:`bratsx.resample.Resampling` dicts.
+        transpose_forward: canonical axes in the order the network sees them (nnU-Net's ``transpose_forward``).
+        tile_step: tile step as a fraction of the patch (nnU-Net's ``tile_step_size``).
+        gaussian: Gaussian-weighted blending of tiles.
+        mirror_axes: network axes mirrored by test-time augmentation.
+        model_labels: the model's own labels (``labels``: name -> value or region values, from ``dataset.json``),
+            ``regions_class_order`` for region models, and ``regions``: which raw label values make up WT,
+            TC and ET; ``None``: bratsx's fixed regions and classes.
+        source: where an imported model came from (framework, folder, folds, checkpoints).
     """
 
     patch_size: tuple[int, int, int]
@@ -86,11 +105,26 @@ class ModelContract:
     checkpoint_sha256: str | None = None
     bratsx_version: str = __version__
     postprocess: dict[str, Any] | None = None
+    channel_normalization: tuple[dict[str, Any], ...] | None = None
+    target_spacing: tuple[float, float, float] | None = None
+    resampling: dict[str, dict[str, Any]] | None = None
+    transpose_forward: tuple[int, int, int] = (0, 1, 2)
+    tile_step: float = 0.5
+    gaussian: bool = True
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    model_labels: dict[str, Any] | None = None
+    source: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "modality_order", tuple(self.modality_order))
+        object.__setattr__(self, "transpose_forward", tuple(int(a) for a in self.transpose_forward))
+        object.__setattr__(self, "mirror_axes", tuple(int(a) for a in self.mirror_axes))
+        if self.channel_normalization is not None:
+            object.__setattr__(self, "channel_normalization", tuple(dict(c) for c in self.channel_normalization))
+        if self.target_spacing is not None:
+            object.__setattr__(self, "target_spacing", tuple(float(s) for s in self.target_spacing))
         object.__setattr__(self, "output_mode", OutputMode(self.output_mode))
         if self.label_set is not None:
             object.__setattr__(self, "label_set", LabelConvention(self.label_set))
@@ -114,6 +148,12 @@ class ModelContract:
         values["patch_size"] = list(self.patch_size)
         values["spacing"] = list(self.spacing)
         values["modality_order"] = list(self.modality_order)
+        values["transpose_forward"] = list(self.transpose_forward)
+        values["mirror_axes"] = list(self.mirror_axes)
+        if self.channel_normalization is not None:
+            values["channel_normalization"] = list(self.channel_normalization)
+        if self.target_spacing is not None:
+            values["target_spacing"] = list(self.target_spacing)
         values["output_mode"] = self.output_mode.value
         values["label_set"] = None if self.label_set is None else self.label_set.value
         values["channel_names"] = list(self.channel_names)

@@ -20,10 +20,11 @@ import pytest
 import bratsx
 
 #: Modules that may import torch at module level: the network and the stages that need it by nature.
-TORCH_STAGES = ("bratsx.network.", "bratsx.trainer.", "bratsx.export.")
+TORCH_STAGES = ("bratsx.network.", "bratsx.trainer.", "bratsx.export.", "bratsx.importers.")
 #: Modules of those stages that must stay importable without torch (the CLI reads them for --help).
 TORCH_FREE_IN_STAGES = {"bratsx.network", "bratsx.trainer", "bratsx.trainer.config", "bratsx.export",
-                        "bratsx.export.options"}
+                        "bratsx.export.options", "bratsx.importers", "bratsx.importers.options",
+                        "bratsx.importers.channels", "bratsx.importers.nnunet_folder"}
 HEAVY = ("torch", "tensorrt")
 
 BLOCK_TORCH = (

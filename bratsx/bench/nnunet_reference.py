@@ -39,7 +39,7 @@ from ..labels import MODALITY_ORDER, LabelConvention, OutputMode, Tissue
 from ..printed import printed_to_debug_log
 
 __all__ = ["NNUNET_CONFIGURATION", "nnunet_dataset_json", "nnunet_plans", "nnunet_predictor",
-           "nnunet_segment_case", "nnunet_tile_count"]
+           "nnunet_results_predictor", "nnunet_segment_case", "nnunet_tile_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,21 +117,51 @@ def nnunet_predictor(network, contract: ModelContract, mirroring: bool = False, 
     Raises:
         BratsxError: nnunetv2 is not installed.
     """
+    with printed_to_debug_log(logger, "nnU-Net"):
+        PlansManager = optional_import("nnunetv2.utilities.plans_handling.plans_handler", "dev",
+                                       attribute="PlansManager")
+    predictor = _bare_predictor(mirroring, device)
+    plans = PlansManager(nnunet_plans(contract))
+    network = network.to(device).eval()
+    predictor.manual_initialization(network, plans, plans.get_configuration(NNUNET_CONFIGURATION),
+                                    [network.state_dict()], nnunet_dataset_json(contract), "bratsx", (0, 1, 2))
+    return predictor
+
+
+def _bare_predictor(mirroring: bool, device: str):
+    """An ``nnUNetPredictor`` with nnU-Net's inference defaults (tile step 0.5, Gaussian), not yet initialised.
+
+    Raises:
+        BratsxError: nnunetv2 is not installed.
+    """
     import torch
 
     with printed_to_debug_log(logger, "nnU-Net"):
         nnUNetPredictor = optional_import("nnunetv2.inference.predict_from_raw_data", "dev",
                                           attribute="nnUNetPredictor")
-        PlansManager = optional_import("nnunetv2.utilities.plans_handling.plans_handler", "dev",
-                                       attribute="PlansManager")
-    plans = PlansManager(nnunet_plans(contract))
+        return nnUNetPredictor(tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=mirroring,
+                               perform_everything_on_device=device.startswith("cuda"), device=torch.device(device),
+                               verbose=False, allow_tqdm=False)
+
+
+def nnunet_results_predictor(results: Path, folds: tuple[int, ...] | None = None, mirroring: bool = False,
+                             device: str = "cpu", checkpoint: str = "checkpoint_final.pth"):
+    """nnU-Net's predictor on an nnU-Net results folder, as ``nnUNetv2_predict`` sets it up (the peer of a model
+    imported with ``bratsx import nnunet`` from that folder).
+
+    Args:
+        results: the trained configuration folder.
+        folds: folds to average; ``None``: every fold present.
+        mirroring: test-time mirroring over the checkpoint's allowed axes.
+        device: ``cpu`` or ``cuda``.
+        checkpoint: checkpoint file name in each fold folder.
+
+    Raises:
+        BratsxError: nnunetv2 is not installed.
+    """
+    predictor = _bare_predictor(mirroring, device)
     with printed_to_debug_log(logger, "nnU-Net"):
-        predictor = nnUNetPredictor(tile_step_size=TILE_STEP, use_gaussian=True, use_mirroring=mirroring,
-                                    perform_everything_on_device=device.startswith("cuda"),
-                                    device=torch.device(device), verbose=False, allow_tqdm=False)
-    network = network.to(device).eval()
-    predictor.manual_initialization(network, plans, plans.get_configuration(NNUNET_CONFIGURATION),
-                                    [network.state_dict()], nnunet_dataset_json(contract), "bratsx", (0, 1, 2))
+        predictor.initialize_from_trained_model_folder(str(results), use_folds=folds, checkpoint_name=checkpoint)
     return predictor
 
 
@@ -144,15 +174,19 @@ def _check_orientation(case: Case, path: Path) -> None:
                           f"{_STORED_AS_CANONICAL}")
 
 
-def nnunet_segment_case(predictor, case: Case, out_dir: Path) -> dict[str, float]:
+def nnunet_segment_case(predictor, case: Case, out_dir: Path,
+                        modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER)) -> dict[str, float]:
     """Segment one case through nnU-Net's own stages into ``out_dir/<id>.nii.gz``; seconds per stage.
+
+    ``modality_order`` is the model's channel order (an imported model's contract says it).
 
     Raises:
         BratsxError: a case not stored as L,P,S (see the module docstring).
     """
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-    files = [str(case.images[m]) for m in MODALITY_ORDER]
+    by_name = {m.value: m for m in MODALITY_ORDER}
+    files = [str(case.images[by_name[name]]) for name in modality_order]
     _check_orientation(case, Path(files[0]))
     plans, configuration = predictor.plans_manager, predictor.configuration_manager
     reader = plans.image_reader_writer_class()

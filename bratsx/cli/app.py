@@ -14,6 +14,7 @@ from . import (
     demo,
     evaluate,
     export,
+    import_models,
     infer,
     models,
     postprocess,
@@ -49,6 +50,7 @@ app.command("serve")(serve.serve)
 app.command("summarize")(summarize.summarize)
 app.add_typer(postprocess.app, name="postprocess")
 app.add_typer(cv.app, name="cv")
+app.add_typer(import_models.app, name="import")
 
 
 def _print_version(value: bool) -> None:

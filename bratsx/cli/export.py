@@ -14,6 +14,7 @@ from ..errors import BratsxError
 from ..export.options import ExportOptions
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
+from .render import render_export
 
 T = TypeVar("T")
 
@@ -82,22 +83,7 @@ def export(
     out = out or space.model_dir(_model_name(source))
     report = _exported(space, out, lambda step: export_model(source, out, options, on_step=step))
 
-    table = Table(title=f"exported {escape(str(source))} -> {escape(str(out))}")
-    table.add_column("file")
-    table.add_column("check")
-    agreement = report.agreement
-    table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
-                                    f"relative {agreement.max_rel:.2e} (limit 1e-4)")
-    if report.int8:
-        table.add_row(f"{report.int8.name} (+ .bin)",
-                      f"{report.int8_gate.describe()}; {report.gates['int8']['arithmetic']}")
-    if report.fp16_onnx:
-        table.add_row(report.fp16_onnx.name, f"{report.fp16_gate.describe()}; {report.gates['fp16']['arithmetic']}")
-    if report.engine:
-        table.add_row(report.engine.name,
-                      f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
-    table.add_row("model.json", "contract, source, gates, file hashes")
-    console.print(table)
+    render_export(f"exported {escape(str(source))} -> {escape(str(out))}", report)
     console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -18,7 +19,11 @@ from rich.text import Text
 from ..runtime.records import CaseRecord, CaseStatus
 from .common import console, err_console, literal, progress_bar
 
-__all__ = ["TrainingDisplay", "batch_progress", "per_region", "render_records", "status_cell", "training_progress"]
+if TYPE_CHECKING:  # the export pipeline imports torch; the CLI renders its report without it
+    from ..export.pipeline import ExportReport
+
+__all__ = ["TrainingDisplay", "batch_progress", "per_region", "render_export", "render_records", "status_cell",
+           "training_progress"]
 
 REGIONS = ("WT", "TC", "ET")
 
@@ -138,3 +143,24 @@ class TrainingDisplay:
             self.progress.update(self.train_task, info=summary)
             if not self.progress.console.is_terminal:  # a log file: one line per epoch instead of a bar
                 self.progress.console.print(f"epoch {record['epoch']}: {summary}")
+
+
+def render_export(title: str, report: ExportReport) -> None:
+    """The files ``bratsx export`` or ``bratsx import`` wrote, each with the check it passed."""
+    table = Table(title=title)
+    table.add_column("file")
+    table.add_column("check")
+    agreement = report.agreement
+    table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
+                                    f"relative {agreement.max_rel:.2e} (limit 1e-4)")
+    if report.int8:
+        table.add_row(f"{report.int8.name} (+ .bin)",
+                      f"{report.int8_gate.describe()}; {report.gates['int8']['arithmetic']}")
+    if report.fp16_onnx:
+        table.add_row(report.fp16_onnx.name, f"{report.fp16_gate.describe()}; {report.gates['fp16']['arithmetic']}")
+    if report.engine:
+        table.add_row(report.engine.name,
+                      f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
+    table.add_row("model.json", "contract, source, gates, file hashes")
+    console.print(table)
+

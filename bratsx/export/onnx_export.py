@@ -23,8 +23,9 @@ from torch import nn
 from .. import __version__
 from ..atomic import atomic_path
 from ..contract import CONTRACT_METADATA_KEY, PRECISION_METADATA_KEY
+from ..labels import OutputMode
 from ..network.checkpoint import TrainedModel
-from ..network.unet import UNet3D, probabilities
+from ..network.unet import probabilities
 from .options import DEFAULT_OPSET
 
 __all__ = [
@@ -68,7 +69,7 @@ class StagedInstanceNorm3d(nn.Module):
         return centred / torch.sqrt(variance + self.eps) * self.weight + self.bias
 
 
-def _with_staged_norms(network: UNet3D) -> UNet3D:
+def _with_staged_norms(network: nn.Module) -> nn.Module:
     """A copy of ``network`` whose InstanceNorm3d layers are :class:`StagedInstanceNorm3d`."""
     import copy
 
@@ -81,14 +82,16 @@ def _with_staged_norms(network: UNet3D) -> UNet3D:
 
 
 class _WithActivation(nn.Module):
-    """The network followed by its output activation: what the exported graph computes."""
+    """The network (bratsx's, or an imported one returning logits) followed by its contract's output activation:
+    what the exported graph computes."""
 
-    def __init__(self, network: UNet3D) -> None:
+    def __init__(self, network: nn.Module, output_mode: OutputMode) -> None:
         super().__init__()
         self.network = _with_staged_norms(network)
+        self.output_mode = OutputMode(output_mode)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.network(image), self.network.config.output_mode)
+        return probabilities(self.network(image), self.output_mode)
 
 
 def set_precision(model: onnx.ModelProto, precision: str) -> None:
@@ -132,7 +135,7 @@ def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_
     Returns:
         ``out``.
     """
-    wrapper = _WithActivation(trained.network).eval()
+    wrapper = _WithActivation(trained.network, trained.contract.output_mode).eval()
     # A batch of two keeps the exporter from specialising the batch to a constant (it does for a batch
     # of one, and then rejects max_batch 1); the batch stays symbolic in the graph either way.
     example = torch.zeros(2, len(trained.contract.modality_order), *trained.contract.patch_size)

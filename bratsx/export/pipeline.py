@@ -29,7 +29,7 @@ from .onnx_export import onnx_from_checkpoint
 from .options import ExportOptions
 from .verify import FP32_TOLERANCE, Agreement, check_graph, compare_with_torch, verification_inputs
 
-__all__ = ["ExportOptions", "ExportReport", "export_model"]
+__all__ = ["ExportOptions", "ExportReport", "check_model_folder_target", "export_model", "export_trained"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,17 @@ def _gate_record(gate: GateResult, calibration: str, arithmetic: str) -> dict:
             "calibration": calibration, "arithmetic": arithmetic}
 
 
+def check_model_folder_target(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that exists and is not a model folder (an earlier model folder is replaced).
+
+    Raises:
+        BratsxError: a file, or a non-empty folder without ``model.json``.
+    """
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MODEL_JSON).is_file())):
+        raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
+                          "earlier model folder is replaced)")
+
+
 def export_model(
     source: Path, out_dir: Path, options: ExportOptions | None = None, on_step: Callable[[str], None] | None = None
 ) -> ExportReport:
@@ -91,9 +102,7 @@ def export_model(
         BratsxError: not a bratsx checkpoint, a failed verification or gate, TensorRT or GPU missing.
     """
     options = options or ExportOptions()
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MODEL_JSON).is_file())):
-        raise BratsxError(f"{out_dir} exists and is not a model folder; export into a new or empty folder (an "
-                          "earlier model folder is replaced)")
+    check_model_folder_target(out_dir)
     step = on_step or (lambda name: None)
     previous = ModelFolder.read(out_dir) if (out_dir / MODEL_JSON).is_file() else None
     tuned = previous.postprocess if previous is not None else None  # a re-export keeps the folder's tuned spec
@@ -101,14 +110,23 @@ def export_model(
     trained = model_from_checkpoint(source)
     if tuned is not None:  # embedded in the ONNX contract too, so a model file taken out of the folder has it
         trained = replace(trained, contract=replace(trained.contract, postprocess=tuned.to_dict()))
+    checkpoint = trained.checkpoint.resolve()
+    source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
+                   "run": str(checkpoint.parent.parent)}
+    return export_trained(trained, out_dir, source_info, options, step, previous)
+
+
+def export_trained(trained: TrainedModel, out_dir: Path, source: dict, options: ExportOptions,
+                   step: Callable[[str], None], previous: ModelFolder | None = None) -> ExportReport:
+    """Export a network already in memory (bratsx's, or one imported by :mod:`bratsx.importers`) into the model
+    folder ``out_dir``, atomically, with ``source`` recorded in its ``model.json`` and ``previous``'s tuned
+    post-processing carried over; see :func:`export_model`."""
+    check_model_folder_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(out_dir) as staging, tempfile.TemporaryDirectory(prefix="bratsx-calibration-") as scratch:
         report = _export_into(trained, staging, Path(scratch), options, step)
         step("describing the model folder")
-        checkpoint = trained.checkpoint.resolve()
-        source_info = {"checkpoint": str(checkpoint), "checkpoint_sha256": trained.contract.checkpoint_sha256,
-                       "run": str(checkpoint.parent.parent)}
-        write_model_json(staging, out_dir.name, trained.contract, source_info, report.gates)
+        write_model_json(staging, out_dir.name, trained.contract, source, report.gates)
         if previous is not None:
             carry_postprocess(previous, staging)
     return report.moved_to(out_dir)

@@ -29,12 +29,13 @@ from ..choices import look_up
 from ..contract import ModelContract
 from ..errors import BratsxError, LabelError
 from ..imageio import LoadedCase, load_case
-from ..labels import LabelConvention, OutputMode, labels_from_regions, regions_from_probabilities
+from ..labels import LabelConvention, OutputMode, labels_from_regions
 from ..postprocess import PostprocessSpec, apply_postprocess, spec_of
-from ..preprocessing import INFERENCE_MARGIN, Preprocessed, paste, preprocess
+from ..preprocessing import Preprocessed, paste
 from ..scoring import score_label_maps
 from ..sliding_window import Window, box_predict, sliding_window_predict
 from .backends import Backend
+from .model_grid import logits_on_case_grid, prepare_on_model_grid, regions_from_model_output
 
 if TYPE_CHECKING:  # the runner builds on this module: named here for the annotations only
     from .runner import Runner
@@ -148,15 +149,17 @@ def probabilities_from_logits(logits: np.ndarray, output_mode: OutputMode) -> np
 
 
 def tile_predictor(backends: Sequence[Backend], tta: bool, output_mode: OutputMode = OutputMode.REGIONS,
-                   flips_batched: bool = True) -> Predictor:
+                   flips_batched: bool = True, mirror_axes: Sequence[int] = (0, 1, 2)) -> Predictor:
     """One tile predictor averaging, as logits, several models and, with ``tta``, the 8 mirrorings of each tile.
 
     With ``flips_batched`` the mirrored copies travel in one batch with the tiles, so a backend sees
     ``8 x`` larger batches rather than 8 times as many calls; without it (a whole brain box, whose
     activations would not fit 8 times over) each mirroring is its own call. The predictor returns logits
     (see :func:`logits_from_probabilities`); :func:`probabilities_from_logits` turns their blend back.
+    ``mirror_axes`` are the spatial axes TTA mirrors (a contract's ``mirror_axes``; all three by default).
     """
-    flips = [axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n)] if tta else [()]
+    tile_axes = tuple(axis + 2 for axis in mirror_axes)
+    flips = [axes for n in range(len(tile_axes) + 1) for axes in itertools.combinations(tile_axes, n)] if tta else [()]
     groups = [flips] if flips_batched else [[axes] for axes in flips]
 
     def predict(tiles: np.ndarray) -> np.ndarray:
@@ -191,7 +194,7 @@ def prepare_case(case: Case, contract: ModelContract, labels: LabelConvention | 
     except LabelError as error:
         loaded, label_error = load_case(case, with_label=False), str(error)
     loaded_at = time.perf_counter()
-    ready = preprocess(loaded.image, INFERENCE_MARGIN)  # contract.crop_margin is the training cache's
+    ready = prepare_on_model_grid(loaded.image, loaded.geometry.canonical_spacing, contract)
     seconds = {"load": loaded_at - started, "preprocess": time.perf_counter() - loaded_at}
     return PreparedCase(loaded, ready, seconds, label_error)
 
@@ -205,19 +208,24 @@ def _certain_background(output_mode: OutputMode) -> np.ndarray:
 
 def _divisor(contract: ModelContract) -> int:
     """What every spatial input size must be a multiple of: 2 per downsampling stage of the network
-    (``NetworkConfig.divisor``, read from the contract without importing torch)."""
+    (``NetworkConfig.divisor``, read from the contract without importing torch); for an imported nnU-Net network,
+    the largest product of its stages' strides along one axis."""
+    if "arch_kwargs" in contract.network:
+        return int(np.prod(np.asarray(contract.network["arch_kwargs"]["strides"]), axis=0).max())
     return 2 ** (len(contract.network["features"]) - 1)
 
 
 def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Sequence[Backend], output_mode: OutputMode,
                  *, tta: bool = False, overlap: float = 0.5, batch_size: int = 1, mask: np.ndarray | None = None,
-                 on_tiles: Callable[[int, int], None] | None = None) -> np.ndarray:
+                 on_tiles: Callable[[int, int], None] | None = None, mirror_axes: Sequence[int] = (0, 1, 2)
+                 ) -> np.ndarray:
     """Blended logits of ``backends`` over a preprocessed ``image``, tile by tile (what inference and the
     trainer's validation both compute; :func:`probabilities_from_logits` turns them into probabilities).
 
     Voxels no tile covers (tiles without brain) are certain background.
     """
-    return sliding_window_predict(image, patch, tile_predictor(backends, tta, output_mode), overlap, batch_size,
+    predict = tile_predictor(backends, tta, output_mode, mirror_axes=mirror_axes)
+    return sliding_window_predict(image, patch, predict, overlap, batch_size,
                                   mask, on_tiles, _certain_background(output_mode))
 
 
@@ -266,20 +274,23 @@ def segment_case(
 
     started = time.perf_counter()
     if box:
-        predict = tile_predictor(backends, options.tta, contract.output_mode, flips_batched=False)
+        predict = tile_predictor(backends, options.tta, contract.output_mode, flips_batched=False,
+                                 mirror_axes=contract.mirror_axes)
         logits = box_predict(ready.image, _divisor(contract), predict)
         if on_tiles is not None:
             on_tiles(1, 1)
     else:
         logits = tiled_logits(ready.image, contract.patch_size, backends, contract.output_mode, tta=options.tta,
-                              overlap=options.overlap, batch_size=sw_batch, mask=ready.mask, on_tiles=on_tiles)
+                              overlap=options.overlap, batch_size=sw_batch, mask=ready.mask, on_tiles=on_tiles,
+                              mirror_axes=contract.mirror_axes)
+    logits = logits_on_case_grid(logits, ready, loaded.geometry.canonical_spacing, contract)
     cropped = probabilities_from_logits(logits, contract.output_mode)
     seconds["inference"] = time.perf_counter() - started
 
     started = time.perf_counter()
     probabilities = paste(cropped, ready.box, ready.full_shape)
     spec = options.postprocess if options.postprocess is not None else spec_of(contract.postprocess)
-    regions = apply_postprocess(regions_from_probabilities(probabilities, contract.output_mode),
+    regions = apply_postprocess(regions_from_model_output(probabilities, contract),
                                 loaded.geometry.canonical_spacing, spec)
     convention = options.convention or loaded.convention or loaded.case.output_convention(contract.label_set)
     labels = labels_from_regions(regions, convention)

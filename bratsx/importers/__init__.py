@@ -1,0 +1,1 @@
+"""Importers: other frameworks' trained models into ordinary bratsx model folders (``bratsx import``)."""

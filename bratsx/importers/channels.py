@@ -1,0 +1,78 @@
+"""Which bratsx modality feeds each input channel of an imported model.
+
+Frameworks name their channels freely (nnU-Net's ``dataset.json`` ``channel_names``: ``"T1ce"``, ``"t2f"``,
+``"FLAIR"``...). :func:`modalities_for_channels` maps each name to a BraTS modality by its common spellings, or
+takes the user's ``--channels 0=t1,1=t1ce,...``, and refuses, in one line, a channel it cannot map.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ..errors import BratsxError
+from ..labels import Modality
+
+__all__ = ["parse_channel_option", "modalities_for_channels"]
+
+#: Spellings of each modality, compared lower-case with everything but letters and digits removed.
+_ALIASES: dict[Modality, tuple[str, ...]] = {
+    Modality.FLAIR: ("flair", "t2f", "t2flair", "fla"),
+    Modality.T1: ("t1", "t1n", "t1w", "t1native", "t1pre"),
+    Modality.T1CE: ("t1ce", "t1c", "t1gd", "t1post", "t1contrast", "t1wce", "t1cgd"),
+    Modality.T2: ("t2", "t2w"),
+}
+_BY_ALIAS = {alias: modality for modality, aliases in _ALIASES.items() for alias in aliases}
+
+
+def _simplified(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def parse_channel_option(text: str) -> dict[int, Modality]:
+    """``"0=t1,1=t1ce"`` as ``{0: T1, 1: T1CE}``.
+
+    Raises:
+        BratsxError: an entry that is not ``INDEX=MODALITY`` with a modality bratsx knows.
+    """
+    mapping: dict[int, Modality] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        index, _, name = entry.partition("=")
+        modality = _BY_ALIAS.get(_simplified(name))
+        if not index.strip().isdigit() or modality is None:
+            choices = ", ".join(m.value for m in Modality)
+            raise BratsxError(f"--channels: {entry!r} is not INDEX=MODALITY with a modality among {choices}")
+        mapping[int(index)] = modality
+    return mapping
+
+
+def modalities_for_channels(channel_names: Mapping[str, str], override: Mapping[int, Modality] | None = None,
+                            where: str = "dataset.json") -> tuple[str, ...]:
+    """The bratsx modality of each channel, in channel order.
+
+    Args:
+        channel_names: channel index (as a string) -> the framework's name for it.
+        override: the user's mapping for some or all channels; it wins over the names.
+        where: the file the names come from, for the error.
+
+    Raises:
+        BratsxError: a channel whose name is not a BraTS modality (and not overridden), an override for a
+            channel the model does not have, or two channels mapped to one modality.
+    """
+    override = dict(override or {})
+    count = len(channel_names)
+    extra = sorted(set(override) - set(range(count)))
+    if extra:
+        raise BratsxError(f"--channels names channel {extra[0]}, but the model has channels 0-{count - 1}")
+    modalities = []
+    for index in range(count):
+        name = channel_names[str(index)]
+        modality = override.get(index) or _BY_ALIAS.get(_simplified(name))
+        if modality is None:
+            raise BratsxError(f"{where}: channel {index} ({name!r}) is not a BraTS modality bratsx knows; map it with "
+                              f"--channels {index}=flair|t1|t1ce|t2")
+        modalities.append(modality.value)
+    if len(set(modalities)) != len(modalities):
+        raise BratsxError(f"{where}: two channels map to one modality ({', '.join(modalities)}); give each its own "
+                          "with --channels")
+    return tuple(modalities)

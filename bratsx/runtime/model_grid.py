@@ -1,0 +1,157 @@
+"""The model's own grid: what an imported model's framework does around its network, applied in one place.
+
+A model imported from nnU-Net v2 (:mod:`bratsx.importers.nnunet`) expects nnU-Net's preprocessing, and its
+logits go back to the case's grid as nnU-Net's export does them. Its contract says how
+(:class:`~bratsx.contract.ModelContract`: ``channel_normalization``, ``transpose_forward``, ``target_spacing``,
+``resampling``, ``model_labels``), and this module is the one place the runtime reads those fields:
+
+1. :func:`prepare_on_model_grid` (instead of :func:`bratsx.preprocessing.preprocess`): crop the canonical
+   image to its non-zero box (nnU-Net's ``crop_to_nonzero``: any channel non-zero, holes filled), transpose it
+   to the network's axes, normalise each channel by its scheme (in the non-zero mask where the scheme says),
+   and resample it to the target spacing (:func:`bratsx.resample.resample_to_shape`, third order).
+2. :func:`logits_on_case_grid`: the blended logits back to the cropped box's grid (first order, before the
+   activation, as nnU-Net) and back to canonical axes; :func:`segment_case` then pastes them as for any model.
+3. :func:`regions_from_model_output`: probabilities to nnU-Net's segmentation (regions thresholded at 0.5 and
+   painted in ``regions_class_order``, or the arg-max label), then to WT/TC/ET by the model's label set.
+
+bratsx's own models (no ``channel_normalization``) pass through untouched. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..contract import ModelContract
+from ..labels import MODALITY_ORDER, OutputMode, regions_from_probabilities
+from ..preprocessing import INFERENCE_MARGIN, Preprocessed, brain_mask, crop_box, preprocess
+from ..resample import Resampling, resample_to_shape, shape_at_spacing
+
+__all__ = ["NORMALIZATION_SCHEMES", "logits_on_case_grid", "normalize_channel", "on_model_grid",
+           "prepare_on_model_grid", "raw_segmentation", "regions_from_model_output"]
+
+#: nnU-Net's normalisation schemes the runtime reproduces.
+NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RescaleTo01Normalization")
+#: Channel order of a loaded case (:func:`bratsx.imageio.load_case`).
+_LOADED_ORDER = [m.value for m in MODALITY_ORDER]
+#: nnU-Net's smallest standard deviation or range it divides by (for float32 targets).
+_EPS = 1e-8
+
+
+def on_model_grid(contract: ModelContract) -> bool:
+    """Whether ``contract`` asks for an imported framework's preprocessing (see the module docstring)."""
+    return contract.channel_normalization is not None
+
+
+def normalize_channel(channel: np.ndarray, mask: np.ndarray, scheme: dict[str, Any]) -> None:
+    """Normalise one float32 channel in place as nnU-Net's scheme of that name does.
+
+    ``ZScoreNormalization`` with ``use_mask`` normalises only the voxels in ``mask`` (the others keep their
+    value, zero after the non-zero crop); without it, the whole channel. ``CTNormalization`` clips to the
+    plans' 0.5 and 99.5 percentiles and z-scores with the plans' mean and std. ``RescaleTo01Normalization``
+    maps the channel's range to [0, 1]; ``NoNormalization`` leaves it.
+
+    Raises:
+        ValueError: a scheme not in :data:`NORMALIZATION_SCHEMES`.
+    """
+    name = scheme["scheme"]
+    if name == "ZScoreNormalization":
+        if scheme.get("use_mask", False):
+            values = channel[mask]
+            channel[mask] = (values - values.mean()) / max(float(values.std()), _EPS)
+        else:
+            mean, std = channel.mean(), channel.std()
+            channel -= mean
+            channel /= max(float(std), _EPS)
+    elif name == "CTNormalization":
+        intensity = scheme["intensity"]
+        np.clip(channel, intensity["percentile_00_5"], intensity["percentile_99_5"], out=channel)
+        channel -= intensity["mean"]
+        channel /= max(float(intensity["std"]), _EPS)
+    elif name == "RescaleTo01Normalization":
+        channel -= channel.min()
+        channel /= max(float(channel.max()), _EPS)
+    elif name != "NoNormalization":
+        raise ValueError(f"unknown normalisation scheme {name!r}; bratsx runs {', '.join(NORMALIZATION_SCHEMES)}")
+
+
+def _network_axes(values: Sequence, contract: ModelContract) -> tuple:
+    return tuple(values[axis] for axis in contract.transpose_forward)
+
+
+def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract: ModelContract) -> Preprocessed:
+    """Select the model's channels, then crop, transpose, normalise and resample a canonical ``(4, z, y, x)`` image
+    as ``contract`` says.
+
+    bratsx's own models get :func:`bratsx.preprocessing.preprocess` as always.
+
+    Args:
+        image: float32 canonical image (left untouched).
+        spacing: its voxel spacing along the canonical axes.
+        contract: the model's contract.
+
+    Returns:
+        ``image`` on the network's grid and axes; ``box`` and ``full_shape`` are canonical (where the logits
+        go back to), and ``mask`` covers every voxel, so every tile runs, as in nnU-Net.
+    """
+    if not on_model_grid(contract):
+        return preprocess(image, INFERENCE_MARGIN)
+    image = image[[_LOADED_ORDER.index(m) for m in contract.modality_order]]  # the model's channels, in its order
+    mask = brain_mask(image)
+    box = crop_box(mask, margin=0)
+    axes = contract.transpose_forward
+    cropped = image[(slice(None), *box.slices)].astype(np.float32).transpose(0, *(a + 1 for a in axes))
+    cropped = np.ascontiguousarray(cropped)
+    cropped_mask = np.ascontiguousarray(mask[box.slices].transpose(axes))
+    for channel, scheme in zip(cropped, contract.channel_normalization):
+        normalize_channel(channel, cropped_mask, scheme)
+    if contract.target_spacing is not None:
+        current = _network_axes(spacing, contract)
+        shape = shape_at_spacing(cropped.shape[1:], current, contract.target_spacing)
+        cropped = resample_to_shape(cropped, shape, current, contract.target_spacing,
+                                    Resampling.from_dict(contract.resampling["data"]))
+    return Preprocessed(cropped, np.ones(cropped.shape[1:], dtype=bool), box, tuple(image.shape[1:]))
+
+
+def logits_on_case_grid(logits: np.ndarray, ready: Preprocessed, spacing: Sequence[float],
+                        contract: ModelContract) -> np.ndarray:
+    """Blended float32 logits ``(C, *network grid)`` back to the canonical crop box (identity for bratsx models).
+
+    Args:
+        logits: from the sliding window over ``ready.image``.
+        ready: what :func:`prepare_on_model_grid` returned.
+        spacing: the case's canonical voxel spacing.
+        contract: the model's contract.
+    """
+    if not on_model_grid(contract):
+        return logits
+    if contract.target_spacing is not None:
+        shape = _network_axes(ready.box.shape, contract)
+        logits = resample_to_shape(logits, shape, contract.target_spacing, _network_axes(spacing, contract),
+                                   Resampling.from_dict(contract.resampling["logits"]))
+    backward = np.argsort(contract.transpose_forward)
+    return np.ascontiguousarray(logits.transpose(0, *(int(a) + 1 for a in backward)))
+
+
+def raw_segmentation(probabilities: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """The model's own label map (nnU-Net's ``convert_probabilities_to_segmentation``), uint16.
+
+    Region models paint each region above 0.5 with its value in ``regions_class_order`` (later ones win);
+    label models take the arg-max class, whose index is its label value.
+    """
+    if OutputMode(contract.output_mode) is OutputMode.LABELS:
+        return probabilities.argmax(axis=0).astype(np.uint16)
+    segmentation = np.zeros(probabilities.shape[1:], dtype=np.uint16)
+    for channel, value in enumerate(contract.model_labels["regions_class_order"]):
+        segmentation[probabilities[channel] > 0.5] = value
+    return segmentation
+
+
+def regions_from_model_output(probabilities: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Boolean WT/TC/ET ``(3, ...)`` from the output probabilities, through the model's label set when it has one."""
+    if contract.model_labels is None:
+        return regions_from_probabilities(probabilities, contract.output_mode)
+    segmentation = raw_segmentation(probabilities, contract)
+    return np.stack([np.isin(segmentation, values) for values in contract.model_labels["regions"]])

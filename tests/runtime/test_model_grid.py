@@ -1,0 +1,85 @@
+"""The runtime's model-grid stage reproduces nnU-Net's DefaultPreprocessor and its segmentation from probabilities."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nnunet_plans import dataset, plans
+
+from bratsx.importers.nnunet_folder import NnunetResults, contract_from_results
+from bratsx.runtime.model_grid import logits_on_case_grid, prepare_on_model_grid, raw_segmentation
+
+preprocessing = pytest.importorskip("nnunetv2.preprocessing.preprocessors.default_preprocessor")
+plans_handler = pytest.importorskip("nnunetv2.utilities.plans_handling.plans_handler")
+
+SCHEMES = {
+    "zscore in the mask": (("ZScoreNormalization",) * 4, (True,) * 4),
+    "zscore everywhere": (("ZScoreNormalization",) * 4, (False,) * 4),
+    "CT, none, rescale": (("CTNormalization", "NoNormalization", "RescaleTo01Normalization", "ZScoreNormalization"),
+                          (False, False, False, True)),
+}
+GRIDS = {
+    "same spacing": ((1.0, 1.0, 1.0), (0, 1, 2)),
+    "coarser, transposed": ((1.2, 1.5, 1.0), (2, 0, 1)),
+    "thick slices (separate axis)": ((4.0, 1.0, 1.0), (0, 1, 2)),
+}
+
+
+def _image(rng: np.random.Generator) -> np.ndarray:
+    """A (4, z, y, x) float32 'brain': positive intensities inside an ellipsoid with a hole, zero around it."""
+    z, y, x = np.meshgrid(*(np.linspace(-1, 1, n) for n in (22, 26, 20)), indexing="ij")
+    inside = (z / 0.8) ** 2 + (y / 0.9) ** 2 + (x / 0.7) ** 2 < 1
+    inside &= ~((np.abs(z) < 0.1) & (np.abs(y) < 0.1) & (np.abs(x) < 0.1))  # a hole nnU-Net fills
+    image = rng.uniform(50, 1200, (4, *inside.shape)).astype(np.float32)
+    image[:, ~inside] = 0
+    return image
+
+
+def _contract(plans_dict, dataset_dict):
+    configuration = plans_dict["configurations"]["3d_fullres"]
+    return contract_from_results(NnunetResults(Path("results"), plans_dict, dataset_dict, "3d_fullres",
+                                               configuration, {}))
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_prepare_matches_nnunet_default_preprocessor(scheme, grid):
+    schemes, use_mask = SCHEMES[scheme]
+    spacing, transpose = GRIDS[grid]
+    plans_dict, dataset_dict = plans(spacing=spacing, transpose=transpose, schemes=schemes, use_mask=use_mask), \
+        dataset()
+    contract = _contract(plans_dict, dataset_dict)
+    image = _image(np.random.default_rng(3))  # loaded order FLAIR, T1, T1ce, T2
+    case_spacing = (1.0, 1.0, 1.0)
+    manager = plans_handler.PlansManager(plans_dict)
+    model_order = [image[("flair", "t1", "t1ce", "t2").index(m)] for m in contract.modality_order]
+    expected, _, _ = preprocessing.DefaultPreprocessor(verbose=False).run_case_npy(
+        np.stack(model_order), None, {"spacing": list(case_spacing)}, manager, manager.get_configuration("3d_fullres"),
+        dataset_dict)
+    before = image.copy()
+    ready = prepare_on_model_grid(image, case_spacing, contract)
+    np.testing.assert_array_equal(image, before)  # the input is not modified
+    assert ready.image.shape == expected.shape
+    np.testing.assert_allclose(ready.image, expected, rtol=0, atol=1e-5)
+
+
+def test_logits_go_back_to_the_canonical_crop_box():
+    contract = _contract(plans(spacing=(1.2, 1.5, 1.0), transpose=(2, 0, 1)), dataset())
+    image = _image(np.random.default_rng(4))
+    ready = prepare_on_model_grid(image, (1.0, 1.0, 1.0), contract)
+    logits = np.random.default_rng(5).standard_normal((3, *ready.image.shape[1:])).astype(np.float32)
+    back = logits_on_case_grid(logits, ready, (1.0, 1.0, 1.0), contract)
+    assert back.shape == (3, *ready.box.shape)
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_raw_segmentation_matches_nnunet_label_manager(regions):
+    dataset_dict = dataset(regions=regions)
+    contract = _contract(plans(), dataset_dict)
+    manager = plans_handler.PlansManager(plans()).get_label_manager(dataset_dict)
+    rng = np.random.default_rng(6)
+    probabilities = rng.uniform(0, 1, (3 if regions else 4, 9, 8, 7)).astype(np.float32)
+    if not regions:
+        probabilities /= probabilities.sum(axis=0, keepdims=True)
+    np.testing.assert_array_equal(raw_segmentation(probabilities, contract),
+                                  manager.convert_probabilities_to_segmentation(probabilities))

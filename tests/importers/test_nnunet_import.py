@@ -108,14 +108,17 @@ def test_bratsx_segments_as_nnunet_predictor(imported, nnunet_root, cases_dir, d
             result = segment_case(case, Runner.from_backends([model.backend], contract, SegmentOptions(tta=mirroring)))
             # inside the crop box (outside it nnU-Net writes certain background, bratsx zeros: the same labels)
             in_box = result.probabilities.sum(axis=0) > 0
+            # informative only where nnU-Net's probabilities vary: a flat map would hide a shifted or flipped grid
+            assert probabilities[:, in_box].std(axis=1).max() >= 10 * PROBABILITY_TOLERANCE, "flat probabilities"
             assert np.abs(result.probabilities - probabilities)[:, in_box].max() <= PROBABILITY_TOLERANCE
             reference = np.stack([np.isin(expected, values) for values in contract.model_labels["regions"]])
-            assert reference.any(axis=(1, 2, 3)).all(), "a region the network never predicts: a vacuous Dice"
             differing = raw_segmentation(result.probabilities, contract) != expected
             assert _undecided(probabilities, dataset.regions)[differing].all(), "a voxel nnU-Net decides clearly"
             for region in range(3):
                 if reference[region].sum() >= SMALL_REGION:
                     assert dice(result.regions[region], reference[region]) >= PARITY, (case.case_id, region)
+    # The fixtures' few CPU iterations do not reliably teach a region past the threshold (which ones varies between
+    # builds): the probabilities above, compared on every channel where they vary, are the parity that always bites.
 
 
 def test_cli_import_then_infer_writes_nnunets_labels_in_the_input_grid(nnunet_root, cases_dir, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..imageio import read_label_file
 
-__all__ = ["tumour_focus_mm"]
+__all__ = ["focus_of_labels", "tumour_focus_mm"]
 
 
 def tumour_focus_mm(path: Path, case_id: str) -> list[float] | None:
@@ -30,8 +30,14 @@ def tumour_focus_mm(path: Path, case_id: str) -> list[float] | None:
         CaseError: the file cannot be read as a label map.
     """
     data, geometry = read_label_file(path, case_id)
-    tumour = np.argwhere(data > 0)
+    return focus_of_labels(data, geometry.affine)
+
+
+def focus_of_labels(labels: np.ndarray, affine: np.ndarray) -> list[float] | None:
+    """:func:`tumour_focus_mm` of a label map already in memory, stored as ``affine`` says (``None``: nothing
+    labelled)."""
+    tumour = np.argwhere(labels > 0)
     if not len(tumour):
         return None
     nearest = tumour[np.argmin(((tumour - tumour.mean(axis=0)) ** 2).sum(axis=1))]
-    return [float(v) for v in (geometry.affine @ np.append(nearest, 1.0))[:3]]
+    return [float(v) for v in (affine @ np.append(nearest, 1.0))[:3]]

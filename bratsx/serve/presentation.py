@@ -23,7 +23,7 @@ from ..report.flags import Evidence, compute_flags, flag_explanations
 from ..runtime.infer import CaseOutput, output_path
 from ..runtime.records import record_path
 from ..runtime.runner import Runner
-from .focus import tumour_focus_mm
+from .focus import focus_of_labels
 from .job import JobOutcome, job_output
 from .jobs import Job
 
@@ -133,8 +133,8 @@ def job_result(job: Job, outcome: JobOutcome, model: dict[str, Any]) -> dict[str
         "shape": list(geometry.shape) if geometry else None,
         "spacing": list(geometry.spacing) if geometry else None,
         "orientation": geometry.orientation if geometry else None,
-        "focus_mm": tumour_focus_mm(output_file(job.folder, record.case_id, SEGMENTATION_NAME), record.case_id)
-        if record.output else None,
+        "focus_mm": focus_of_labels(geometry.from_canonical(outcome.output.labels), geometry.affine)
+        if geometry and outcome.output.labels is not None else None,
         "model": model,
     })
     return result

@@ -122,6 +122,8 @@ class TrainingDisplay:
                 f"training on {event.train_cases} case(s), validating on {event.val_cases}; "
                 f"{event.device}, {event.precision}, {event.parallel}"
             )
+            if event.initialised:
+                self.progress.console.print(literal(event.initialised))
             self.train_task = self.progress.add_task(
                 "training", total=event.total_steps, completed=event.start_step, info=""
             )

@@ -106,6 +106,11 @@ def train(
     layout: Annotated[Optional[Layout], typer.Option(case_sensitive=False, help="Force the case layout.",
                                                      show_default=False)] = None,
     labels: LabelsOption = None,
+    init: Annotated[Optional[Path], typer.Option(
+        "--init", help="Start from these weights instead of a seeded initialisation: a model folder (e.g. "
+                       "bratsx/models/brats2018-cpu), an exported model.onnx or a checkpoint of the same network "
+                       "(--features, --output-mode); the optimizer and schedule start fresh (fine-tuning).",
+        exists=True, show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue OUT from checkpoints/last.pt, exactly.")] = False,
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -129,7 +134,7 @@ def train(
         "patience": patience, "max_time": parse_duration(max_time) if max_time else None, "gpus": gpus,
         "amp": amp, "workers": workers, "seed": seed, "cache_dir": cache_dir,
         "layout": layout.value if layout else None, "labels": labels.value if labels else None,
-        "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None,
+        "augment": AugmentConfig(spatial=0.2) if spatial_augmentation else None, "init": init,
     }
     if folds is not None:
         if split is not None or val_fraction is not None or resume:

@@ -67,6 +67,8 @@ class TrainConfig:
         labels: the label set of the training labels (``--labels``); ``None``: each case's layout, id or
             values say (an ambiguous map stops the run in one line). Recorded in the model's contract.
         augment: augmentation probabilities.
+        init: start a new run from these weights (a model folder, an exported ONNX file or a checkpoint;
+            ``--init``), with a fresh optimizer and schedule; ``None``: the seeded initialisation.
         resume: continue ``run_dir/checkpoints/last.pt``.
     """
 
@@ -101,10 +103,11 @@ class TrainConfig:
     layout: str | None = None
     labels: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init: Path | None = None
     resume: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "run_dir", "split_file", "cache_dir"):
+        for name in ("data_dir", "run_dir", "split_file", "cache_dir", "init"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))

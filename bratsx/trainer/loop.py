@@ -56,6 +56,7 @@ from .data import (
     write_split_file,
 )
 from .distributed import DistributedContext
+from .init_weights import initialise_from
 from .logs import RunLog, write_json_atomic
 from .loss import DeepSupervisionLoss, SegmentationLoss
 from .validation import validate
@@ -111,6 +112,7 @@ class TrainingStarted:
     device: str
     precision: str
     parallel: str
+    initialised: str = ""
 
 
 @dataclass(frozen=True)
@@ -379,6 +381,9 @@ class _Run:
                                          nesterov=True, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         self.history = _History()
+        self.initialised = ""
+        if saved is None and config.init is not None:
+            self.initialised = initialise_from(config.init, self.model).describe()
         if saved is not None:
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
@@ -541,7 +546,8 @@ class _Run:
         config, history = self.config, self.history
         started = time.perf_counter()
         self.emit(TrainingStarted(history.step, config.total_steps, config.iterations, len(self.train_cases),
-                                  len(self.val_cases), str(self.device), self.precision, self.parallel))
+                                  len(self.val_cases), str(self.device), self.precision, self.parallel,
+                                  self.initialised))
         batches = iter(self._loader())
         stopped = "completed"
         self.wrapped.train()

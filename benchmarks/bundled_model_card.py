@@ -31,25 +31,32 @@ from bratsx.runtime.summary import aggregate
 REGIONS = ("WT", "TC", "ET")
 
 
-def portable_source(model_dir: Path, run: Path) -> dict:
+def portable_source(model_dir: Path, run: Path, checkpoint: str) -> dict:
     """Replace the machine-specific parts of ``model.json`` with how to reproduce the model.
 
     Those are the source (run and checkpoint paths) and the folder each gate ran on (a temporary
-    folder of links to the held-out cases).
+    folder of links to the held-out cases). A fine-tuned run (``--init``) keeps the source of the model
+    it started from under ``fine_tuned_from``, so the card adds up the whole training.
     """
     info = json.loads((model_dir / MODEL_JSON).read_text())
     config = json.loads((run / "config.json").read_text())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     validated = [r for r in records if "val_dice_mean" in r]
     best = max(validated, key=lambda r: r["val_dice_mean"])
+    script = "finetune_bundled.sh" if config.get("init") else "train_bundled.sh"
     info["source"] = {
-        "description": "13 BraTS 2018 cases, 2-core CPU (benchmarks/train_bundled.sh)",
-        "command": "bash benchmarks/train_bundled.sh && bash benchmarks/package_bundled.sh",
+        "description": f"13 BraTS 2018 cases, 2-core CPU (benchmarks/{script})",
+        "command": f"bash benchmarks/{script} && CHECKPOINT={checkpoint} bash benchmarks/package_bundled.sh",
         "split": "benchmarks/brats2018_split.json",
+        "checkpoint": checkpoint,
         "checkpoint_sha256": info["source"].get("checkpoint_sha256"),
         "features": config["features"], "patch": config["patch"], "steps": records[-1]["step"],
         "best_epoch": best["epoch"], "training_hours": sum(r["seconds"] for r in records) / 3600,
     }
+    if config.get("init"):
+        started_from = Path(config["init"])
+        started_from = started_from if started_from.is_dir() else started_from.parent
+        info["source"]["fine_tuned_from"] = json.loads((started_from / MODEL_JSON).read_text())["source"]
     for gate in info["gates"].values():
         if "calibration" in gate:
             gate["calibration"] = "the held-out cases of benchmarks/brats2018_split.json"
@@ -76,13 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which one was exported")
     parser.add_argument("--held-out", type=Path, required=True)
     parser.add_argument("--real", type=Path, required=True)
     parser.add_argument("--fp16-gate", type=Path, help="what the fp16 export said (its refusal, when it refused)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    source = portable_source(args.model_dir, args.run)
+    source = portable_source(args.model_dir, args.run, args.checkpoint)
     with tempfile.TemporaryDirectory() as scratch:
         held_out, held_backend = run_cases(args.model_dir, args.held_out, Path(scratch) / "held-out")
         real, real_backend = run_cases(args.model_dir, args.real, Path(scratch) / "real")

@@ -15,7 +15,7 @@ data="$here/../../shared/data/brats2018"
 work=${1:-$HOME/bratsx-bundled-ft}
 [ -d "$data" ] || { echo "no real data at $data" >&2; exit 1; }
 mkdir -p "$work"
-cp -r "$here/../bratsx/models/brats2018-cpu" "$work/init-model"   # the starting point, kept beside the run
+[ -d "$work/init-model" ] || cp -r "$here/../bratsx/models/brats2018-cpu" "$work/init-model"  # the starting point, kept beside the run
 command=(bratsx train "$data" --out "$work/run" --cache-dir "$work/cache" --split "$here/brats2018_split.json"
          --features 16,32,64,128 --patch 96 96 96 --batch-size 2 --amp --init "$work/init-model" --lr 0.005
          --epochs 12 --iterations 50 --val-every 6 --workers 1 --seed 1 --max-time "${MAX_TIME:-100m}")

@@ -104,8 +104,8 @@ def test_bratsx_infer_segments_as_the_bundles_own_inference(bundle, imported, ca
 def test_imported_folder_is_an_ordinary_model(imported, tmp_path):
     from bratsx.runtime import open_model
 
-    backend, contract = open_model(imported, "ort")
-    backend.close()
+    with open_model(imported, "ort") as opened:
+        contract = opened.contract
     assert contract.patch_size == (32, 32, 32)
     assert contract.modality_order == ("t1ce", "t1", "t2", "flair")
     assert contract.canonical_orientation == "RAS" and contract.target_spacing == (1.0, 1.0, 1.0)

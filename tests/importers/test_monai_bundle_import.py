@@ -190,3 +190,32 @@ def test_cli_refusal_is_one_red_line_and_writes_nothing(tmp_path):
     assert "mode 'gaussian'" in result.output
     assert not (workspace / "models").exists() or not any((workspace / "models").iterdir())
     shutil.rmtree(bundle)
+
+
+@pytest.mark.slow
+def test_bench_compares_an_imported_bundle_with_the_bundles_own_inference(imported, cases_dir, tmp_path):
+    import json
+
+    report_path = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--model", str(imported), "--cases", str(cases_dir), "--backends", "ort", "--compare", "monai",
+        "--repeat", "1", "--json", str(report_path)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert set(report["backends"]) == {"ort", "monai"} and report["overlap"] == 0.5
+    entry = report["backends"]["ort"]
+    assert min(entry["agreement_with_monai"].values()) >= PARITY
+    assert entry["speedup_vs_monai"] == entry["latency_ratio_vs_monai"]  # counted: the same segmentation
+
+
+def test_bench_refuses_torch_rows_on_an_imported_bundle(bundle, tmp_path):
+    from bratsx.bench.run import BenchConfig, run_bench
+    from bratsx.contract import ModelContract
+    from bratsx.modelfolder import write_model_json
+
+    folder = tmp_path / "model"  # only model.json is read before the refusal
+    folder.mkdir()
+    write_model_json(folder, "model", ModelContract((32, 32, 32), "regions", {}), {"framework": "monai",
+                     "bundle": str(bundle)}, {})
+    with pytest.raises(BratsxError, match="imported from a MONAI bundle.*leave out torch"):
+        run_bench(BenchConfig(backends=("ort", "torch"), model=folder, compare=("monai",)))

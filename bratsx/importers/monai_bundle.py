@@ -201,8 +201,11 @@ def import_monai_bundle(bundle_dir: Path | str, out_dir: Path, options: MonaiBun
     Raises:
         BratsxError: one line naming the file and the problem.
     """
-    from monai.bundle import ConfigParser
-
+    try:
+        from monai.bundle import ConfigParser
+    except ImportError:
+        raise BratsxError("bratsx import monai-bundle reads bundles with MONAI's own ConfigParser: pip install "
+                          "'bratsx[monai]'") from None
     options = options or MonaiBundleImport()
     step = on_step or (lambda name: None)
     check_model_folder_target(out_dir)

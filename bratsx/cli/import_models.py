@@ -21,6 +21,11 @@ from .render import render_export
 if TYPE_CHECKING:  # the importers import torch; the CLI imports them only when a command runs
     from ..export.pipeline import ExportReport
 
+#: The export options every importer takes, gated as ``bratsx export`` gates them.
+Fp16Option = Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export --fp16.")]
+Int8Option = Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
+                                                         "--int8.")]
+
 app = typer.Typer(help="Import a model trained elsewhere into a bratsx model folder.", no_args_is_help=True)
 
 
@@ -66,10 +71,8 @@ def nnunet(
     channels: Annotated[Optional[str], typer.Option(
         help="Map input channels to modalities, e.g. '0=t1,1=t1ce,2=t2,3=flair'. [default: from dataset.json's "
              "channel_names]", show_default=False)] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export "
-                                                      "--fp16.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
-                                                      "--int8.")] = False,
+    fp16: Fp16Option = False,
+    int8: Int8Option = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import an nnU-Net v2 trained configuration: every fold built with nnU-Net's own network code, its weights
@@ -100,10 +103,8 @@ def monai_bundle(
         help="Axis codes of the arrays the network was trained on, for a bundle without Orientationd (it feeds "
              "files as stored; BraTS files are LPS). [default: the bundle's Orientationd]", show_default=False)
                            ] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export "
-                                                      "--fp16.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
-                                                      "--int8.")] = False,
+    fp16: Fp16Option = False,
+    int8: Int8Option = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import a MONAI bundle: its network_def instantiated by monai.bundle.ConfigParser, its weights loaded with

@@ -34,7 +34,7 @@ from ..geometry import CANONICAL_ORIENTATION
 from ..labels import REGION_ORDER, LabelConvention, OutputMode
 from ..network.checkpoint import TrainedModel
 from .channels import modalities_for_channels, regions_for_channels
-from .monai_transforms import BundleInference, inference_from_bundle
+from .monai_transforms import BundleInference, inference_from_bundle, instantiated
 from .options import MonaiBundleImport
 
 __all__ = ["MonaiBundle", "RegionOrder", "bundle_channel_def", "import_monai_bundle", "load_bundle_weights",
@@ -172,11 +172,7 @@ def _canonical(values: Sequence[float], orientation: str) -> tuple[float, float,
 def _instantiated_network(parser: Any, where: str) -> nn.Module:
     if "network_def" not in parser:
         raise BratsxError(f"{where}: no 'network_def'; bratsx builds the network from it")
-    try:
-        network = parser.get_parsed_content("network_def")
-    except Exception as error:  # the parser raises whatever the config's code raises
-        raise BratsxError(f"{where}: 'network_def' could not be instantiated ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else ''})") from error
+    network = instantiated(parser, "network_def", where)
     if not isinstance(network, nn.Module):
         raise BratsxError(f"{where}: 'network_def' is a {type(network).__name__}, not a PyTorch network")
     return network

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import BratsxError
 from ..resample import Resampling
 
-__all__ = ["BundleInference", "inference_from_bundle"]
+__all__ = ["BundleInference", "inference_from_bundle", "instantiated"]
 
 _PREPROCESSING = "LoadImaged, EnsureChannelFirstd, EnsureTyped, Orientationd, Spacingd, NormalizeIntensityd"
 _POSTPROCESSING = "Activationsd, Invertd, AsDiscreted, Lambdad (BraTS labels), SaveImaged"
@@ -168,6 +168,15 @@ def _postprocessing(config: Any, where: str, regions: Sequence[str]) -> None:
                           "(Activationsd(sigmoid=True), AsDiscreted(threshold=0.5)); bratsx imports region models")
 
 
+def instantiated(parser: Any, key: str, where: str) -> Any:
+    """The config's ``key`` built by the parser (its code run, as MONAI runs it); a failure as one line."""
+    try:
+        return parser.get_parsed_content(key)
+    except Exception as error:  # the parser raises whatever the config's code raises
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise BratsxError(f"{where}: {key!r} could not be instantiated ({type(error).__name__}: {first})") from error
+
+
 def inference_from_bundle(parser: Any, where: str, divisor: int, regions: Sequence[str]) -> BundleInference:
     """Read a parsed bundle's ``preprocessing``, ``inferer`` and ``postprocessing``.
 
@@ -185,9 +194,9 @@ def inference_from_bundle(parser: Any, where: str, divisor: int, regions: Sequen
         if key not in parser:
             raise BratsxError(f"{where}: no {key!r}; bratsx imports bundles whose inference config defines "
                               "preprocessing, inferer and postprocessing")
-    preprocessing = parser.get_parsed_content("preprocessing")
+    preprocessing = instantiated(parser, "preprocessing", where)
     found = _preprocessing(getattr(preprocessing, "transforms", [preprocessing]), where)
-    patch, tile_step, sw_batch_size = _inferer(parser.get_parsed_content("inferer"), where, divisor)
+    patch, tile_step, sw_batch_size = _inferer(instantiated(parser, "inferer", where), where, divisor)
     _postprocessing(parser.get("postprocessing"), where, regions)
     spacing = found["spacing"]
     linear = Resampling(order=1, force_separate_z=False).to_dict()

@@ -164,6 +164,7 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
     ("postprocessing#transforms#0#softmax", True, "Activationsd"),
     ("postprocessing#transforms#3#func", "$lambda x: x", "Lambdad"),
     ("preprocessing#transforms#4#channel_wise", False, "channel_wise=False"),
+    ("preprocessing#transforms#1#_target_", "NoSuchTransformd", "'preprocessing' could not be instantiated"),
 ])
 def test_a_setting_bratsx_cannot_reproduce_is_named(tmp_path, path, value, named):
     _refused(_bundle_with(tmp_path, changed(path, value)), tmp_path, named)

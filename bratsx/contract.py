@@ -56,7 +56,9 @@ class ModelContract:
         normalization: input normalisation scheme.
         crop_margin: voxels the training cache kept around the brain's bounding box (inference crops
             the box exactly, as nnU-Net: :data:`bratsx.preprocessing.INFERENCE_MARGIN`).
-        canonical_orientation: nibabel axis codes of the arrays the network sees.
+        canonical_orientation: nibabel axis codes of the arrays the network sees (cases are loaded in
+            :data:`~bratsx.geometry.CANONICAL_ORIENTATION`; an imported model trained in another orientation,
+            e.g. a MONAI bundle's ``Orientationd(axcodes="RAS")``, gets its input reoriented to this one).
         label_values: label value of each tissue in the BraTS 2023 convention, which outputs in
             ``labels`` mode index (channel i = class i).
         label_set: the label set of the data it was trained on (``bratsx train --labels``, or read from
@@ -69,7 +71,8 @@ class ModelContract:
             (:meth:`bratsx.postprocess.PostprocessSpec.to_dict`); ``None``: none. A model folder's tuned spec
             (``bratsx postprocess tune``) replaces the one embedded at export when the folder is opened.
 
-    Imported models (nnU-Net v2: :mod:`bratsx.importers.nnunet`) carry what their framework does around the
+    Imported models (nnU-Net v2: :mod:`bratsx.importers.nnunet`; MONAI bundles: :mod:`bratsx.importers.monai_bundle`)
+    carry what their framework does around the
     network; bratsx's own models leave these at their defaults, and the runtime applies them in
     :mod:`bratsx.runtime.model_grid` only when ``channel_normalization`` is set:
 
@@ -80,8 +83,14 @@ class ModelContract:
         target_spacing: spacing (mm, network axes) the network sees; ``None``: no resampling.
         resampling: ``{"data": ..., "logits": ...}`` :class:`bratsx.resample.Resampling` dicts.
         transpose_forward: canonical axes in the order the network sees them (nnU-Net's ``transpose_forward``).
-        tile_step: tile step as a fraction of the patch (nnU-Net's ``tile_step_size``).
-        gaussian: Gaussian-weighted blending of tiles.
+        tile_step: tile step as a fraction of the patch (nnU-Net's ``tile_step_size``; ``1 - overlap`` of a MONAI
+            inferer): the sliding window's overlap unless the user sets one.
+        gaussian: Gaussian-weighted blending of tiles; ``False``: every voxel of a tile weighs the same (MONAI's
+            ``constant`` mode).
+        tile_placement: how tiles are spread (:class:`bratsx.sliding_window.Placement`: ``even``, as nnU-Net;
+            ``interval``, as MONAI's ``sliding_window_inference``).
+        crop_to_nonzero: crop the case to its non-zero box before the network (nnU-Net); ``False``: the whole
+            volume, as a MONAI bundle without a crop transform.
         mirror_axes: network axes mirrored by test-time augmentation.
         model_labels: the model's own labels (``labels``: name -> value or region values, from ``dataset.json``),
             ``regions_class_order`` for region models, and ``regions``: which raw label values make up WT,
@@ -112,6 +121,8 @@ class ModelContract:
     tile_step: float = 0.5
     gaussian: bool = True
     mirror_axes: tuple[int, ...] = (0, 1, 2)
+    tile_placement: str = "even"
+    crop_to_nonzero: bool = True
     model_labels: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
 

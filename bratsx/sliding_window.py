@@ -9,6 +9,11 @@ peak at voxel ``patch // 2``, zeros raised to the smallest non-zero weight), sum
 normalising by the summed weights. Nothing here imports torch: the network is any function from a
 batch of tiles to a batch of probabilities.
 
+Models imported from MONAI bundles were validated with MONAI's ``sliding_window_inference``, which places
+tiles differently (:attr:`Placement.INTERVAL`: a fixed step ``int(patch * (1 - overlap))`` from the first
+voxel, the last tile moved back to end at the last voxel) and may weigh every voxel of a tile alike
+(:attr:`Blend.CONSTANT`); both are choices here, so such a model's tiles and blend are MONAI's.
+
 :func:`box_predict` is the other :class:`Window`: the network is fully convolutional, so one forward pass
 over the whole brain box (padded to the network's divisor) replaces the overlapping tiles at a fraction of
 their FLOPs; its instance normalisations then see the whole box rather than one tile.
@@ -23,8 +28,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["TileAccumulator", "Window", "box_predict", "gaussian_importance_map", "plan_tiles", "planned_tiles",
-           "sliding_window_predict", "tile_starts"]
+__all__ = ["Blend", "Placement", "TileAccumulator", "Window", "box_predict", "gaussian_importance_map", "plan_tiles",
+           "planned_tiles", "sliding_window_predict", "tile_starts"]
 
 Tile = tuple[slice, slice, slice]
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -37,13 +42,31 @@ class Window(str, Enum):
     BOX = "box"
 
 
-def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
-    """Start offsets of the tiles along one axis, evenly spread, first at 0 and last at ``size - patch``.
+class Placement(str, Enum):
+    """Where tiles go along an axis: spread ``even``ly from the first voxel to the last (nnU-Net, bratsx), or at
+    a fixed ``interval`` from the first voxel, the last one moved back to end at the last voxel (MONAI)."""
+
+    EVEN = "even"
+    INTERVAL = "interval"
+
+
+class Blend(str, Enum):
+    """How overlapping tiles are weighed: nnU-Net's ``gaussian`` importance map, or ``constant`` (MONAI's
+    default mode: the plain mean of the tiles covering a voxel)."""
+
+    GAUSSIAN = "gaussian"
+    CONSTANT = "constant"
+
+
+def tile_starts(size: int, patch: int, overlap: float, placement: Placement = Placement.EVEN) -> list[int]:
+    """Start offsets of the tiles along one axis, first at 0 and last at ``size - patch``.
 
     Args:
         size: length of the (padded) axis; at least ``patch``.
         patch: tile length.
         overlap: fraction of a tile shared with its neighbour, in [0, 1).
+        placement: ``even``: evenly spread; ``interval``: every ``int(patch * (1 - overlap))`` voxels (at
+            least 1), the last start clamped to ``size - patch`` (MONAI's ``dense_patch_slices``).
     """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
@@ -51,12 +74,17 @@ def tile_starts(size: int, patch: int, overlap: float) -> list[int]:
         raise ValueError(f"axis of {size} voxels is smaller than the patch ({patch}); pad it first")
     if size == patch:
         return [0]
+    if Placement(placement) is Placement.INTERVAL:
+        step = max(int(patch * (1 - overlap)), 1)
+        count = next(i for i in range(size) if i * step + patch >= size) + 1
+        return [min(i * step, size - patch) for i in range(count)]
     count = math.ceil((size - patch) / (patch * (1.0 - overlap))) + 1
     return [round(i * (size - patch) / (count - 1)) for i in range(count)]
 
 
 def plan_tiles(
-    shape: tuple[int, int, int], patch: tuple[int, int, int], overlap: float, mask: np.ndarray | None = None
+    shape: tuple[int, int, int], patch: tuple[int, int, int], overlap: float, mask: np.ndarray | None = None,
+    placement: Placement = Placement.EVEN,
 ) -> list[Tile]:
     """Tiles covering ``shape`` (already padded to at least ``patch``), without the empty ones.
 
@@ -65,8 +93,9 @@ def plan_tiles(
         patch: tile shape.
         overlap: fraction shared between neighbouring tiles, per axis.
         mask: optional boolean brain mask of ``shape``; tiles with no voxel of it are skipped.
+        placement: how tiles are spread along each axis (:func:`tile_starts`).
     """
-    starts = [tile_starts(s, p, overlap) for s, p in zip(shape, patch)]
+    starts = [tile_starts(s, p, overlap, placement) for s, p in zip(shape, patch)]
     tiles = []
     for a in starts[0]:
         for b in starts[1]:
@@ -104,18 +133,21 @@ def gaussian_importance_map(patch: tuple[int, int, int], sigma_scale: float = 0.
 
 
 class TileAccumulator:
-    """Gaussian-weighted sum of tile predictions over a volume, in float32.
+    """Weighted sum of tile predictions over a volume, in float32.
 
     Args:
         channels: number of predicted channels.
         shape: spatial shape of the (padded) volume.
         patch: tile shape.
+        blend: nnU-Net's Gaussian weights, or the same weight for every voxel of a tile.
     """
 
-    def __init__(self, channels: int, shape: tuple[int, int, int], patch: tuple[int, int, int]) -> None:
+    def __init__(self, channels: int, shape: tuple[int, int, int], patch: tuple[int, int, int],
+                 blend: Blend = Blend.GAUSSIAN) -> None:
         self.values = np.zeros((channels, *shape), dtype=np.float32)
         self.weights = np.zeros(shape, dtype=np.float32)
-        self.importance = gaussian_importance_map(patch)
+        self.importance = (gaussian_importance_map(patch) if Blend(blend) is Blend.GAUSSIAN
+                           else np.ones(patch, dtype=np.float32))
 
     def add(self, prediction: np.ndarray, tile: Tile) -> None:
         """Add one tile's ``(channels, *patch)`` prediction."""
@@ -147,23 +179,23 @@ def _padded(image: np.ndarray, pads: list[tuple[int, int]]) -> tuple[np.ndarray,
     return (np.pad(image, [(0, 0), *pads]) if any(sum(p) for p in pads) else image), crop
 
 
-def _planned(image: np.ndarray, patch: tuple[int, int, int], overlap: float, mask: np.ndarray | None
-             ) -> tuple[np.ndarray, tuple[slice, ...], list[Tile]]:
+def _planned(image: np.ndarray, patch: tuple[int, int, int], overlap: float, mask: np.ndarray | None,
+             placement: Placement = Placement.EVEN) -> tuple[np.ndarray, tuple[slice, ...], list[Tile]]:
     """The image padded to at least the patch, the slices that undo the padding, and its non-empty tiles."""
     pads = _padding(tuple(image.shape[1:]), patch)
     padded, crop = _padded(image, pads)
     padded_mask = np.pad(mask, pads) if mask is not None and any(sum(p) for p in pads) else mask
-    tiles = plan_tiles(tuple(padded.shape[1:]), patch, overlap, padded_mask)
+    tiles = plan_tiles(tuple(padded.shape[1:]), patch, overlap, padded_mask, placement)
     if not tiles:
         raise ValueError("the mask is empty: there is no tile to predict")
     return padded, crop, tiles
 
 
 def planned_tiles(image: np.ndarray, patch: tuple[int, int, int], overlap: float = 0.5,
-                  mask: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                  mask: np.ndarray | None = None, placement: Placement = Placement.EVEN) -> Iterator[np.ndarray]:
     """The ``(C, *patch)`` tiles :func:`sliding_window_predict` hands the network for ``image``, in its order
     (what a quantizer calibrates on)."""
-    padded, _, tiles = _planned(image, patch, overlap, mask)
+    padded, _, tiles = _planned(image, patch, overlap, mask, placement)
     for tile in tiles:
         yield np.ascontiguousarray(padded[(slice(None), *tile)])
 
@@ -199,8 +231,10 @@ def sliding_window_predict(
     mask: np.ndarray | None = None,
     on_tiles: Callable[[int, int], None] | None = None,
     uncovered: float | np.ndarray = 0.0,
+    placement: Placement = Placement.EVEN,
+    blend: Blend = Blend.GAUSSIAN,
 ) -> np.ndarray:
-    """Predict a whole volume tile by tile and blend the tiles with Gaussian weights.
+    """Predict a whole volume tile by tile and blend the tiles (Gaussian weights by default).
 
     Args:
         image: float32 ``(C, *spatial)`` network input (already normalised).
@@ -212,6 +246,8 @@ def sliding_window_predict(
             voxels only they covered get ``uncovered``.
         on_tiles: called with ``(tiles done, tiles in all)`` after each call of ``predict``.
         uncovered: output of voxels no predicted tile covers: a value, or one per output channel.
+        placement: how tiles are spread along each axis (:class:`Placement`).
+        blend: how overlapping tiles are weighed (:class:`Blend`).
 
     Returns:
         float32 ``(K, *spatial)`` blended probabilities.
@@ -219,7 +255,7 @@ def sliding_window_predict(
     Raises:
         ValueError: if ``mask`` is given and empty.
     """
-    padded, crop, tiles = _planned(image, patch, overlap, mask)
+    padded, crop, tiles = _planned(image, patch, overlap, mask, placement)
     if tuple(padded.shape[1:]) == tuple(patch):  # one window, nothing to blend: its prediction, exactly
         prediction = np.asarray(predict(padded[None]), dtype=np.float32)[0]
         if on_tiles is not None:
@@ -230,7 +266,7 @@ def sliding_window_predict(
         batch = np.stack([padded[(slice(None), *tile)] for tile in group])
         predictions = np.asarray(predict(batch), dtype=np.float32)
         if accumulator is None:
-            accumulator = TileAccumulator(predictions.shape[1], tuple(padded.shape[1:]), patch)
+            accumulator = TileAccumulator(predictions.shape[1], tuple(padded.shape[1:]), patch, blend)
         for prediction, tile in zip(predictions, group):
             accumulator.add(prediction, tile)
         done += len(group)

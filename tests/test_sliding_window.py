@@ -145,3 +145,36 @@ def test_progress_is_reported_per_batch_of_tiles():
     sliding_window_predict(np.zeros((1, 24, 8, 8), np.float32), (8, 8, 8), lambda t: t, overlap=0.0, batch_size=2,
                            on_tiles=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize(("size", "patch", "overlap"), [(40, 32, 0.5), (100, 32, 0.5), (155, 128, 0.5),
+                                                       (240, 128, 0.25), (77, 16, 0.9), (64, 64, 0.5)])
+def test_interval_placement_is_monais_dense_patch_slices(size, patch, overlap):
+    utils = pytest.importorskip("monai.inferers.utils")
+    from monai.data.utils import dense_patch_slices
+
+    from bratsx.sliding_window import Placement
+
+    interval = utils._get_scan_interval((size,), (patch,), 1, (overlap,))
+    expected = [s[0].start for s in dense_patch_slices((size,), (patch,), interval)]
+    assert tile_starts(size, patch, overlap, Placement.INTERVAL) == expected
+
+
+def test_constant_blending_is_monais_sliding_window_inference():
+    torch = pytest.importorskip("torch")
+    from monai.inferers import sliding_window_inference
+
+    from bratsx.sliding_window import Blend, Placement
+
+    image = np.random.default_rng(0).standard_normal((2, 37, 44, 23)).astype(np.float32)
+
+    def network(tiles):  # position-dependent, so that tiles overlapping differently give different blends
+        ramp = np.linspace(0.0, 1.0, tiles.shape[-1], dtype=np.float32)
+        return np.concatenate([tiles * ramp, tiles[:, :1] ** 2], axis=1)
+
+    got = sliding_window_predict(image, (16, 16, 16), network, overlap=0.5, batch_size=3,
+                                 placement=Placement.INTERVAL, blend=Blend.CONSTANT)
+    expected = sliding_window_inference(torch.from_numpy(image[None]), (16, 16, 16), 3,
+                                        lambda t: torch.from_numpy(network(t.numpy())), overlap=0.5,
+                                        mode="constant")[0].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

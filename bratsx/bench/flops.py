@@ -25,7 +25,8 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         if dims and not dims[0].dim_value:
             dims[0].ClearField("dim_param")
             dims[0].dim_value = 1
-    inferred = shape_inference.infer_shapes(model, strict_mode=True)
+    # data_prop: shapes computed in the graph (a GroupNorm exported as Reshape(Shape(x))) are followed too
+    inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     shapes = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         dims = value.type.tensor_type.shape.dim

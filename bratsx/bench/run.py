@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from ..runtime.segment import STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import cpu_gemm_gflops
+
+if TYPE_CHECKING:
+    from ..modelfolder import ModelFolder
 
 __all__ = ["AGREEMENT_FLOOR", "BenchConfig", "ratio_text", "run_bench"]
 
@@ -70,7 +73,7 @@ class BenchConfig:
         compare: peers to run on the same weights (:data:`PEERS`).
         tta: mirror test-time augmentation in bratsx and nnU-Net's mirroring (MONAI is always run without).
         repeat: passes over the cases per backend.
-        overlap: sliding-window overlap.
+        overlap: sliding-window overlap; ``None``: the model's own (``1 - tile_step``: 0.5, or a MONAI bundle's).
         device: ``cpu`` or ``cuda``, for ort, torch and MONAI.
         engine: a TensorRT engine, for the ``trt`` backend.
         torch_flags: :data:`TORCH_FLAGS` switched on for the torch rows (channels_last, compile, cuda_graphs).
@@ -84,7 +87,7 @@ class BenchConfig:
     compare: tuple[str, ...] = ()
     tta: bool = False
     repeat: int = 2
-    overlap: float = 0.5
+    overlap: float | None = None
     device: str = "cpu"
     engine: Path | None = None
     torch_flags: tuple[str, ...] = ()
@@ -94,15 +97,40 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | None]:
-    """The checkpoint (for torch and the peers), the ONNX export of the same weights, and the model folder's
-    gated int8 IR (when ``openvino-int8`` is measured)."""
+def _bundle_source(folder: ModelFolder, config: BenchConfig) -> Path | None:
+    """The MONAI bundle a model folder was imported from (``None``: not imported from one), checked against what
+    the bench can run on it: ONNX backends, and MONAI's bundle inference as the peer.
+
+    Raises:
+        BratsxError: torch rows or the nnU-Net peer asked for, or the bundle gone while MONAI is the peer.
+    """
+    source = folder.info.get("source", {})
+    if source.get("framework") != "monai":
+        return None
+    wrong = [b for b in config.backends if b in (BackendName.TORCH.value, TORCH_AMP)]
+    wrong += [peer for peer in config.compare if peer != "monai"]
+    if wrong:
+        raise BratsxError(f"bench --model {folder.path}: imported from a MONAI bundle, which the bench runs on its "
+                          f"ONNX files and compares with MONAI's bundle inference only; leave out {', '.join(wrong)} "
+                          "(e.g. --backends ort,openvino --compare monai)")
+    bundle = Path(source["bundle"])
+    if "monai" in config.compare and not (bundle / "configs").is_dir():
+        raise BratsxError(f"bench --model {folder.path}: the bundle it was imported from ({bundle}) is gone; MONAI's "
+                          "bundle inference needs it")
+    return bundle
+
+
+def _model_files(config: BenchConfig, work: Path) -> tuple[Path | None, Path, Path | None, Path | None]:
+    """The checkpoint (for torch and the peers), the ONNX export of the same weights, the model folder's
+    gated int8 IR (when ``openvino-int8`` is measured), and the MONAI bundle of a folder imported from one (then
+    there is no checkpoint, and the ONNX file is the folder's own)."""
     from ..export.pipeline import export_model
     from ..modelfolder import find_model_folder
 
     checkpoint = config.model
     folder = find_model_folder(checkpoint) if checkpoint is not None else None
-    if folder is not None:
+    bundle = _bundle_source(folder, config) if folder is not None else None
+    if folder is not None and bundle is None:
         checkpoint = folder.checkpoint
         if checkpoint is None:
             raise BratsxError(f"bench --model {config.model}: the checkpoint this model was exported from is not "
@@ -113,6 +141,8 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | No
         if int8 is None:
             raise BratsxError("bench --backends openvino-int8 needs --model to be a model folder exported with "
                               "bratsx export --int8 (its gated int8 IR is measured)")
+    if bundle is not None:
+        return None, folder.file("fp32"), int8, bundle
     if checkpoint is None:
         import torch
 
@@ -125,7 +155,7 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path, Path, Path | No
         contract = ModelContract((128, 128, 128), "regions", network.to_dict())
         checkpoint = save_checkpoint({"contract": contract.to_dict(), "model": UNet3D(network).state_dict()},
                                      work / "random-weights.pt")
-    return checkpoint, export_model(checkpoint, work / "model").onnx, int8
+    return checkpoint, export_model(checkpoint, work / "model").onnx, int8, None
 
 
 def ratio_text(entry: dict[str, Any], peer: str, emphasis: str = "") -> str:
@@ -230,8 +260,9 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
 
     load_at_start = os.getloadavg()
     step("preparing the model")
-    checkpoint, onnx_path, int8 = _model_files(config, work)
+    checkpoint, onnx_path, int8, bundle = _model_files(config, work)
     contract = read_onnx_contract(onnx_path)
+    overlap = config.overlap if config.overlap is not None else 1.0 - contract.tile_step
     cases_dir = config.cases_dir
     if cases_dir is None:
         step(f"synthesising {config.synthetic} case(s)")
@@ -245,7 +276,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
 
     report: dict[str, Any] = {
         "bratsx": __version__, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": config.overlap,
+        "machine": machine_info(), "cases": [c.case_id for c in cases], "overlap": overlap,
         "tta": config.tta, "windows": list(config.windows), "peers": list(config.compare),
         "torch_flags": list(config.torch_flags),
         # peers do not post-process: with peers, bratsx's rows do not either, so that agreement compares like with like
@@ -260,7 +291,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         step(f"measuring {row}")
         task = {"row": row, "backend": backend, "window": window, "onnx": str(onnx_path),
                 "checkpoint": str(checkpoint), "int8": str(int8) if int8 else None, "cases": str(cases_dir),
-                "out": str(work / "out" / row), "repeat": config.repeat, "overlap": config.overlap,
+                "out": str(work / "out" / row), "repeat": config.repeat, "overlap": overlap,
+                "bundle": str(bundle) if bundle is not None else None,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
                 "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"]}
         report["backends"][row] = {"window": window, **_summarise(_measure(task, work), flops, peaks, patch_voxels,

@@ -78,12 +78,10 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
 Segmenter = Callable[[Case, Path], dict[str, float]]
 
 
-def _measure_peer(task: dict[str, Any], build: Callable[[Any], Segmenter]) -> dict[str, Any]:
-    """Time a peer: ``build`` turns the trained model into a function segmenting one case into a folder."""
-    from ..network.checkpoint import model_from_checkpoint
-
+def _measure_peer(task: dict[str, Any], build: Callable[[], Segmenter]) -> dict[str, Any]:
+    """Time a peer: ``build`` opens it as a function segmenting one case into a folder."""
     start = time.perf_counter()
-    segment = build(model_from_checkpoint(task["checkpoint"]))
+    segment = build()
     build_s = time.perf_counter() - start
     cases = discover_cases(task["cases"])
     out = Path(task["out"])
@@ -97,10 +95,22 @@ def _measure_peer(task: dict[str, Any], build: Callable[[Any], Segmenter]) -> di
             "case_seconds": latencies, "directory_wall_s": walls}
 
 
-def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
-    from .monai_reference import monai_segment_case
+def _trained(task: dict[str, Any]):
+    from ..network.checkpoint import model_from_checkpoint
 
-    def build(trained) -> Segmenter:
+    return model_from_checkpoint(task["checkpoint"])
+
+
+def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
+    """MONAI on the same weights: the bundle's own inference for a folder imported from a bundle, else bratsx's
+    network under MONAI's sliding window."""
+    from .monai_reference import bundle_segment_case, monai_segment_case, open_bundle_reference
+
+    def build() -> Segmenter:
+        if task.get("bundle"):
+            reference = open_bundle_reference(task["bundle"], task["device"])
+            return lambda case, out: bundle_segment_case(reference, case, out)[0]
+        trained = _trained(task)
         network = trained.network.to(task["device"]).eval()
         return lambda case, out: monai_segment_case(case, network, trained.contract, out, task["overlap"],
                                                     task["device"])
@@ -111,7 +121,8 @@ def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
 def _measure_nnunet(task: dict[str, Any]) -> dict[str, Any]:
     from .nnunet_reference import nnunet_predictor, nnunet_segment_case
 
-    def build(trained) -> Segmenter:
+    def build() -> Segmenter:
+        trained = _trained(task)
         predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
         return lambda case, out: nnunet_segment_case(predictor, case, out)
 

@@ -60,7 +60,9 @@ def bench(
         help=f"Comma-separated, for the torch rows: {', '.join(TORCH_FLAGS)}.", show_default=False)] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Passes over the cases per backend.")
                       ] = default_of(BenchConfig, "repeat"),
-    overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap (bratsx and the peer).")
+    overlap: Annotated[Optional[float], typer.Option(
+        min=0.0, max=0.95, help="Sliding-window overlap (bratsx and the peer; a MONAI bundle always runs its own). "
+                                "[default: the model's own: 0.5, or an imported bundle's]", show_default=False)
                        ] = default_of(BenchConfig, "overlap"),
     device: Annotated[str, typer.Option(help="cpu or cuda (ort, torch, MONAI).")] = default_of(BenchConfig, "device"),
     engine: Annotated[Optional[Path], typer.Option(help="TensorRT engine for the trt backend.", exists=True,

@@ -1,20 +1,30 @@
-"""``bratsx import``: models trained elsewhere into ordinary bratsx model folders (``import nnunet RESULTS_DIR``)."""
+"""``bratsx import``: models trained elsewhere into ordinary bratsx model folders (``import nnunet RESULTS_DIR``,
+``import monai-bundle BUNDLE_DIR``)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
 from ..errors import BratsxError
 from ..export.options import ExportOptions
-from ..importers.options import DEFAULT_CHECKPOINT, NnunetImport
+from ..importers.options import DEFAULT_CHECKPOINT, MonaiBundleImport, NnunetImport
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption
 from .render import render_export
+
+if TYPE_CHECKING:  # the importers import torch; the CLI imports them only when a command runs
+    from ..export.pipeline import ExportReport
+
+#: The export options every importer takes, gated as ``bratsx export`` gates them.
+Fp16Option = Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export --fp16.")]
+Int8Option = Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
+                                                         "--int8.")]
 
 app = typer.Typer(help="Import a model trained elsewhere into a bratsx model folder.", no_args_is_help=True)
 
@@ -34,6 +44,20 @@ def _default_name(results: Path) -> str:
     return f"{results.parent.name}-{results.name.split('__')[-1]}"
 
 
+def _import_into_workspace(source: Path, name: str, workspace: Optional[Path],
+                           run: Callable[[Path, Callable[[str], None]], ExportReport]) -> None:
+    """Run an importer into ``WORKSPACE/models/<name>`` with progress, make it the default model, render the report."""
+    from ..workspace import Workspace
+
+    space = Workspace.locate(workspace)
+    out = space.model_dir(name)
+    with err_console.status("importing") as status:
+        report = run(out, lambda step: status.update(step))
+    space.set_default_model(out)
+    render_export(f"imported {escape(str(source))} -> {escape(str(out))}", report)
+    console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")
+
+
 @app.command("nnunet")
 @reports_errors
 def nnunet(
@@ -47,10 +71,8 @@ def nnunet(
     channels: Annotated[Optional[str], typer.Option(
         help="Map input channels to modalities, e.g. '0=t1,1=t1ce,2=t2,3=flair'. [default: from dataset.json's "
              "channel_names]", show_default=False)] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export "
-                                                      "--fp16.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
-                                                      "--int8.")] = False,
+    fp16: Fp16Option = False,
+    int8: Int8Option = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import an nnU-Net v2 trained configuration: every fold built with nnU-Net's own network code, its weights
@@ -60,15 +82,40 @@ def nnunet(
     """
     from ..importers.channels import parse_channel_option
     from ..importers.nnunet import import_nnunet
-    from ..workspace import Workspace
 
     options = NnunetImport(folds=_folds(folds), checkpoint=checkpoint,
                            channels=parse_channel_option(channels) if channels else None,
                            export=ExportOptions(fp16=fp16, int8=int8))
-    space = Workspace.locate(workspace)
-    out = space.model_dir(name or _default_name(results))
-    with err_console.status("importing") as status:
-        report = import_nnunet(results, out, options, on_step=lambda step: status.update(step))
-    space.set_default_model(out)
-    render_export(f"imported {escape(str(results))} -> {escape(str(out))}", report)
-    console.print(f"default model of workspace {escape(str(space.root))}: {escape(str(out))}")
+    _import_into_workspace(results, name or _default_name(results), workspace,
+                           lambda out, on_step: import_nnunet(results, out, options, on_step=on_step))
+
+
+@app.command("monai-bundle")
+@reports_errors
+def monai_bundle(
+    bundle: Annotated[Path, typer.Argument(
+        help="A MONAI bundle folder (configs/metadata.json, configs/inference.json or .yaml, models/model.pt).",
+        exists=True, file_okay=False, show_default=False)],
+    name: Annotated[Optional[str], typer.Option(
+        help="Model folder name under WORKSPACE/models. [default: the bundle folder's name]", show_default=False)
+                    ] = None,
+    orientation: Annotated[Optional[str], typer.Option(
+        help="Axis codes of the arrays the network was trained on, for a bundle without Orientationd (it feeds "
+             "files as stored; BraTS files are LPS). [default: the bundle's Orientationd]", show_default=False)
+                           ] = None,
+    fp16: Fp16Option = False,
+    int8: Int8Option = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Import a MONAI bundle: its network_def instantiated by monai.bundle.ConfigParser, its weights loaded with
+    torch.load(weights_only=True), exported to ONNX and verified against PyTorch, and its preprocessing
+    (orientation, spacing, NormalizeIntensityd), sliding window (roi_size, overlap, constant blending) and
+    post-processing (sigmoid regions at 0.5, BraTS labels) in its contract, so that bratsx infer, bench and serve
+    segment as the bundle does. A setting bratsx cannot reproduce is refused, named, and nothing is written. The
+    folder becomes the workspace's default model.
+    """
+    from ..importers.monai_bundle import import_monai_bundle
+
+    options = MonaiBundleImport(orientation=orientation, export=ExportOptions(fp16=fp16, int8=int8))
+    _import_into_workspace(bundle, name or bundle.resolve().name, workspace,
+                           lambda out, on_step: import_monai_bundle(bundle, out, options, on_step=on_step))

@@ -60,7 +60,9 @@ def infer(
         case_sensitive=False, help="tiles: overlapping tiles of the model's patch; box: one pass over the whole "
                                    "brain box (not for TensorRT engines; README: Performance).")
                       ] = default_of(SegmentOptions, "window"),
-    overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")
+    overlap: Annotated[Optional[float], typer.Option(
+        min=0.0, max=0.95, help="Sliding-window overlap. [default: the model's own: 0.5 for bratsx and nnU-Net models, "
+                                "a MONAI bundle's inferer overlap]", show_default=False)
                        ] = default_of(SegmentOptions, "overlap"),
     sw_batch: Annotated[Optional[int], typer.Option(
         min=1, help="Tiles per backend call. [default: 1 on CPU, 4 on GPU, the engine's largest for TensorRT]",

@@ -32,7 +32,7 @@ from ..extras import optional_import
 from ..printed import printed_to_debug_log
 from ..runtime.backends import Backend, OpenVinoBackend
 from ..runtime.segment import prepare_case
-from ..sliding_window import planned_tiles
+from ..sliding_window import Placement, planned_tiles
 from .fp16 import GateResult, accuracy_gate
 
 __all__ = ["INT8_GATE_ARITHMETIC", "INT8_GATE_DICE", "calibration_tiles", "int8_from_onnx", "int8_gated"]
@@ -54,16 +54,19 @@ CALIBRATION_TILES = 64
 QUANTIZED_OPS = ("Convolution",)
 
 
-def calibration_tiles(cases: Sequence[Case], contract: ModelContract, overlap: float = 0.5
+def calibration_tiles(cases: Sequence[Case], contract: ModelContract, overlap: float | None = None
                       ) -> Iterator[np.ndarray]:
-    """The ``(1, C, *patch)`` tiles inference feeds the network for ``cases``, case after case.
+    """The ``(1, C, *patch)`` tiles inference feeds the network for ``cases``, case after case (``overlap``
+    ``None``: the model's own, placed as the model's contract says).
 
     Raises:
         CaseError: a case cannot be loaded.
     """
+    overlap = 1.0 - contract.tile_step if overlap is None else overlap
     for case in cases:
         ready = prepare_case(case, contract).ready
-        for tile in planned_tiles(ready.image, contract.patch_size, overlap, ready.mask):
+        for tile in planned_tiles(ready.image, contract.patch_size, overlap, ready.mask,
+                                  Placement(contract.tile_placement)):
             yield tile[None]
 
 

@@ -69,8 +69,36 @@ class StagedInstanceNorm3d(nn.Module):
         return centred / torch.sqrt(variance + self.eps) * self.weight + self.bias
 
 
+class StagedGroupNorm(nn.Module):
+    """GroupNorm over 3D feature maps computed with reductions over one axis at a time (for export), for the same
+    reason as :class:`StagedInstanceNorm3d`: exported as is, a GroupNorm becomes an InstanceNormalization over each
+    group's channels and voxels at once (MONAI's SegResNet over a 240 x 240 x 160 window: 4e-4 relative error
+    against PyTorch, refused). Same weights, same result as ``nn.GroupNorm`` (biased variance)."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.groups, self.eps = norm.num_groups, norm.eps
+        self.weight = None if norm.weight is None else nn.Parameter(norm.weight.detach().clone().view(1, -1, 1, 1, 1))
+        self.bias = None if norm.bias is None else nn.Parameter(norm.bias.detach().clone().view(1, -1, 1, 1, 1))
+
+    @staticmethod
+    def _mean(x: torch.Tensor) -> torch.Tensor:
+        for dim in (5, 4, 3, 2):
+            x = x.mean(dim=dim, keepdim=True)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grouped = x.reshape(x.shape[0], self.groups, -1, *x.shape[2:])
+        centred = grouped - self._mean(grouped)
+        out = (centred / torch.sqrt(self._mean(centred * centred) + self.eps)).reshape(x.shape)
+        if self.weight is not None:
+            out = out * self.weight
+        return out + self.bias if self.bias is not None else out
+
+
 def _with_staged_norms(network: nn.Module) -> nn.Module:
-    """A copy of ``network`` whose InstanceNorm3d layers are :class:`StagedInstanceNorm3d`."""
+    """A copy of ``network`` whose InstanceNorm3d layers are :class:`StagedInstanceNorm3d` and whose GroupNorm layers
+    are :class:`StagedGroupNorm`."""
     import copy
 
     staged = copy.deepcopy(network)
@@ -78,6 +106,8 @@ def _with_staged_norms(network: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.InstanceNorm3d):
                 setattr(module, child_name, StagedInstanceNorm3d(child))
+            elif isinstance(child, nn.GroupNorm):
+                setattr(module, child_name, StagedGroupNorm(child))
     return staged
 
 

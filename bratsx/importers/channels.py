@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from ..errors import BratsxError
 from ..labels import Modality
 
-__all__ = ["parse_channel_option", "modalities_for_channels"]
+__all__ = ["REGION_NAMES", "parse_channel_option", "modalities_for_channels", "regions_for_channels"]
 
 #: Spellings of each modality, compared lower-case with everything but letters and digits removed.
 _ALIASES: dict[Modality, tuple[str, ...]] = {
@@ -23,6 +23,9 @@ _ALIASES: dict[Modality, tuple[str, ...]] = {
     Modality.T2: ("t2", "t2w"),
 }
 _BY_ALIAS = {alias: modality for modality, aliases in _ALIASES.items() for alias in aliases}
+#: Names of the BraTS regions (output channels, nnU-Net region labels), compared as the modality spellings.
+REGION_NAMES = {"WT": ("wholetumor", "wholetumour", "wt"), "TC": ("tumorcore", "tumourcore", "tc"),
+                "ET": ("enhancingtumor", "enhancingtumour", "enhancing", "et")}
 
 
 def _simplified(name: str) -> str:
@@ -76,3 +79,21 @@ def modalities_for_channels(channel_names: Mapping[str, str], override: Mapping[
         raise BratsxError(f"{where}: two channels map to one modality ({', '.join(modalities)}); give each its own "
                           "with --channels")
     return tuple(modalities)
+
+
+def regions_for_channels(channel_names: Mapping[str, str], where: str) -> tuple[str, ...]:
+    """The BraTS region (``WT``, ``TC``, ``ET``) of each output channel, in channel order, by its name.
+
+    Raises:
+        BratsxError: not three channels, or names that are not the three regions one each.
+    """
+    regions = []
+    for index in range(len(channel_names)):
+        name = channel_names.get(str(index), "")
+        found = [region for region, aliases in REGION_NAMES.items() if _simplified(name) in aliases]
+        regions.append(found[0] if found else None)
+    if len(regions) != 3 or sorted(map(str, regions)) != ["ET", "TC", "WT"]:
+        names = ", ".join(repr(channel_names.get(str(i))) for i in range(len(channel_names)))
+        raise BratsxError(f"{where}: output channels ({names}) are not the three BraTS regions (whole tumour, tumour "
+                          "core, enhancing tumour) one each; bratsx imports BraTS region models")
+    return tuple(regions)

@@ -8,7 +8,7 @@ nothing is written; :func:`contract_from_results` turns plans and dataset descri
 
 Supported: 3D configurations (``3d_fullres``, ``3d_lowres`` on its own, custom 3D ones) with nnU-Net's
 ``DefaultPreprocessor``, ``resample_data_or_seg_to_shape`` and the normalisation schemes of
-:data:`~bratsx.runtime.model_grid.NORMALIZATION_SCHEMES`; BraTS label sets: three regions (whole tumour, tumour
+:data:`~bratsx.runtime.model_grid.NNUNET_NORMALIZATION_SCHEMES`; BraTS label sets: three regions (whole tumour, tumour
 core, enhancing tumour, with ``regions_class_order``) or four labels (background, necrotic core, edema,
 enhancing tumour), told apart by their names.
 """
@@ -26,17 +26,15 @@ from ..contract import ModelContract
 from ..errors import BratsxError
 from ..labels import Modality, OutputMode
 from ..resample import Resampling
-from ..runtime.model_grid import NORMALIZATION_SCHEMES
-from .channels import modalities_for_channels
+from ..runtime.model_grid import NNUNET_NORMALIZATION_SCHEMES
+from .channels import REGION_NAMES, modalities_for_channels
 from .options import DEFAULT_CHECKPOINT
 
 __all__ = ["NnunetResults", "contract_from_results", "read_results_folder"]
 
 _RESAMPLING_FUNCTION = "resample_data_or_seg_to_shape"
 _SUPPORTED = "3D configurations (3d_fullres, 3d_lowres or a custom 3D one)"
-#: Names of the BraTS regions and tissues in dataset.json, compared lower-case without spaces or punctuation.
-_REGION_NAMES = {"WT": ("wholetumor", "wholetumour", "wt"), "TC": ("tumorcore", "tumourcore", "tc"),
-                 "ET": ("enhancingtumor", "enhancingtumour", "enhancing", "et")}
+#: Names of the BraTS tissues in dataset.json, compared lower-case without spaces or punctuation.
 _TISSUE_NAMES = {"necrotic": ("necroticcore", "necrotic", "necrosis", "ncr", "nonenhancingtumorcore", "ncrnet",
                               "necroticnonenhancing", "necrotictumorcore"),
                  "edema": ("edema", "oedema", "ed", "peritumoraledema", "snfh"),
@@ -109,10 +107,10 @@ def _check_configuration(name: str, configuration: dict[str, Any], path: Path) -
         if function != _RESAMPLING_FUNCTION:
             raise BratsxError(f"{path}: resampling function {function!r} for {kind} is not supported; bratsx "
                               f"reproduces nnU-Net's {_RESAMPLING_FUNCTION}")
-    unknown = sorted(set(configuration.get("normalization_schemes", [])) - set(NORMALIZATION_SCHEMES))
+    unknown = sorted(set(configuration.get("normalization_schemes", [])) - set(NNUNET_NORMALIZATION_SCHEMES))
     if unknown:
         raise BratsxError(f"{path}: normalisation scheme {unknown[0]!r} is not supported; bratsx runs "
-                          f"{', '.join(NORMALIZATION_SCHEMES)}")
+                          f"{', '.join(NNUNET_NORMALIZATION_SCHEMES)}")
 
 
 def _fold_numbers(path: Path, folds: Sequence[int] | None) -> list[int]:
@@ -182,7 +180,7 @@ def _model_labels(dataset: dict[str, Any], path: Path) -> tuple[OutputMode, dict
         if len(labels) != 3 or "regions_class_order" not in dataset:
             raise BratsxError(f"{path}: a region model needs three regions and regions_class_order in dataset.json; "
                               f"it has {len(labels)} regions")
-        regions = _named(labels, _REGION_NAMES, path, "regions (whole tumour, tumour core, enhancing tumour)")
+        regions = _named(labels, REGION_NAMES, path, "regions (whole tumour, tumour core, enhancing tumour)")
         wanted = [sorted(int(v) for v in regions[r]) for r in ("WT", "TC", "ET")]
         return OutputMode.REGIONS, {"labels": dataset["labels"], "regions_class_order":
                                     [int(v) for v in dataset["regions_class_order"]], "regions": wanted}

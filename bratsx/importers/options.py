@@ -1,4 +1,5 @@
-"""What ``bratsx import nnunet`` imports and writes: its options, importable without torch (for ``--help``)."""
+"""What ``bratsx import nnunet`` and ``import monai-bundle`` import and write: options importable without torch
+(for ``--help``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from ..export.options import ExportOptions
 from ..labels import Modality
 
-__all__ = ["DEFAULT_CHECKPOINT", "NnunetImport"]
+__all__ = ["DEFAULT_CHECKPOINT", "MonaiBundleImport", "NnunetImport"]
 
 #: The checkpoint nnU-Net's predictor uses by default.
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
@@ -27,4 +28,19 @@ class NnunetImport:
     folds: tuple[int, ...] | None = None
     checkpoint: str = DEFAULT_CHECKPOINT
     channels: dict[int, Modality] | None = None
+    export: ExportOptions = field(default_factory=ExportOptions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonaiBundleImport:
+    """What ``bratsx import monai-bundle`` imports and writes.
+
+    Attributes:
+        orientation: nibabel axis codes of the arrays the network was trained on, for a bundle whose
+            preprocessing has no ``Orientationd`` (its network then sees each file's stored axes; BraTS files are
+            stored ``LPS``); ``None``: the bundle's ``Orientationd`` says it, and a bundle without one is refused.
+        export: fp16 / int8, as ``bratsx export``.
+    """
+
+    orientation: str | None = None
     export: ExportOptions = field(default_factory=ExportOptions)

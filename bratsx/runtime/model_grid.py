@@ -1,16 +1,19 @@
 """The model's own grid: what an imported model's framework does around its network, applied in one place.
 
-A model imported from nnU-Net v2 (:mod:`bratsx.importers.nnunet`) expects nnU-Net's preprocessing, and its
-logits go back to the case's grid as nnU-Net's export does them. Its contract says how
-(:class:`~bratsx.contract.ModelContract`: ``channel_normalization``, ``transpose_forward``, ``target_spacing``,
-``resampling``, ``model_labels``), and this module is the one place the runtime reads those fields:
+A model imported from nnU-Net v2 (:mod:`bratsx.importers.nnunet`) or from a MONAI bundle
+(:mod:`bratsx.importers.monai_bundle`) expects its framework's preprocessing, and its logits go back to the
+case's grid as that framework does them. Its contract says how (:class:`~bratsx.contract.ModelContract`:
+``channel_normalization``, ``crop_to_nonzero``, ``canonical_orientation``, ``transpose_forward``,
+``target_spacing``, ``resampling``, ``model_labels``), and this module is the one place the runtime reads those
+fields:
 
 1. :func:`prepare_on_model_grid` (instead of :func:`bratsx.preprocessing.preprocess`): crop the canonical
-   image to its non-zero box (nnU-Net's ``crop_to_nonzero``: any channel non-zero, holes filled), transpose it
-   to the network's axes, normalise each channel by its scheme (in the non-zero mask where the scheme says),
-   and resample it to the target spacing (:func:`bratsx.resample.resample_to_shape`, third order).
-2. :func:`logits_on_case_grid`: the blended logits back to the cropped box's grid (first order, before the
-   activation, as nnU-Net) and back to canonical axes; :func:`segment_case` then pastes them as for any model.
+   image to its non-zero box (nnU-Net's ``crop_to_nonzero``: any channel non-zero, holes filled; MONAI bundles
+   keep the whole volume), reorient it to the orientation the network was trained in (a MONAI bundle's
+   ``Orientationd``), transpose it to the network's axes, normalise each channel by its scheme (in the non-zero
+   mask where the scheme says), and resample it to the target spacing (:func:`bratsx.resample.resample_to_shape`).
+2. :func:`logits_on_case_grid`: the blended logits back to the cropped box's grid (before the activation, as
+   nnU-Net) and back to canonical axes; :func:`segment_case` then pastes them as for any model.
 3. :func:`regions_from_model_output`: probabilities to nnU-Net's segmentation (regions thresholded at 0.5 and
    painted in ``regions_class_order``, or the arg-max label), then to WT/TC/ET by the model's label set.
 
@@ -23,17 +26,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform
 
 from ..contract import ModelContract
+from ..geometry import CANONICAL_ORIENTATION
 from ..labels import MODALITY_ORDER, OutputMode, regions_from_probabilities
-from ..preprocessing import INFERENCE_MARGIN, Preprocessed, brain_mask, crop_box, preprocess
+from ..preprocessing import INFERENCE_MARGIN, CropBox, Preprocessed, brain_mask, crop_box, preprocess
 from ..resample import Resampling, resample_to_shape, shape_at_spacing
 
-__all__ = ["NORMALIZATION_SCHEMES", "logits_on_case_grid", "normalize_channel", "on_model_grid",
-           "prepare_on_model_grid", "raw_segmentation", "regions_from_model_output"]
+__all__ = ["NNUNET_NORMALIZATION_SCHEMES", "NORMALIZATION_SCHEMES", "logits_on_case_grid", "normalize_channel",
+           "on_model_grid", "prepare_on_model_grid", "raw_segmentation", "regions_from_model_output"]
 
 #: nnU-Net's normalisation schemes the runtime reproduces.
-NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization", "RescaleTo01Normalization")
+NNUNET_NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization",
+                                "RescaleTo01Normalization")
+#: Every scheme the runtime reproduces: nnU-Net's, and MONAI's ``NormalizeIntensity`` (channel-wise).
+NORMALIZATION_SCHEMES = (*NNUNET_NORMALIZATION_SCHEMES, "NormalizeIntensity")
 #: Channel order of a loaded case (:func:`bratsx.imageio.load_case`).
 _LOADED_ORDER = [m.value for m in MODALITY_ORDER]
 #: nnU-Net's smallest standard deviation or range it divides by (for float32 targets).
@@ -51,7 +59,10 @@ def normalize_channel(channel: np.ndarray, mask: np.ndarray, scheme: dict[str, A
     ``ZScoreNormalization`` with ``use_mask`` normalises only the voxels in ``mask`` (the others keep their
     value, zero after the non-zero crop); without it, the whole channel. ``CTNormalization`` clips to the
     plans' 0.5 and 99.5 percentiles and z-scores with the plans' mean and std. ``RescaleTo01Normalization``
-    maps the channel's range to [0, 1]; ``NoNormalization`` leaves it.
+    maps the channel's range to [0, 1]; ``NoNormalization`` leaves it. ``NormalizeIntensity`` is MONAI's
+    channel-wise ``NormalizeIntensity``: with ``nonzero``, the mean and (population) standard deviation of the
+    channel's own non-zero voxels z-score those voxels and zeros stay 0; without it, the whole channel; a standard
+    deviation of 0 divides by 1.
 
     Raises:
         ValueError: a scheme not in :data:`NORMALIZATION_SCHEMES`.
@@ -70,6 +81,12 @@ def normalize_channel(channel: np.ndarray, mask: np.ndarray, scheme: dict[str, A
         np.clip(channel, intensity["percentile_00_5"], intensity["percentile_99_5"], out=channel)
         channel -= intensity["mean"]
         channel /= max(float(intensity["std"]), _EPS)
+    elif name == "NormalizeIntensity":
+        selected = channel != 0 if scheme.get("nonzero", False) else np.ones(channel.shape, dtype=bool)
+        if selected.any():
+            values = channel[selected]
+            std = float(values.std())
+            channel[selected] = (values - values.mean()) / (std if std != 0.0 else 1.0)
     elif name == "RescaleTo01Normalization":
         channel -= channel.min()
         channel /= max(float(channel.max()), _EPS)
@@ -81,9 +98,29 @@ def _network_axes(values: Sequence, contract: ModelContract) -> tuple:
     return tuple(values[axis] for axis in contract.transpose_forward)
 
 
+def _orientation(source: str, target: str) -> np.ndarray:
+    return ornt_transform(axcodes2ornt(tuple(source)), axcodes2ornt(tuple(target)))
+
+
+def _reoriented(image: np.ndarray, source: str, target: str) -> np.ndarray:
+    """A channel-first ``(C, *spatial)`` array from orientation ``source`` to ``target`` (nibabel axis codes)."""
+    if source == target:
+        return image
+    moved = apply_orientation(np.moveaxis(image, 0, -1), _orientation(source, target))
+    return np.ascontiguousarray(np.moveaxis(moved, -1, 0))
+
+
+def _reordered(values: Sequence[float], source: str, target: str) -> tuple[float, ...]:
+    """Per-axis values (spacing, sizes) of an array in orientation ``source``, along the axes of ``target``."""
+    reordered = [0.0] * len(values)
+    for axis, (new_axis, _) in enumerate(_orientation(source, target)):
+        reordered[int(new_axis)] = float(values[axis])
+    return tuple(reordered)
+
+
 def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract: ModelContract) -> Preprocessed:
-    """Select the model's channels, then crop, transpose, normalise and resample a canonical ``(4, z, y, x)`` image
-    as ``contract`` says.
+    """Select the model's channels, then crop, reorient, transpose, normalise and resample a canonical
+    ``(4, z, y, x)`` image as ``contract`` says.
 
     bratsx's own models get :func:`bratsx.preprocessing.preprocess` as always.
 
@@ -100,15 +137,16 @@ def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract:
         return preprocess(image, INFERENCE_MARGIN)
     image = image[[_LOADED_ORDER.index(m) for m in contract.modality_order]]  # the model's channels, in its order
     mask = brain_mask(image)
-    box = crop_box(mask, margin=0)
-    axes = contract.transpose_forward
-    cropped = image[(slice(None), *box.slices)].astype(np.float32).transpose(0, *(a + 1 for a in axes))
-    cropped = np.ascontiguousarray(cropped)
-    cropped_mask = np.ascontiguousarray(mask[box.slices].transpose(axes))
+    box = crop_box(mask, margin=0) if contract.crop_to_nonzero else CropBox((0, 0, 0), tuple(mask.shape))
+    orientation, axes = contract.canonical_orientation, contract.transpose_forward
+    cropped = _reoriented(image[(slice(None), *box.slices)].astype(np.float32), CANONICAL_ORIENTATION, orientation)
+    cropped = np.ascontiguousarray(cropped.transpose(0, *(a + 1 for a in axes)))
+    cropped_mask = _reoriented(mask[(None, *box.slices)], CANONICAL_ORIENTATION, orientation)[0]
+    cropped_mask = np.ascontiguousarray(cropped_mask.transpose(axes))
     for channel, scheme in zip(cropped, contract.channel_normalization):
         normalize_channel(channel, cropped_mask, scheme)
     if contract.target_spacing is not None:
-        current = _network_axes(spacing, contract)
+        current = _network_axes(_reordered(spacing, CANONICAL_ORIENTATION, orientation), contract)
         shape = shape_at_spacing(cropped.shape[1:], current, contract.target_spacing)
         cropped = resample_to_shape(cropped, shape, current, contract.target_spacing,
                                     Resampling.from_dict(contract.resampling["data"]))
@@ -127,12 +165,15 @@ def logits_on_case_grid(logits: np.ndarray, ready: Preprocessed, spacing: Sequen
     """
     if not on_model_grid(contract):
         return logits
+    orientation = contract.canonical_orientation
     if contract.target_spacing is not None:
-        shape = _network_axes(ready.box.shape, contract)
-        logits = resample_to_shape(logits, shape, contract.target_spacing, _network_axes(spacing, contract),
+        shape = _network_axes(_reordered(ready.box.shape, CANONICAL_ORIENTATION, orientation), contract)
+        current = _network_axes(_reordered(spacing, CANONICAL_ORIENTATION, orientation), contract)
+        logits = resample_to_shape(logits, tuple(int(s) for s in shape), contract.target_spacing, current,
                                    Resampling.from_dict(contract.resampling["logits"]))
     backward = np.argsort(contract.transpose_forward)
-    return np.ascontiguousarray(logits.transpose(0, *(int(a) + 1 for a in backward)))
+    logits = logits.transpose(0, *(int(a) + 1 for a in backward))
+    return np.ascontiguousarray(_reoriented(logits, orientation, CANONICAL_ORIENTATION))
 
 
 def raw_segmentation(probabilities: np.ndarray, contract: ModelContract) -> np.ndarray:

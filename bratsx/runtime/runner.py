@@ -24,7 +24,7 @@ from ..contract import ModelContract
 from ..errors import BratsxError
 from .backends import Backend
 from .ensemble import Ensemble, EnsembleOpener
-from .segment import PreparedCase, SegmentOptions, check_window, prepare_case
+from .segment import PreparedCase, SegmentOptions, check_window, overlap_for, prepare_case
 
 __all__ = ["Runner", "RunnerSpec"]
 
@@ -121,6 +121,7 @@ class Runner:
         """The segmentation options that change an output, as records keep them (and a rerun compares them)."""
         settings = dataclasses.asdict(self.options)
         settings.pop("sw_batch")  # the batch size changes speed, not the result
+        settings["overlap"] = overlap_for(self.options, self.contract)
         if settings["convention"] is not None:
             settings["convention"] = self.options.convention.value
         return settings

@@ -33,7 +33,7 @@ from ..labels import LabelConvention, OutputMode, labels_from_regions
 from ..postprocess import PostprocessSpec, apply_postprocess, spec_of
 from ..preprocessing import Preprocessed, paste
 from ..scoring import score_label_maps
-from ..sliding_window import Window, box_predict, sliding_window_predict
+from ..sliding_window import Blend, Placement, Window, box_predict, sliding_window_predict
 from .backends import Backend
 from .model_grid import logits_on_case_grid, prepare_on_model_grid, regions_from_model_output
 
@@ -41,8 +41,8 @@ if TYPE_CHECKING:  # the runner builds on this module: named here for the annota
     from .runner import Runner
 
 __all__ = ["LOGIT_CAP", "STAGES", "PreparedCase", "SegmentOptions", "Segmentation", "Window", "check_window",
-           "logits_from_probabilities", "prepare_case", "probabilities_from_logits", "segment_case", "tile_predictor",
-           "tiled_logits"]
+           "logits_from_probabilities", "overlap_for", "prepare_case", "probabilities_from_logits", "segment_case",
+           "tile_predictor", "tiled_logits"]
 
 #: Stages timed for every case, in order.
 STAGES = ("load", "preprocess", "inference", "postprocess", "write")
@@ -62,7 +62,9 @@ class SegmentOptions:
         window: ``tiles`` (overlapping tiles of the model's patch, Gaussian-blended) or ``box`` (one forward
             pass over the whole brain box, padded to the network's divisor; only for backends that run any
             shape, so not for TensorRT engines).
-        overlap: sliding-window overlap (fraction of a tile shared with each neighbour).
+        overlap: sliding-window overlap (fraction of a tile shared with each neighbour); ``None``: the model's
+            own (``1 - tile_step`` of its contract: 0.5 for bratsx's and nnU-Net's models, a MONAI bundle's
+            inferer overlap), see :func:`overlap_for`.
         sw_batch: tiles per backend call (``None``: the backend's preferred batch).
         tta: average the 8 mirrorings of every tile (batched with the tiles; 8x the work).
         convention: label set of the output and of the reference (``--labels``; default: the input's
@@ -72,7 +74,7 @@ class SegmentOptions:
     """
 
     window: Window = Window.TILES
-    overlap: float = 0.5
+    overlap: float | None = None
     sw_batch: int | None = None
     tta: bool = False
     convention: LabelConvention | None = None
@@ -206,10 +208,17 @@ def _certain_background(output_mode: OutputMode) -> np.ndarray:
     return np.full(output_mode.channels, -LOGIT_CAP, dtype=np.float32)
 
 
+def overlap_for(options: SegmentOptions, contract: ModelContract) -> float:
+    """The sliding-window overlap a case is segmented with: the user's, else the model's (``1 - tile_step``)."""
+    return options.overlap if options.overlap is not None else 1.0 - contract.tile_step
+
+
 def _divisor(contract: ModelContract) -> int:
     """What every spatial input size must be a multiple of: 2 per downsampling stage of the network
     (``NetworkConfig.divisor``, read from the contract without importing torch); for an imported nnU-Net network,
-    the largest product of its stages' strides along one axis."""
+    the largest product of its stages' strides along one axis; an imported MONAI network records its own."""
+    if "divisor" in contract.network:
+        return int(contract.network["divisor"])
     if "arch_kwargs" in contract.network:
         return int(np.prod(np.asarray(contract.network["arch_kwargs"]["strides"]), axis=0).max())
     return 2 ** (len(contract.network["features"]) - 1)
@@ -217,16 +226,17 @@ def _divisor(contract: ModelContract) -> int:
 
 def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Sequence[Backend], output_mode: OutputMode,
                  *, tta: bool = False, overlap: float = 0.5, batch_size: int = 1, mask: np.ndarray | None = None,
-                 on_tiles: Callable[[int, int], None] | None = None, mirror_axes: Sequence[int] = (0, 1, 2)
-                 ) -> np.ndarray:
+                 on_tiles: Callable[[int, int], None] | None = None, mirror_axes: Sequence[int] = (0, 1, 2),
+                 placement: Placement = Placement.EVEN, blend: Blend = Blend.GAUSSIAN) -> np.ndarray:
     """Blended logits of ``backends`` over a preprocessed ``image``, tile by tile (what inference and the
     trainer's validation both compute; :func:`probabilities_from_logits` turns them into probabilities).
 
-    Voxels no tile covers (tiles without brain) are certain background.
+    Voxels no tile covers (tiles without brain) are certain background. ``placement`` and ``blend`` are the
+    model's (its contract's ``tile_placement`` and ``gaussian``).
     """
     predict = tile_predictor(backends, tta, output_mode, mirror_axes=mirror_axes)
     return sliding_window_predict(image, patch, predict, overlap, batch_size,
-                                  mask, on_tiles, _certain_background(output_mode))
+                                  mask, on_tiles, _certain_background(output_mode), placement, blend)
 
 
 def check_window(backends: Sequence[Backend], options: SegmentOptions) -> None:
@@ -281,8 +291,10 @@ def segment_case(
             on_tiles(1, 1)
     else:
         logits = tiled_logits(ready.image, contract.patch_size, backends, contract.output_mode, tta=options.tta,
-                              overlap=options.overlap, batch_size=sw_batch, mask=ready.mask, on_tiles=on_tiles,
-                              mirror_axes=contract.mirror_axes)
+                              overlap=overlap_for(options, contract), batch_size=sw_batch, mask=ready.mask,
+                              on_tiles=on_tiles, mirror_axes=contract.mirror_axes,
+                              placement=Placement(contract.tile_placement),
+                              blend=Blend.GAUSSIAN if contract.gaussian else Blend.CONSTANT)
     logits = logits_on_case_grid(logits, ready, loaded.geometry.canonical_spacing, contract)
     cropped = probabilities_from_logits(logits, contract.output_mode)
     seconds["inference"] = time.perf_counter() - started

@@ -83,3 +83,38 @@ def test_raw_segmentation_matches_nnunet_label_manager(regions):
         probabilities /= probabilities.sum(axis=0, keepdims=True)
     np.testing.assert_array_equal(raw_segmentation(probabilities, contract),
                                   manager.convert_probabilities_to_segmentation(probabilities))
+
+
+def _monai_contract(orientation: str = "RAS"):
+    from bratsx.contract import ModelContract
+
+    return ModelContract((16, 16, 16), "regions", {"framework": "monai", "divisor": 8},
+                         modality_order=("t1ce", "t1", "t2", "flair"), crop_margin=0,
+                         canonical_orientation=orientation, crop_to_nonzero=False,
+                         channel_normalization=({"scheme": "NormalizeIntensity", "nonzero": True},) * 4)
+
+
+def test_a_monai_contract_reorients_keeps_the_whole_volume_and_normalises_as_monai():
+    transforms = pytest.importorskip("monai.transforms")
+    from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform
+
+    from bratsx.geometry import CANONICAL_ORIENTATION
+
+    image = _image(np.random.default_rng(6))
+    image[2, 9:12] = 0  # one channel zero where the others are not: per-channel non-zero masks differ from the union
+    ready = prepare_on_model_grid(image, (1.0, 1.0, 1.0), _monai_contract())
+    ornt = ornt_transform(axcodes2ornt(tuple(CANONICAL_ORIENTATION)), axcodes2ornt(("R", "A", "S")))
+    channels = image[[2, 1, 3, 0]]  # loaded FLAIR, T1, T1ce, T2 -> the bundle's T1c, T1, T2, FLAIR
+    expected = np.stack([apply_orientation(c, ornt) for c in channels]).astype(np.float32)
+    expected = transforms.NormalizeIntensity(nonzero=True, channel_wise=True)(expected).numpy()
+    assert ready.box.shape == image.shape[1:] and ready.mask.all()  # no crop, every tile runs
+    np.testing.assert_allclose(ready.image, expected, rtol=0, atol=1e-5)
+
+
+def test_a_monai_contracts_logits_come_back_in_canonical_orientation():
+    image = _image(np.random.default_rng(7))
+    ready = prepare_on_model_grid(image, (1.0, 1.0, 1.0), _monai_contract("LAS"))
+    back = logits_on_case_grid(ready.image.copy(), ready, (1.0, 1.0, 1.0), _monai_contract("LAS"))
+    np.testing.assert_array_equal(back.shape, (4, *image.shape[1:]))
+    # the identity network: each channel comes back where it was, each normalised inside its own non-zero voxels
+    np.testing.assert_array_equal(back[3] != 0, image[0] != 0)

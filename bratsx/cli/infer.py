@@ -14,11 +14,11 @@ from ..cases import Layout, discover
 from ..errors import BratsxError
 from ..extras import optional_import
 from ..postprocess import postprocess_override
+from ..prepare.skullstrip import SkullStripper
 from ..runtime.backends import BackendName
 from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, reports_errors
 from .options import LabelsOption, WorkspaceOption, default_of
-from .prepare import SkullStrip
 
 
 def _default_model(workspace: Optional[Path]) -> Path:
@@ -107,10 +107,10 @@ def infer(
                                           "does with its defaults (into OUT/prepared), segment them, and write each "
                                           "segmentation back on every native sequence grid (OUT/native, with a "
                                           "DICOM-SEG for DICOM inputs). pip install 'bratsx[prepare]'.")] = False,
-    skull_strip: Annotated[SkullStrip, typer.Option(
+    skull_strip: Annotated[SkullStripper, typer.Option(
         "--skull-strip", case_sensitive=False, help="With --prepare: deepbet (its bundled networks on ONNX "
                                                     "Runtime) or none (the scans are already skull-stripped).")
-    ] = SkullStrip.DEEPBET,
+    ] = SkullStripper.DEEPBET,
 ) -> None:
     """Segment every case in CASES_DIR and write OUT/<case_id>.nii.gz in each input's geometry.
 
@@ -177,7 +177,7 @@ def infer(
         raise typer.Exit(1)
 
 
-def _prepared_cases(raw: Path, out: Path, skull_strip: SkullStrip) -> tuple[Path, int]:
+def _prepared_cases(raw: Path, out: Path, skull_strip: SkullStripper) -> tuple[Path, int]:
     """``--prepare``: every case of ``raw`` prepared into ``OUT/prepared`` (one line for each that cannot be);
     returns that folder, whose cases are then segmented as any others, and how many cases could not be prepared.
 

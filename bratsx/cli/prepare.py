@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,14 +11,8 @@ from rich.text import Text
 
 from ..labels import Modality
 from ..prepare.atlas import Atlas
+from ..prepare.skullstrip import SkullStripper
 from .common import USER_ERROR, console, err_console, literal, reports_errors
-
-
-class SkullStrip(str, Enum):
-    """Brain extraction choices."""
-
-    DEEPBET = "deepbet"
-    NONE = "none"
 
 
 def _table(result) -> Table:
@@ -46,10 +39,10 @@ def prepare(
     atlas: Annotated[Atlas, typer.Option(case_sensitive=False, help="Target space: sri24 is the BraTS grid "
                                          "(240x240x155, L,P,S); mni152 the ICBM 2009a template's grid.")]
     = Atlas.SRI24,
-    skull_strip: Annotated[SkullStrip, typer.Option(
+    skull_strip: Annotated[SkullStripper, typer.Option(
         "--skull-strip", case_sensitive=False,
         help="deepbet: its bundled networks on ONNX Runtime (exported once into --cache-dir); none: the inputs "
-             "are already skull-stripped.")] = SkullStrip.DEEPBET,
+             "are already skull-stripped.")] = SkullStripper.DEEPBET,
     reference: Annotated[Modality, typer.Option(case_sensitive=False, help="The sequence the others are "
                                                 "registered to.")] = Modality.T1CE,
     mapping: Annotated[Optional[list[str]], typer.Option(

@@ -72,6 +72,9 @@ def serve(
                          ] = default_of(ServeSettings, "max_files"),
     max_zip_members: Annotated[int, typer.Option(min=1, help="Most entries a .zip upload may hold.")
                                ] = default_of(ServeSettings, "max_zip_members"),
+    max_raw_zip_members: Annotated[int, typer.Option(min=1, help="Most entries a .zip of raw scans (prepare) may "
+                                                     "hold: a DICOM study is one file per slice.")
+                                   ] = default_of(ServeSettings, "max_raw_zip_members"),
     max_queued_jobs: Annotated[int, typer.Option(min=1, help="Most jobs waiting to start; further uploads are "
                                                  "refused until one starts.")] = default_of(ServeSettings,
                                                                                             "max_queued_jobs"),
@@ -95,7 +98,8 @@ def serve(
         model=model, backend=backend, threads=threads, host=host, port=port, token=token, data_dir=data_dir,
         max_upload_mb=max_upload_mb, max_unzipped_mb=max_unzipped_mb, expire_minutes=expire_minutes,
         jobs_per_model=jobs_per_model, max_files=max_files, max_zip_members=max_zip_members,
-        max_queued_jobs=max_queued_jobs, cases_dir=cases, predictions_dir=predictions, labels=labels)
+        max_raw_zip_members=max_raw_zip_members, max_queued_jobs=max_queued_jobs, cases_dir=cases,
+        predictions_dir=predictions, labels=labels)
     if model is None:
         settings = dataclasses.replace(settings, model=_default_model(workspace, settings.review))
     sock = listen(host, port)  # before anything is opened or printed: a port in use is reported, not announced

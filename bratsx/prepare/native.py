@@ -14,7 +14,7 @@ are counted on the native grid of each sequence, in mL.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +47,14 @@ class NativeResult:
         segmentations: native-grid NIfTI per sequence.
         dicom_seg: the DICOM-SEG on the reference series, or ``None`` for NIfTI inputs.
         volumes_ml: per sequence, mL per tissue (NCR, ED, ET) and region (WT, TC, ET).
+        volumes_file: the JSON file holding ``volumes_ml``.
     """
 
     case_id: str
     segmentations: dict[str, Path] = field(default_factory=dict)
     dicom_seg: Path | None = None
     volumes_ml: dict[str, dict[str, float]] = field(default_factory=dict)
+    volumes_file: Path | None = None
 
 
 def _volumes(labels: np.ndarray, convention: LabelConvention, spacing) -> dict[str, float]:
@@ -182,7 +184,8 @@ def segmentation_to_native(
             dicom_seg = out / f"{case_id}_seg.dcm"
             _write_dicom_seg(labels_kji, series, convention, dicom_seg)
             result = NativeResult(case_id, result.segmentations, dicom_seg, result.volumes_ml)
-    with atomic_path(out / f"{case_id}_native_volumes.json", suffix=".json") as temporary:
+    volumes_file = out / f"{case_id}_native_volumes.json"
+    with atomic_path(volumes_file, suffix=".json") as temporary:
         temporary.write_text(json.dumps({"case_id": case_id, "volumes_ml": result.volumes_ml}, indent=2) + "\n")
-    return result
+    return replace(result, volumes_file=volumes_file)
 

@@ -6,7 +6,8 @@ The order of stages, and why:
 2. **read** them with their scanner geometry (:func:`.ingest.read_series`).
 3. **co-register** each sequence rigidly to the reference (T1ce by default).
 4. **skull-strip** on the T1 moved onto a 1 mm grid around the reference (deepbet is a T1 network;
-   :mod:`.skullstrip`), and check the brain's volume.
+   :mod:`.skullstrip`), and check the brain's volume and that the mask cuts off no tumour
+   (:mod:`.maskcheck`, on the FLAIR moved onto the same grid).
 5. **atlas**: the reference's brain affinely onto the atlas' brain (the bundled template is
    skull-stripped, so brains are registered to brains).
 6. **resample** every sequence through its rigid and the atlas transforms at once (one interpolation,
@@ -35,10 +36,12 @@ from ..labels import MODALITY_ORDER, Modality
 from .atlas import Atlas, load_atlas
 from .identify import Identification, assign_sequences
 from .ingest import RawCase, Series, discover_raw_cases, read_series
+from .maskcheck import MAX_CUT_OFF_ML
 from .register import affine_to_atlas, rigid_to_reference
 from .report import write_prepare_report
 
-__all__ = ["PrepareOptions", "PreparedCase", "prepare_case", "prepare_input", "RECORD_NAME", "RECORD_VERSION"]
+__all__ = ["PrepareOptions", "PreparedCase", "prepare_case", "prepare_input", "RECORD_NAME", "RECORD_VERSION",
+           "require_prepare_extra"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class PrepareOptions:
         mapping: ``--map`` overrides, series or file -> sequence.
         cache: where deepbet's exported ONNX files live (default ``~/.cache/bratsx/skullstrip``).
         pictures: draw the overlay pictures of the record (needs Pillow).
+        max_cut_off_ml: FLAIR-bright tissue (mL) the skull stripper's mask may leave just outside it before the
+            case stops as a tumour cut off (:mod:`~bratsx.prepare.maskcheck`).
     """
 
     atlas: Atlas = Atlas.SRI24
@@ -67,6 +72,7 @@ class PrepareOptions:
     mapping: Mapping[str, Modality] = field(default_factory=dict)
     cache: Path | None = None
     pictures: bool = True
+    max_cut_off_ml: float = MAX_CUT_OFF_ML
 
 
 @dataclass(frozen=True)
@@ -141,16 +147,21 @@ def _image_from_ras(array: np.ndarray, like):
     return image
 
 
-def _skull_strip(case_id: str, t1_on_grid, options: PrepareOptions):
-    """The brain mask on the reference's 1 mm grid and its volume (mL)."""
+def _skull_strip(case_id: str, t1_on_grid, flair_on_grid, options: PrepareOptions):
+    """The brain mask on the reference's 1 mm grid, its volume (mL) and its tumour cut-off check's numbers."""
     import SimpleITK as sitk
 
+    from .maskcheck import check_cut_off
     from .skullstrip import brain_mask, onnx_from_deepbet, plausible_mask
 
     networks = onnx_from_deepbet(options.cache)
     mask = brain_mask(_ras_array(t1_on_grid), networks)
     volume_ml = plausible_mask(case_id, mask, float(np.prod(t1_on_grid.GetSpacing())) / 1000.0)
-    return sitk.Cast(_image_from_ras(mask.astype(np.uint8), t1_on_grid), sitk.sitkUInt8), volume_ml
+    cut = check_cut_off(case_id, _ras_array(flair_on_grid), mask, tuple(t1_on_grid.GetSpacing()),
+                        options.max_cut_off_ml)
+    check = {"cut_off_ml": cut.cut_off_ml, "bright_inside_ml": cut.bright_inside_ml,
+             "limit_ml": options.max_cut_off_ml}
+    return sitk.Cast(_image_from_ras(mask.astype(np.uint8), t1_on_grid), sitk.sitkUInt8), volume_ml, check
 
 
 def _composite(*transforms):
@@ -206,11 +217,14 @@ def prepare_case(case: RawCase, out: Path | str, options: PrepareOptions | None 
     grid = _one_mm_grid(reference)
     identity = sitk.Euler3DTransform()
     t1_on_grid = sitk.Resample(images[Modality.T1], grid, rigid.get(Modality.T1, identity), sitk.sitkLinear, 0.0)
+    mask_check = None  # the input's own brain is not checked: only a skull stripper's guess is
     if options.skull_strip == "none":
         mask = sitk.Cast(t1_on_grid > 0, sitk.sitkUInt8)
         brain_ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) / 1000.0
     else:
-        mask, brain_ml = _skull_strip(case.case_id, t1_on_grid, options)
+        flair_on_grid = sitk.Resample(images[Modality.FLAIR], grid, rigid.get(Modality.FLAIR, identity),
+                                      sitk.sitkLinear, 0.0)
+        mask, brain_ml, mask_check = _skull_strip(case.case_id, t1_on_grid, flair_on_grid, options)
     clock.lap("skull-strip")
     atlas = load_atlas(options.atlas)
     reference_on_grid = sitk.Resample(reference, grid, identity, sitk.sitkLinear, 0.0)
@@ -247,14 +261,14 @@ def prepare_case(case: RawCase, out: Path | str, options: PrepareOptions | None 
                                      reference_with_skull)
         clock.lap("write")
         record = _record(case, options, chosen, verdicts, images, quality, transforms, atlas.source, brain_ml,
-                         pictures, clock)
+                         mask_check, pictures, clock)
         (staging / PREPARE_FOLDER / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
         write_prepare_report(staging / PREPARE_FOLDER, record)
     return PreparedCase(case.case_id, folder, record, verdicts=tuple(verdicts))
 
 
-def _record(case, options, chosen, verdicts, images, quality, transforms, atlas_source, brain_ml, pictures,
-            clock: _Clock) -> dict:
+def _record(case, options, chosen, verdicts, images, quality, transforms, atlas_source, brain_ml, mask_check,
+            pictures, clock: _Clock) -> dict:
     sequences = {}
     for sequence, series in chosen.items():
         sequences[sequence.value] = {
@@ -269,11 +283,18 @@ def _record(case, options, chosen, verdicts, images, quality, transforms, atlas_
         "version": RECORD_VERSION, "case_id": case.case_id, "source": str(case.source),
         "atlas": options.atlas.value, "atlas_source": atlas_source, "reference": options.reference.value,
         "skull_strip": options.skull_strip, "brain_ml": round(brain_ml, 1),
+        "mask_check": mask_check,
         "sequences": sequences, "identification": table, "registration": quality,
         "transforms": transforms, "pictures": pictures, "seconds": clock.seconds,
         "seconds_total": round(sum(clock.seconds.values()), 2), "cpu_seconds": clock.cpu_seconds,
         "cpu_seconds_total": round(sum(clock.cpu_seconds.values()), 2),
     }
+
+
+def require_prepare_extra() -> None:
+    """Raise the one-line "install bratsx[prepare]" error when a package of the ``prepare`` extra is missing."""
+    for package in ("SimpleITK", "pydicom", "highdicom"):
+        optional_import(package, "prepare", purpose="bratsx prepare")
 
 
 def prepare_input(
@@ -299,8 +320,7 @@ def prepare_input(
     Raises:
         BratsxError: the input holds no case at all, or the ``prepare`` extra is not installed.
     """
-    for package in ("SimpleITK", "pydicom", "highdicom"):
-        optional_import(package, "prepare", purpose="bratsx prepare")
+    require_prepare_extra()
     cases = discover_raw_cases(input_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

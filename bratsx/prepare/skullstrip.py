@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import warnings
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..errors import CaseError
 from ..extras import missing_extra, optional_import
 from .atlas import PLAUSIBLE_BRAIN_ML
 
-__all__ = ["SkullStripError", "brain_mask", "default_cache", "onnx_from_deepbet", "plausible_mask"]
+__all__ = ["SkullStripError", "SkullStripper", "brain_mask", "default_cache", "onnx_from_deepbet", "plausible_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ SMALL_SHAPE = (128, 128, 128)
 MASK_SHAPE = (256, 256, 256)
 BOX_MARGIN = 0.1
 NETWORKS = ("bbox_model", "model")
+
+
+class SkullStripper(str, Enum):
+    """Brain extraction choices: deepbet's bundled networks, or none for skull-stripped inputs."""
+
+    DEEPBET = "deepbet"
+    NONE = "none"
 
 
 class SkullStripError(CaseError):

@@ -20,13 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cases import Case
 from ..errors import BratsxError, failure_text
 from ..runtime.segment import SegmentOptions
 
-__all__ = ["JOB_FOLDER", "Job", "JobQueue", "JobState", "Progress", "new_job_folder"]
+if TYPE_CHECKING:
+    from ..prepare import PrepareOptions
+
+__all__ = ["JOB_FOLDER", "Job", "JobQueue", "JobState", "Progress", "RawUpload", "new_job_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,21 @@ def new_job_folder(data_dir: Path) -> tuple[str, Path]:
     return job_id, folder
 
 
+@dataclass(frozen=True)
+class RawUpload:
+    """Raw scans to prepare before segmenting (``bratsx infer --prepare``'s chain; see :mod:`bratsx.serve.job`).
+
+    Attributes:
+        folder: the extracted upload, holding exactly one raw case.
+        case_id: that case's id, as :func:`~bratsx.prepare.ingest.discover_raw_cases` names it.
+        options: how to prepare it.
+    """
+
+    folder: Path
+    case_id: str
+    options: PrepareOptions
+
+
 @dataclass
 class Job:
     """One uploaded case on its way through the queue.
@@ -59,11 +77,12 @@ class Job:
     Attributes:
         id: 32 hex digits, the job's name in every URL.
         folder: its folder (uploads, outputs).
-        case: the case as discovery found it in ``folder``.
+        case: the case as discovery found it in ``folder`` (for raw scans: once prepared; ``None`` before).
         options: how to segment it.
         inputs: the uploaded files' own names by role (shown in the page, never used as paths).
         state: where it is.
-        stage: what a running job does (``loading``, ``inference``, ``writing``).
+        raw: the raw scans to prepare first (``None``: the upload is a BraTS-ready case).
+        stage: what a running job does (``preparing``, ``loading``, ``inference``, ``writing``, ``native``).
         tiles: (done, in all) while the backend runs.
         error: why it failed (one line).
         result: what it produced (see :mod:`bratsx.serve.presentation`).
@@ -72,9 +91,10 @@ class Job:
 
     id: str
     folder: Path
-    case: Case
+    case: Case | None
     options: SegmentOptions
     inputs: dict[str, str]
+    raw: RawUpload | None = None
     state: JobState = JobState.QUEUED
     stage: str = ""
     tiles: tuple[int, int] = (0, 0)
@@ -84,9 +104,15 @@ class Job:
     started: float | None = None
     finished: float | None = None
 
+    @property
+    def case_id(self) -> str:
+        """The case's id, known from the upload (a raw case's before it is prepared)."""
+        return self.case.case_id if self.case is not None else self.raw.case_id if self.raw else ""
+
     def describe(self, position: int | None) -> dict[str, Any]:
         """The job as the page sees it (``position``: jobs ahead of it, running or waiting; ``None`` once it runs)."""
-        return {"id": self.id, "case_id": self.case.case_id, "state": self.state.value, "stage": self.stage,
+        return {"id": self.id, "case_id": self.case_id, "state": self.state.value, "stage": self.stage,
+                "prepare": self.raw is not None,
                 "tiles_done": self.tiles[0], "tiles_total": self.tiles[1], "position": position,
                 "error": self.error, "result": self.result, "inputs": self.inputs,
                 "seconds_waiting": round((self.started or time.time()) - self.submitted, 3),
@@ -177,7 +203,7 @@ class JobQueue:
                 job.state = JobState.DONE
             except Exception as error:  # one job's failure, whatever raised it, must not stop the queue
                 expected = isinstance(error, BratsxError)
-                job.error = failure_text(error, job.case.case_id)
+                job.error = failure_text(error, job.case_id)
                 job.state = JobState.FAILED
                 logger.info("job %s failed: %s", job.id, job.error, exc_info=not expected)
             job.finished, job.stage = time.time(), ""

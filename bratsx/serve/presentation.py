@@ -24,16 +24,20 @@ from ..runtime.infer import CaseOutput, output_path
 from ..runtime.records import record_path
 from ..runtime.runner import Runner
 from .focus import focus_of_labels
-from .job import JobOutcome, job_output
+from .job import NATIVE_ZIP, JobOutcome, job_output
 from .jobs import Job
 
-__all__ = ["OVERLAY_NAME", "RESULT_NAME", "SEGMENTATION_NAME", "describe_flags", "job_result", "json_safe",
+__all__ = ["DICOM_SEG_NAME", "NATIVE_NAME", "OVERLAY_NAME", "RESULT_NAME", "SEGMENTATION_NAME",
+           "describe_flags", "job_result", "json_safe",
            "label_legend", "model_description", "output_file", "sequence_frames"]
 
 SEGMENTATION_NAME = "segmentation"
 RESULT_NAME = "record"
 PICTURES_FOLDER = "pictures"
 OVERLAY_NAME = "overlay.png"
+#: A prepared job's native-grid segmentations (zip) and its DICOM-SEG (DICOM inputs).
+NATIVE_NAME = "native"
+DICOM_SEG_NAME = "dicom-seg"
 
 
 def sequence_frames(case: Case | None) -> dict[str, int | None]:
@@ -80,11 +84,27 @@ def model_description(runner: Runner) -> dict[str, Any]:
 
 
 def output_file(job_folder: Path, case_id: str, name: str) -> Path:
-    """A job's output file: ``SEGMENTATION_NAME`` (the case's label map), ``RESULT_NAME`` (its record) or
-    ``OVERLAY_NAME``."""
+    """A job's output file: ``SEGMENTATION_NAME`` (the case's label map), ``RESULT_NAME`` (its record),
+    ``OVERLAY_NAME``, and for raw scans ``NATIVE_NAME`` (the native-grid segmentations, zipped) and
+    ``DICOM_SEG_NAME``."""
+    from ..prepare.batch import NATIVE_FOLDER
+
     out = job_output(job_folder)
     return {SEGMENTATION_NAME: output_path(out, case_id), RESULT_NAME: record_path(out, case_id),
-            OVERLAY_NAME: out / PICTURES_FOLDER / OVERLAY_NAME}[name]
+            OVERLAY_NAME: out / PICTURES_FOLDER / OVERLAY_NAME, NATIVE_NAME: out / NATIVE_ZIP,
+            DICOM_SEG_NAME: out / NATIVE_FOLDER / f"{case_id}_seg.dcm"}[name]
+
+
+def _prepared(outcome: JobOutcome) -> dict[str, Any] | None:
+    """What the page shows of a raw case's preparation and of its segmentation on the native grids."""
+    if outcome.prepared is None or outcome.native is None:
+        return None
+    record = outcome.prepared
+    return {"sequences": {name: info["label"] for name, info in record["sequences"].items()},
+            "registration": record["registration"], "brain_ml": record["brain_ml"],
+            "mask_check": record.get("mask_check"), "seconds": record["seconds"],
+            "native_grids": sorted(outcome.native.segmentations), "dicom_seg": outcome.native.dicom_seg is not None,
+            "native_volumes_ml": outcome.native.volumes_ml}
 
 
 def _overlay(job: Job, output: CaseOutput | None) -> tuple[bool, str | None, bool | None]:
@@ -136,5 +156,6 @@ def job_result(job: Job, outcome: JobOutcome, model: dict[str, Any]) -> dict[str
         "focus_mm": focus_of_labels(geometry.from_canonical(outcome.output.labels), geometry.affine)
         if geometry and outcome.output.labels is not None else None,
         "model": model,
+        "prepared": _prepared(outcome),
     })
     return result

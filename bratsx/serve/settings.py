@@ -47,6 +47,7 @@ class ServeSettings:
         max_upload_mb: largest request body accepted (a BraTS case is 10-150 MB).
         max_unzipped_mb: most bytes a ``.zip`` upload may expand to.
         max_zip_members: most entries a ``.zip`` upload may hold.
+        max_raw_zip_members: most entries a ``.zip`` of raw scans may hold (a DICOM study is a file per slice).
         max_files: most files one upload may hold (four sequences and a reference are five).
         max_queued_jobs: most jobs waiting to start; an upload beyond it is refused until one starts.
         expire_minutes: a finished job's files are deleted this long after it ends.
@@ -67,6 +68,7 @@ class ServeSettings:
     max_upload_mb: float = 200.0
     max_unzipped_mb: float = 1024.0
     max_zip_members: int = 64
+    max_raw_zip_members: int = 4096
     max_files: int = 8
     max_queued_jobs: int = 16
     expire_minutes: float = 60.0
@@ -87,7 +89,7 @@ class ServeSettings:
         for name in ("max_upload_mb", "max_unzipped_mb", "expire_minutes"):
             if getattr(self, name) <= 0:
                 raise BratsxError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("jobs_per_model", "max_zip_members", "max_files", "max_queued_jobs"):
+        for name in ("jobs_per_model", "max_zip_members", "max_raw_zip_members", "max_files", "max_queued_jobs"):
             if getattr(self, name) < 1:
                 raise BratsxError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 

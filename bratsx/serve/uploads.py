@@ -32,7 +32,7 @@ from ..imageio import inspect_case
 from ..labels import MODALITY_ORDER, LabelConvention
 
 __all__ = ["LABEL_ROLE", "ROLES", "UploadedFile", "case_from_folder", "case_from_zip", "case_id_from_names",
-           "extract_zip", "guess_role", "stage_files"]
+           "extract_zip", "guess_role", "raw_case_from_zip", "stage_files"]
 
 #: What an uploaded file can be: one of the four sequences, or the reference segmentation.
 LABEL_ROLE = "seg"
@@ -137,7 +137,7 @@ def stage_files(files: Sequence[UploadedFile], folder: Path, max_bytes: int | No
     return case_from_folder(folder, max_bytes), _convention_of([f.name for f in files])
 
 
-def _member_path(info: zipfile.ZipInfo, upload: str) -> PurePosixPath | None:
+def _member_path(info: zipfile.ZipInfo, upload: str, nifti_only: bool = True) -> PurePosixPath | None:
     """Where a member goes, relative to the extraction folder (``None``: skipped), after every check.
 
     Raises:
@@ -153,7 +153,7 @@ def _member_path(info: zipfile.ZipInfo, upload: str) -> PurePosixPath | None:
         raise BratsxError(f"{upload}: member {info.filename!r} is a symbolic link; zip the files themselves")
     if info.flag_bits & 0x1:
         raise BratsxError(f"{upload}: member {info.filename!r} is encrypted; upload an unencrypted .zip")
-    if info.is_dir() or not parts or _nifti_suffix(parts[-1]) is None:
+    if info.is_dir() or not parts or (nifti_only and _nifti_suffix(parts[-1]) is None):
         return None
     if any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return None  # hidden files and macOS resource forks
@@ -163,7 +163,8 @@ def _member_path(info: zipfile.ZipInfo, upload: str) -> PurePosixPath | None:
     return PurePosixPath(*safe)
 
 
-def extract_zip(archive: Path, upload: str, folder: Path, max_members: int, max_bytes: int) -> None:
+def extract_zip(archive: Path, upload: str, folder: Path, max_members: int, max_bytes: int,
+                nifti_only: bool = True) -> None:
     """Extract the NIfTI members of ``archive`` into ``folder`` safely (see the module docstring).
 
     Args:
@@ -172,6 +173,8 @@ def extract_zip(archive: Path, upload: str, folder: Path, max_members: int, max_
         folder: an empty folder of the job's.
         max_members: most entries the archive may hold.
         max_bytes: most bytes the NIfTI members may expand to, all together.
+        nifti_only: extract only NIfTI files (``False``: every regular file, for raw scans: DICOM files have
+            any name, and NIfTI files may come with their JSON sidecars).
 
     Raises:
         BratsxError: not a zip file, too many members or bytes, a member refused by the checks, or two
@@ -186,7 +189,7 @@ def extract_zip(archive: Path, upload: str, folder: Path, max_members: int, max_
         if len(members) > max_members:
             raise BratsxError(f"{upload}: {len(members)} entries, more than the {max_members} allowed; zip one case "
                               "folder")
-        chosen = [(info, path) for info in members if (path := _member_path(info, upload)) is not None]
+        chosen = [(info, path) for info in members if (path := _member_path(info, upload, nifti_only)) is not None]
         if len({path for _, path in chosen}) < len(chosen):
             raise BratsxError(f"{upload}: two members have the same name once made safe; rename them")
         written = 0
@@ -206,6 +209,45 @@ def _niftis(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and _nifti_suffix(p.name) is not None)
 
 
+def _gather_loose(folder: Path, upload: str) -> None:
+    """Move the NIfTI files at an extracted archive's root into a case folder named after them (their common
+    prefix, else the archive's name), so that the case never takes the server's own folder name."""
+    loose = _niftis(folder)
+    if not loose:
+        return
+    case_id = case_id_from_names([p.name for p in loose])
+    if case_id == "case":
+        case_id = _case_id(PurePosixPath(upload.replace("\\", "/")).stem)
+    (folder / case_id).mkdir()
+    for path in loose:
+        path.rename(folder / case_id / path.name)
+
+
+def raw_case_from_zip(folder: Path, upload: str) -> str:
+    """The id of the one raw case (a DICOM study, or a folder of NIfTI files per sequence) an extracted ``.zip``
+    holds, after checking that its four sequences can be told apart (as ``bratsx prepare`` identifies them).
+
+    Raises:
+        BratsxError: no raw case or several, a case that cannot be read, a sequence missing or doubled (one line),
+            or the ``prepare`` extra not installed.
+    """
+    from ..prepare.identify import assign_sequences
+    from ..prepare.ingest import discover_raw_cases
+    from ..prepare.pipeline import require_prepare_extra
+
+    require_prepare_extra()
+    _gather_loose(folder, upload)
+    cases = discover_raw_cases(folder)
+    if len(cases) != 1:
+        listed = ", ".join(c.case_id for c in cases[:4])
+        raise BratsxError(f"{upload}: {len(cases)} cases ({listed}); upload one case (one study) at a time")
+    [case] = cases
+    if case.problems:
+        raise BratsxError(f"case {case.case_id}: {case.problems[0]}")
+    assign_sequences(case.case_id, case.series, {})
+    return case.case_id
+
+
 def case_from_zip(folder: Path, upload: str, max_bytes: int | None = None) -> Case:
     """The one case an extracted ``.zip`` holds, wherever in the archive's folders it lies.
 
@@ -221,14 +263,8 @@ def case_from_zip(folder: Path, upload: str, max_bytes: int | None = None) -> Ca
     root = folder
     while not _niftis(root) and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir():
         root = entries[0]  # a zip of the folder above the case (or above that)
-    loose = _niftis(root)
-    if root == folder and loose:
-        case_id = case_id_from_names([p.name for p in loose])
-        if case_id == "case":
-            case_id = _case_id(PurePosixPath(upload.replace("\\", "/")).stem)
-        (folder / case_id).mkdir()
-        for path in loose:
-            path.rename(folder / case_id / path.name)
+    if root == folder:
+        _gather_loose(folder, upload)
     return case_from_folder(root, max_bytes)
 
 

@@ -16,7 +16,15 @@ from fastapi.responses import FileResponse
 
 from ...labels import Modality
 from ..jobs import Job, JobState
-from ..presentation import OVERLAY_NAME, RESULT_NAME, SEGMENTATION_NAME, output_file, sequence_frames
+from ..presentation import (
+    DICOM_SEG_NAME,
+    NATIVE_NAME,
+    OVERLAY_NAME,
+    RESULT_NAME,
+    SEGMENTATION_NAME,
+    output_file,
+    sequence_frames,
+)
 from ..review import REFERENCE_ROLE
 from ..state import AppState
 from ..uploads import LABEL_ROLE
@@ -33,6 +41,8 @@ _DOWNLOADS = {
     "segmentation": (SEGMENTATION_NAME, "{id}.nii.gz", "application/gzip"),
     "result": (RESULT_NAME, "{id}_result.json", "application/json"),
     "overlay": (OVERLAY_NAME, "{id}_overlay.png", "image/png"),
+    "native": (NATIVE_NAME, "{id}_native.zip", "application/zip"),
+    "dicom-seg": (DICOM_SEG_NAME, "{id}_seg.dcm", "application/dicom"),
 }
 _NOT_FOUND = "no such file"
 
@@ -53,7 +63,7 @@ def job_volume(job: Annotated[Job, Depends(find_job)], role: str) -> FileRespons
     """A job's sequence (``flair``, ``t1``, ``t1ce``, ``t2``) or, once done, its segmentation (``seg``)."""
     if role == LABEL_ROLE:
         _finished(job)
-        path = output_file(job.folder, job.case.case_id, SEGMENTATION_NAME)
+        path = output_file(job.folder, job.case_id, SEGMENTATION_NAME)
     elif role in sequence_frames(job.case):
         path = job.case.images[Modality(role)]
     else:
@@ -65,15 +75,16 @@ def job_volume(job: Annotated[Job, Depends(find_job)], role: str) -> FileRespons
 
 @router.get("/api/jobs/{job_id}/download/{what}")
 def download(job: Annotated[Job, Depends(find_job)], what: str) -> FileResponse:
-    """A result to keep: ``segmentation`` (``<case>.nii.gz``), ``result`` (JSON) or ``overlay`` (PNG)."""
+    """A result to keep: ``segmentation`` (``<case>.nii.gz``), ``result`` (JSON) or ``overlay`` (PNG); for raw
+    scans also ``native`` (a zip of the segmentation on every native grid, with the volumes) and ``dicom-seg``."""
     if what not in _DOWNLOADS:
         raise HTTPException(404, _NOT_FOUND)
     _finished(job)
     name, filename, media_type = _DOWNLOADS[what]
-    path = output_file(job.folder, job.case.case_id, name)
+    path = output_file(job.folder, job.case_id, name)
     if not path.is_file():
         raise HTTPException(404, f"this job has no {what} file")
-    return FileResponse(path, media_type=media_type, filename=filename.format(id=job.case.case_id))
+    return FileResponse(path, media_type=media_type, filename=filename.format(id=job.case_id))
 
 
 @router.get("/api/review/cases/{case_id}/volumes/{role}")

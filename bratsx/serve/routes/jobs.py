@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -16,10 +17,10 @@ from ...errors import BratsxError
 from ...labels import LabelConvention
 from ...runtime.segment import SegmentOptions
 from ..events import EVENT_STREAM, job_events
-from ..jobs import Job, JobQueue, new_job_folder
+from ..jobs import Job, JobQueue, RawUpload, new_job_folder
 from ..presentation import sequence_frames
 from ..state import AppState
-from ..uploads import UploadedFile, case_from_zip, extract_zip, guess_role, stage_files
+from ..uploads import UploadedFile, case_from_zip, extract_zip, guess_role, raw_case_from_zip, stage_files
 from .common import app_state
 
 __all__ = ["router"]
@@ -65,17 +66,34 @@ def find_job(job_id: str, queue: Annotated[JobQueue, Depends(job_queue)]) -> Job
         raise HTTPException(404, "no such job: it never existed, or it expired and its files were deleted") from None
 
 
-def _upload(state: AppState, files: list[UploadFile], roles: list[str], convention: str) -> Job:
-    """Write the upload into a new job folder and find its case there (the folder is deleted on error)."""
+def _raw_upload(upload: Path, name: str, skull_strip: str) -> RawUpload:
+    """An extracted zip of raw scans: the case to prepare (checked now: one case, its four sequences told apart)."""
+    from ...prepare import PrepareOptions
+    from ...prepare.skullstrip import SkullStripper
+
+    stripper = look_up(SkullStripper, skull_strip, "skull stripping")
+    return RawUpload(upload, raw_case_from_zip(upload, name), PrepareOptions(skull_strip=stripper.value))
+
+
+def _upload(state: AppState, files: list[UploadFile], roles: list[str], convention: str, prepare: bool = False,
+            skull_strip: str = "deepbet") -> Job:
+    """Write the upload into a new job folder and find its case there (the folder is deleted on error).
+
+    With ``prepare`` the upload is one ``.zip`` of raw scans (a DICOM study, or NIfTI files per sequence),
+    prepared when the job runs (see :mod:`bratsx.serve.job`)."""
     settings = state.settings
     if not files:
         raise BratsxError("no file uploaded: choose the four sequences, or one .zip of the case folder")
+    names = [f.filename or "unnamed" for f in files]
+    if prepare and (len(files) != 1 or not names[0].lower().endswith(".zip")):
+        raise BratsxError("to prepare raw scans, upload one .zip of the case (a DICOM study, or NIfTI files per "
+                          "sequence)")
     if len(files) > settings.max_files:
         raise BratsxError(f"{len(files)} files uploaded, more than the {settings.max_files} this server takes at once "
                           "(its --max-files): upload one case, four sequences and optionally its reference")
-    names = [f.filename or "unnamed" for f in files]
     chosen = look_up(LabelConvention, convention, "label convention") if convention else None
     job_id, folder = new_job_folder(state.data_dir)
+    raw = None
     try:
         upload = folder / _UPLOAD_FOLDER
         upload.mkdir()
@@ -83,10 +101,14 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
             archive = folder / _ZIP_NAME
             with archive.open("xb") as target:
                 shutil.copyfileobj(files[0].file, target, 1024 * 1024)
-            extract_zip(archive, names[0], upload, settings.max_zip_members, settings.max_unzipped_bytes)
+            members = settings.max_raw_zip_members if prepare else settings.max_zip_members
+            extract_zip(archive, names[0], upload, members, settings.max_unzipped_bytes, nifti_only=not prepare)
             archive.unlink()
-            case, implied = case_from_zip(upload, names[0], settings.max_unzipped_bytes), None
-            inputs = {"zip": names[0]}
+            if prepare:
+                case, raw = None, _raw_upload(upload, names[0], skull_strip)
+            else:
+                case = case_from_zip(upload, names[0], settings.max_unzipped_bytes)
+            implied, inputs = None, {"zip": names[0]}
         else:
             given = roles or [guess_role(n)["role"] or "" for n in names]
             if len(given) != len(files):
@@ -97,7 +119,7 @@ def _upload(state: AppState, files: list[UploadFile], roles: list[str], conventi
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Job(job_id, folder, case, SegmentOptions(convention=chosen or settings.labels or implied), inputs)
+    return Job(job_id, folder, case, SegmentOptions(convention=chosen or settings.labels or implied), inputs, raw)
 
 
 @router.post("/jobs", status_code=201)
@@ -107,6 +129,11 @@ def submit(
     files: Annotated[list[UploadFile], File(description="Four NIfTI files (and optionally a reference), or one .zip")],
     roles: Annotated[list[str], Form(description="The sequence of each file: flair, t1, t1ce, t2 or seg")] = [],
     convention: Annotated[str, Form(description="Label values of the output (default: as the input's)")] = "",
+    prepare: Annotated[bool, Form(description="The .zip holds raw scans (DICOM or NIfTI per sequence, "
+                                              "unregistered, skull on): prepare them as bratsx infer --prepare "
+                                              "does, and map the segmentation back to every native grid")] = False,
+    skull_strip: Annotated[str, Form(description="With prepare: deepbet, or none for skull-stripped scans")]
+    = "deepbet",
 ) -> dict[str, Any]:
     """Upload a case and queue it; answers the job (422 with the loader's one-line message when the upload is bad,
     429 when the queue is full)."""
@@ -115,7 +142,7 @@ def submit(
         raise HTTPException(429, f"{limit} jobs already wait to start, the most this server queues (its "
                                  "--max-queued-jobs): upload again when one has started")
     try:
-        job = _upload(state, files, roles, convention)
+        job = _upload(state, files, roles, convention, prepare, skull_strip)
     except BratsxError as error:
         raise HTTPException(422, str(error)) from None
     queue.submit(job)

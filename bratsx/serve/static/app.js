@@ -429,12 +429,20 @@
     fillFlags($("flags"), result.flags);
     const base = `/api/jobs/${job.id}/download`;
     const names = { segmentation: `${result.case_id}.nii.gz`, result: `${result.case_id}_result.json`,
-                    overlay: `${result.case_id}_overlay.png` };
+                    overlay: `${result.case_id}_overlay.png`, native: `${result.case_id}_native.zip`,
+                    "dicom-seg": `${result.case_id}_seg.dcm` };
     for (const [what, filename] of Object.entries(names)) {
       $(`download-${what}`).dataset.url = `${base}/${what}`;
       $(`download-${what}`).dataset.filename = filename;
     }
     $("download-overlay").hidden = !result.overlay;
+    const prepared = result.prepared;
+    $("download-native").hidden = !prepared;
+    $("download-dicom-seg").hidden = !(prepared && prepared.dicom_seg);
+    $("prepared-note").hidden = !prepared;
+    $("prepared-note").textContent = prepared ?
+      `Prepared from raw scans (brain ${prepared.brain_ml.toFixed(0)} mL); the segmentation shown is in atlas ` +
+      `space, the downloads on each native grid: ${prepared.native_grids.join(", ")}.` : "";
     $("overlay-note").textContent = result.overlay_error || "";
     $("overlay-image").hidden = true;
     if (result.overlay) showOverlayPicture(`${base}/overlay`);
@@ -545,6 +553,8 @@
     files.forEach((file) => form.append("files", file, file.name));
     for (const select of document.querySelectorAll("#file-roles select.role")) form.append("roles", select.value);
     form.append("convention", $("convention").value);
+    form.append("prepare", $("prepare").checked ? "true" : "false");
+    form.append("skull_strip", $("skull-strip").value);
     showError($("upload-error"), "");
     $("result").hidden = true;
     $("job").hidden = false;

@@ -35,6 +35,7 @@ from .collect import FAILED, CaseEntry, collect_batch, read_summary
 from .flags import Evidence, FlagOptions, compute_flags
 from .html import ReportRow, batch_report_html, run_report_html
 from .options import RenderOptions
+from .prepared import prepare_html
 from .qc import read_qc
 from .render import CaseImages, png_bytes, render_case
 
@@ -210,7 +211,8 @@ def build_batch_report(
 
     Args:
         pred_dir: a ``bratsx infer`` output folder.
-        cases_dir: the cases it ran on (backgrounds and references); without it no picture is drawn.
+        cases_dir: the cases it ran on (backgrounds and references); without it no picture is drawn. Cases
+            prepared from raw scans (``OUT/prepared`` of ``bratsx infer --prepare``) also show their preparation.
         out_dir: where the report goes (default ``pred_dir/report``); pictures go to ``out_dir/cases/<id>/``.
         options: how to draw, flag and review.
         on_case: called as each case's pictures are done (for progress).
@@ -228,7 +230,7 @@ def build_batch_report(
     entries = collect_batch(pred_dir, cases_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _render_all(entries, out_dir / CASES_FOLDER, options, on_case) if cases_dir is not None else {}
-    rows = [ReportRow(e, images.get(e.case_id)) for e in entries]
+    rows = [ReportRow(e, images.get(e.case_id), prepare=prepare_html(e)) for e in entries]
     flags = compute_flags([_evidence(row) for row in rows], options.flags)
     rows = [replace(row, flags=tuple(flags[row.entry.case_id])) for row in rows]
     key = hashlib.sha256(str(pred_dir.resolve()).encode()).hexdigest()[:16]

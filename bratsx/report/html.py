@@ -48,6 +48,7 @@ class ReportRow:
     entry: CaseEntry
     images: CaseImages | None = None
     flags: Sequence[Flag] = field(default_factory=tuple)
+    prepare: str | None = None  # the case's preparation from raw scans, as escaped HTML (:mod:`.prepared`)
 
     @property
     def volumes_ml(self) -> dict[str, float]:
@@ -173,6 +174,7 @@ def _case_data(row: ReportRow) -> dict[str, Any]:
         "metrics": dict(row.entry.metrics),
         "figure": data_uri(images.figure, "image/png") if images is not None and images.figure else None,
         "gif": data_uri(images.gif, "image/gif") if images is not None and images.gif else None,
+        "prepared": row.prepare is not None,
     }
 
 
@@ -203,7 +205,9 @@ def batch_report_html(
     referenced = sum(bool(row.entry.metrics) for row in rows)
     flagged = sum(bool(row.flags) for row in rows)
     latencies = [row.entry.seconds for row in rows if row.entry.seconds is not None]
-    counts = [("cases", len(rows)), *sorted(statuses.items()), ("with reference", referenced), ("flagged", flagged)]
+    prepared = sum(row.prepare is not None for row in rows)
+    counts = [("cases", len(rows)), *sorted(statuses.items()), ("with reference", referenced), ("flagged", flagged),
+              *([("prepared from raw scans", prepared)] if prepared else [])]
     cards = "".join(f'<span class="card"><b>{n}</b> {escape(label)}</span>' for label, n in counts)
     if latencies:
         cards += (f'<span class="card"><b>{np.mean(latencies):.1f} s</b> mean latency '
@@ -223,6 +227,8 @@ def batch_report_html(
         "qcColumns": list(QC_COLUMNS),
         "formulaPrefixes": list(FORMULA_PREFIXES),
     }
+    preparations = "\n".join(f'<template id="prepare-{i}"><h2>Preparation from raw scans</h2>{row.prepare}</template>'
+                             for i, row in enumerate(rows) if row.prepare is not None)
     body = f"""<header><h1>{escape(title)}</h1>
 <p class="cards">{cards}</p>
 {_summary_table([row.entry for row in rows])}
@@ -250,7 +256,9 @@ def batch_report_html(
 export them to qc.csv and pass it to <code>bratsx report --qc qc.csv</code> to see them in a rebuilt report.</p>
 </section>
 <dialog id="detail"><button class="close" type="button">close</button><h2></h2>
-<div class="info"></div><img class="figure" alt="overlay"><img class="gif" alt="axial fly-through"></dialog>
+<div class="info"></div><img class="figure" alt="overlay"><img class="gif" alt="axial fly-through">
+<div class="prepare"></div></dialog>
+{preparations}
 <script type="application/json" id="{DATA_ELEMENT_ID}">{script_json(data)}</script>"""
     return _page(title, body, _SCRIPT.replace("__DATA_ELEMENT_ID__", DATA_ELEMENT_ID))
 
@@ -312,6 +320,7 @@ image-rendering:auto}dialog img.figure{min-width:min(900px,90vw)}dialog img.gif{
 .info p{margin:.2em 0}.info .error{color:#b00}.info table{margin:.4em 0}
 img.curves{max-width:100%;border:1px solid #ddd;background:#fff}
 .hint{color:#666;font-size:.9em}
+.prepare figure{display:inline-block;margin:.3em}.prepare figure img{max-width:min(440px,90vw)}
 """
 
 _SCRIPT = r"""
@@ -387,6 +396,8 @@ function openCase(item) {
   }
   showImage(dialog.querySelector("img.figure"), item.figure);
   showImage(dialog.querySelector("img.gif"), item.gif);
+  const preparation = document.getElementById("prepare-" + DATA.cases.indexOf(item));
+  dialog.querySelector(".prepare").replaceChildren(...(preparation ? [preparation.content.cloneNode(true)] : []));
   dialog.showModal();
 }
 dialog.addEventListener("click", event => { if (event.target === dialog) dialog.close(); });

@@ -11,8 +11,10 @@ from rich.text import Text
 
 from ..labels import Modality
 from ..prepare.atlas import Atlas
+from ..prepare.pipeline import PrepareOptions
 from ..prepare.skullstrip import SkullStripper
 from .common import USER_ERROR, console, err_console, literal, reports_errors
+from .options import default_of
 
 
 def _table(result) -> Table:
@@ -26,6 +28,11 @@ def _table(result) -> Table:
         table.add_row(literal(verdict.series.label), verdict.sequence.value if verdict.sequence else "-",
                       f"{verdict.confidence:.2f}", literal(evidence), "yes" if used else "")
     return table
+
+
+def _cut_off(record: dict) -> str:
+    check = record.get("mask_check")
+    return f", {check['cut_off_ml']:.1f} mL bright tissue cut off" if check else ""
 
 
 @reports_errors
@@ -51,17 +58,22 @@ def prepare(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where deepbet's ONNX export is kept. [default: "
                                                       "~/.cache/bratsx/skullstrip]", show_default=False)] = None,
     pictures: Annotated[bool, typer.Option(help="Draw overlay pictures (needs Pillow).")] = True,
+    max_cut_off_ml: Annotated[float, typer.Option(
+        min=0, help="Tumour cut-off check: the FLAIR-bright tissue (mL) the skull stripper's mask may leave just "
+                    "outside it, continuing bright tissue inside, before the case stops.")]
+    = default_of(PrepareOptions, "max_cut_off_ml"),
 ) -> None:
     """Identify, co-register, skull-strip and resample raw scans onto the atlas, one case per study or folder.
 
-    A case with a missing or doubled sequence, an implausible brain mask or a registration that made
-    its metric worse stops with one line and writes nothing; the other cases go on, and the command
-    exits with code 2 when any case failed.
+    A case with a missing or doubled sequence, an implausible brain mask (its volume, or tumour cut off)
+    or a registration that made its metric worse stops with one line and writes nothing; the other cases
+    go on, and the command exits with code 2 when any case failed.
     """
-    from ..prepare import PrepareOptions, parse_sequence_map, prepare_input
+    from ..prepare import parse_sequence_map, prepare_input
 
     options = PrepareOptions(atlas=atlas, skull_strip=skull_strip.value, reference=reference,
-                             mapping=parse_sequence_map(mapping or []), cache=cache_dir, pictures=pictures)
+                             mapping=parse_sequence_map(mapping or []), cache=cache_dir, pictures=pictures,
+                             max_cut_off_ml=max_cut_off_ml)
 
     def show(result) -> None:
         if result.verdicts:
@@ -72,7 +84,7 @@ def prepare(
         seconds = result.record["seconds"]
         console.print(Text.assemble("prepared ", literal(result.case_id), " -> ", literal(result.folder), (
             f" in {result.record['seconds_total']:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
-            + f"); brain {result.record['brain_ml']:.0f} mL")))
+            + f"); brain {result.record['brain_ml']:.0f} mL" + _cut_off(result.record))))
 
     results = prepare_input(input_path, out, options, on_case=show)
     failed = [r for r in results if r.error]

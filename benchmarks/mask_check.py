@@ -11,7 +11,9 @@ stay quiet on masks that are right or a little tight, and fire on masks that cut
   the tumour's voxels along that line (the larger, the less tumour is cut off).
 
 Then the raw case TCGA-FG-6692 is prepared through the real pipeline (deepbet mask), whose check must pass.
-Writes ``results/mask_check-<date>.json``.
+Writes ``results/mask_check-<date>.json``; ``--resummarise FILE`` recounts which masks the check stops in an
+earlier results file under the current :data:`~bratsx.prepare.maskcheck.MAX_CUT_OFF_ML`, without measuring
+again (the limit is chosen from the measured numbers).
 Run: ``python benchmarks/mask_check.py [--deepbet] [BRATS2018_FOLDER] [RAW_FOLDER]``.
 """
 
@@ -71,7 +73,7 @@ def brats_rows(folder: Path, deepbet: bool) -> list[dict]:
         for name, mask in masks.items():
             found = cut_off_ml(flair, mask, (1.0, 1.0, 1.0))
             row[name] = {"cut_off_ml": found.cut_off_ml, "tumour_removed_ml": round((tumour & ~mask).sum() / 1000, 1),
-                         "mask_ml": round(mask.sum() / 1000, 1), "fires": found.cut_off_ml > MAX_CUT_OFF_ML}
+                         "mask_ml": round(mask.sum() / 1000, 1)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -80,7 +82,7 @@ def brats_rows(folder: Path, deepbet: bool) -> list[dict]:
 def raw_rows(folder: Path) -> list[dict]:
     out = Path(tempfile.mkdtemp(prefix="mask-check-"))
     rows = []
-    for result in prepare_input(folder, out, PrepareOptions(pictures=False)):
+    for result in prepare_input(folder, out, PrepareOptions(pictures=False, max_cut_off_ml=float("inf"))):
         rows.append({"case": result.case_id, "error": result.error,
                      "mask_check": result.record and result.record["mask_check"],
                      "brain_ml": result.record and result.record["brain_ml"]})
@@ -88,26 +90,40 @@ def raw_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--deepbet"]
-    brats = Path(args[0]) if args else SHARED / "brats2018"
-    raw = Path(args[1]) if len(args) > 1 else SHARED / "raw"
-    start = time.perf_counter()
-    rows = brats_rows(brats, "--deepbet" in sys.argv)
+def summarise(result: dict) -> dict:
+    """``result`` with ``fires`` on every mask and the per-scenario counts, under the current limit."""
+    rows = result["brats2018"]
     scenarios = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    summary = {name: {"fired": sum(r[name]["fires"] for r in rows), "of": len(rows),
-                      "cut_off_ml_min": min(r[name]["cut_off_ml"] for r in rows),
-                      "cut_off_ml_max": max(r[name]["cut_off_ml"] for r in rows)} for name in scenarios}
-    raw_cases = raw_rows(raw)
-    settings = {"bright": BRIGHT, "open_mm": OPEN_MM, "tight_mm": TIGHT_MM, "shell_mm": SHELL_MM,
-                "max_cut_off_ml": MAX_CUT_OFF_ML}
-    result = {"settings": settings,
-              "summary": summary, "brats2018": rows, "raw": raw_cases,
-              "seconds": round(time.perf_counter() - start, 1), "loadavg": os.getloadavg(),
-              "command": " ".join(sys.argv), "machine": machine_info()}
-    out = Path(__file__).with_name("results") / f"mask_check-{datetime.date.today()}.json"
+    for row in rows:
+        for name in scenarios:
+            row[name]["fires"] = row[name]["cut_off_ml"] > MAX_CUT_OFF_ML
+    for row in result["raw"]:
+        if row.get("mask_check"):
+            row["fires"] = row["mask_check"]["cut_off_ml"] > MAX_CUT_OFF_ML
+    result["summary"] = {name: {"fired": sum(r[name]["fires"] for r in rows), "of": len(rows),
+                                "cut_off_ml_min": min(r[name]["cut_off_ml"] for r in rows),
+                                "cut_off_ml_max": max(r[name]["cut_off_ml"] for r in rows)} for name in scenarios}
+    result["settings"] = {"bright": BRIGHT, "open_mm": OPEN_MM, "tight_mm": TIGHT_MM, "shell_mm": SHELL_MM,
+                          "max_cut_off_ml": MAX_CUT_OFF_ML}
+    return result
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--resummarise"]:
+        out = Path(sys.argv[2])
+        result = summarise(json.loads(out.read_text()))
+    else:
+        args = [a for a in sys.argv[1:] if a != "--deepbet"]
+        brats = Path(args[0]) if args else SHARED / "brats2018"
+        raw = Path(args[1]) if len(args) > 1 else SHARED / "raw"
+        start = time.perf_counter()
+        rows = brats_rows(brats, "--deepbet" in sys.argv)
+        raw_cases = raw_rows(raw)
+        result = summarise({"brats2018": rows, "raw": raw_cases, "seconds": round(time.perf_counter() - start, 1),
+                            "loadavg": os.getloadavg(), "command": " ".join(sys.argv), "machine": machine_info()})
+        out = Path(__file__).with_name("results") / f"mask_check-{datetime.date.today()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(result["summary"], indent=1))
 
 
 if __name__ == "__main__":

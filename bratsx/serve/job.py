@@ -159,6 +159,6 @@ def run_job(job: Job, runner: Runner, progress: Progress) -> JobOutcome:
         raise BratsxError(record.error or f"case {record.case_id}: {record.status}")
     output, native = scheduler.outputs.get(record.case_id), None
     if job.raw is not None:  # a raw case is always segmented here (overwrite), so its output is in memory
-        progress("native", 0, 0)
+        progress("to native grids", 0, 0)
         native = _native(job, record, output.convention)
     return JobOutcome(record, output, prepared, native)

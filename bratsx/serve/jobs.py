@@ -82,7 +82,7 @@ class Job:
         inputs: the uploaded files' own names by role (shown in the page, never used as paths).
         state: where it is.
         raw: the raw scans to prepare first (``None``: the upload is a BraTS-ready case).
-        stage: what a running job does (``preparing``, ``loading``, ``inference``, ``writing``, ``native``).
+        stage: what a running job does (``preparing``, ``loading``, ``inference``, ``writing``, ``to native grids``).
         tiles: (done, in all) while the backend runs.
         error: why it failed (one line).
         result: what it produced (see :mod:`bratsx.serve.presentation`).

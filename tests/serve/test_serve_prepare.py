@@ -127,3 +127,21 @@ def test_prepare_takes_one_zip_not_loose_files(tmp_path, model_folder):
     with client(model=model_folder, backend="ort") as app:
         response = app.post("/api/jobs", files=[("files", (loose.name, loose.read_bytes()))], data={"prepare": "true"})
     assert response.status_code == 422 and "upload one .zip" in response.json()["detail"]
+
+
+def test_nifti_files_at_a_zips_root_are_one_raw_case_named_after_them(tmp_path):
+    import numpy as np
+
+    from bratsx.serve.uploads import extract_zip, raw_case_from_zip
+
+    archive = tmp_path / "upload.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in ("pat7_flair", "pat7_t1", "pat7_t1c", "pat7_t2"):
+            image = nib.Nifti1Image(np.zeros((8, 8, 8), "int16"), np.eye(4))
+            zipped.writestr(f"{name}.nii", image.to_bytes())
+        zipped.writestr("notes.txt", "kept: raw uploads keep every file")
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    extract_zip(archive, "upload.zip", folder, max_members=16, max_bytes=10**7, nifti_only=False)
+    assert (folder / "notes.txt").is_file()
+    assert raw_case_from_zip(folder, "upload.zip") == "pat7"

@@ -63,6 +63,17 @@ def _opened(region: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarr
     return ndimage.binary_opening(region, ball.sum(axis=0) <= OPEN_MM ** 2)
 
 
+def _around(mask: np.ndarray, spacing: tuple[float, float, float]) -> tuple[slice, ...]:
+    """The mask's bounding box grown by :data:`SHELL_MM` plus the opening's radius and a voxel, per axis."""
+    box = []
+    for axis, step in enumerate(spacing):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        found = np.flatnonzero(mask.any(axis=others))
+        margin = int(np.ceil((SHELL_MM + OPEN_MM) / step)) + 1
+        box.append(slice(max(0, found[0] - margin), found[-1] + margin + 1))
+    return tuple(box)
+
+
 def cut_off_ml(flair: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float]) -> CutOff:
     """The volume of FLAIR-bright tissue outside ``mask`` that continues bright tissue inside it.
 
@@ -79,6 +90,8 @@ def cut_off_ml(flair: np.ndarray, mask: np.ndarray, spacing: tuple[float, float,
     mask = mask.astype(bool)
     if not mask.any():
         return CutOff(0.0, 0.0)
+    box = _around(mask, spacing)  # nothing beyond SHELL_MM of the mask is measured: work on its box
+    flair, mask = flair[box], mask[box]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     bright = flair >= BRIGHT * float(np.median(flair[mask]))
     outside = ~mask

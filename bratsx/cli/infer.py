@@ -14,7 +14,7 @@ from ..cases import Layout, discover
 from ..errors import BratsxError
 from ..extras import optional_import
 from ..postprocess import postprocess_override
-from ..prepare.skullstrip import SkullStripper
+from ..prepare.skullstrip import SkullStripper, parse_skull_strip
 from ..runtime.backends import BackendName
 from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, reports_errors
@@ -107,10 +107,10 @@ def infer(
                                           "does with its defaults (into OUT/prepared), segment them, and write each "
                                           "segmentation back on every native sequence grid (OUT/native, with a "
                                           "DICOM-SEG for DICOM inputs). pip install 'bratsx[prepare]'.")] = False,
-    skull_strip: Annotated[SkullStripper, typer.Option(
-        "--skull-strip", case_sensitive=False, help="With --prepare: deepbet (its bundled networks on ONNX "
-                                                    "Runtime) or none (the scans are already skull-stripped).")
-    ] = SkullStripper.DEEPBET,
+    skull_strip: Annotated[str, typer.Option(
+        "--skull-strip", metavar="deepbet|none|synthstrip:PATH",
+        help="With --prepare: deepbet (its bundled networks on ONNX Runtime), synthstrip:PATH (SynthStrip with "
+             "weights you have) or none (the scans are already skull-stripped).")] = SkullStripper.DEEPBET.value,
 ) -> None:
     """Segment every case in CASES_DIR and write OUT/<case_id>.nii.gz in each input's geometry.
 
@@ -177,7 +177,7 @@ def infer(
         raise typer.Exit(1)
 
 
-def _prepared_cases(raw: Path, out: Path, skull_strip: SkullStripper) -> tuple[Path, int]:
+def _prepared_cases(raw: Path, out: Path, skull_strip: str) -> tuple[Path, int]:
     """``--prepare``: every case of ``raw`` prepared into ``OUT/prepared`` (one line for each that cannot be);
     returns that folder, whose cases are then segmented as any others, and how many cases could not be prepared.
 
@@ -192,7 +192,7 @@ def _prepared_cases(raw: Path, out: Path, skull_strip: SkullStripper) -> tuple[P
         console.print(literal(result.error, "red") if result.error else
                       f"prepared {escape(result.case_id)} in {result.record['seconds_total']:.1f} s")
 
-    results = prepare_input(raw, prepared, PrepareOptions(skull_strip=skull_strip.value), on_case=show)
+    results = prepare_input(raw, prepared, PrepareOptions(skull_strip=parse_skull_strip(skull_strip)), on_case=show)
     if not any(r.folder for r in results):
         raise BratsxError(f"{raw}: no case could be prepared (each one's reason is above)")
     failed = sum(1 for r in results if r.error)

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..labels import Modality
 from ..prepare.atlas import Atlas
 from ..prepare.pipeline import PrepareOptions
-from ..prepare.skullstrip import SkullStripper
+from ..prepare.skullstrip import SkullStripper, parse_skull_strip
 from .common import USER_ERROR, console, err_console, literal, reports_errors
 from .options import default_of
 
@@ -46,10 +46,11 @@ def prepare(
     atlas: Annotated[Atlas, typer.Option(case_sensitive=False, help="Target space: sri24 is the BraTS grid "
                                          "(240x240x155, L,P,S); mni152 the ICBM 2009a template's grid.")]
     = Atlas.SRI24,
-    skull_strip: Annotated[SkullStripper, typer.Option(
-        "--skull-strip", case_sensitive=False,
-        help="deepbet: its bundled networks on ONNX Runtime (exported once into --cache-dir); none: the inputs "
-             "are already skull-stripped.")] = SkullStripper.DEEPBET,
+    skull_strip: Annotated[str, typer.Option(
+        "--skull-strip", metavar="deepbet|none|synthstrip:PATH",
+        help="deepbet: its bundled networks on ONNX Runtime (exported once into --cache-dir); synthstrip:PATH: "
+             "SynthStrip with weights you have (exported once to ONNX; needs torch the first time); none: the "
+             "inputs are already skull-stripped.")] = SkullStripper.DEEPBET.value,
     reference: Annotated[Modality, typer.Option(case_sensitive=False, help="The sequence the others are "
                                                 "registered to.")] = Modality.T1CE,
     mapping: Annotated[Optional[list[str]], typer.Option(
@@ -71,7 +72,7 @@ def prepare(
     """
     from ..prepare import parse_sequence_map, prepare_input
 
-    options = PrepareOptions(atlas=atlas, skull_strip=skull_strip.value, reference=reference,
+    options = PrepareOptions(atlas=atlas, skull_strip=parse_skull_strip(skull_strip), reference=reference,
                              mapping=parse_sequence_map(mapping or []), cache=cache_dir, pictures=pictures,
                              max_cut_off_ml=max_cut_off_ml)
 

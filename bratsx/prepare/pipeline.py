@@ -57,7 +57,8 @@ class PrepareOptions:
 
     Attributes:
         atlas: target space (``sri24``: the BraTS grid; ``mni152``).
-        skull_strip: ``"deepbet"`` (bundled network on ONNX Runtime) or ``"none"`` for skull-stripped inputs.
+        skull_strip: ``"deepbet"`` (bundled network on ONNX Runtime), ``"synthstrip:PATH"`` (SynthStrip with
+            the user's weights, :mod:`.synthstrip`) or ``"none"`` for skull-stripped inputs.
         reference: the sequence every other is registered to.
         mapping: ``--map`` overrides, series or file -> sequence.
         cache: where deepbet's exported ONNX files live (default ``~/.cache/bratsx/skullstrip``).
@@ -152,10 +153,14 @@ def _skull_strip(case_id: str, t1_on_grid, flair_on_grid, options: PrepareOption
     import SimpleITK as sitk
 
     from .maskcheck import check_cut_off
-    from .skullstrip import brain_mask, onnx_from_deepbet, plausible_mask
+    from .skullstrip import SYNTHSTRIP, brain_mask, default_cache, onnx_from_deepbet, plausible_mask
+    from .synthstrip import onnx_from_synthstrip, synthstrip_mask
 
-    networks = onnx_from_deepbet(options.cache)
-    mask = brain_mask(_ras_array(t1_on_grid), networks)
+    if options.skull_strip.startswith(SYNTHSTRIP):
+        network = onnx_from_synthstrip(Path(options.skull_strip[len(SYNTHSTRIP):]), options.cache or default_cache())
+        mask = synthstrip_mask(_ras_array(t1_on_grid), network)
+    else:
+        mask = brain_mask(_ras_array(t1_on_grid), onnx_from_deepbet(options.cache))
     volume_ml = plausible_mask(case_id, mask, float(np.prod(t1_on_grid.GetSpacing())) / 1000.0)
     cut = check_cut_off(case_id, _ras_array(flair_on_grid), mask, tuple(t1_on_grid.GetSpacing()),
                         options.max_cut_off_ml)

@@ -27,7 +27,8 @@ from ..errors import CaseError
 from ..extras import missing_extra, optional_import
 from .atlas import PLAUSIBLE_BRAIN_ML
 
-__all__ = ["SkullStripError", "SkullStripper", "brain_mask", "default_cache", "onnx_from_deepbet", "plausible_mask"]
+__all__ = ["SYNTHSTRIP", "SkullStripError", "SkullStripper", "brain_mask", "cpu_session", "default_cache",
+           "onnx_from_deepbet", "parse_skull_strip", "plausible_mask"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,30 @@ class SkullStripper(str, Enum):
 
     DEEPBET = "deepbet"
     NONE = "none"
+
+
+#: ``--skull-strip synthstrip:PATH``: SynthStrip with the user's weights (:mod:`.synthstrip`).
+SYNTHSTRIP = "synthstrip:"
+
+
+def parse_skull_strip(text: str) -> str:
+    """A ``--skull-strip`` value checked: ``deepbet``, ``none`` or ``synthstrip:PATH`` (an existing file).
+
+    Raises:
+        BratsxError: anything else, or a weights file that does not exist (one line).
+    """
+    from ..errors import BratsxError
+
+    if text.lower().startswith(SYNTHSTRIP):
+        weights = Path(text[len(SYNTHSTRIP):]).expanduser()
+        if not weights.is_file():
+            raise BratsxError(f"--skull-strip {text}: no such weights file {weights}")
+        return SYNTHSTRIP + str(weights)
+    choices = [s.value for s in SkullStripper]
+    if text.lower() not in choices:
+        raise BratsxError(f"--skull-strip {text}: choose one of {', '.join(choices)} or synthstrip:PATH (SynthStrip "
+                          "weights you have)")
+    return text.lower()
 
 
 class SkullStripError(CaseError):
@@ -141,7 +166,7 @@ def _box(mask_small: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _session(path: Path):
+def cpu_session(path: Path):
     ort = optional_import("onnxruntime", "cpu", purpose="skull stripping")
 
     options = ort.SessionOptions()
@@ -166,12 +191,13 @@ def brain_mask(volume: np.ndarray, networks: dict[str, Path]) -> np.ndarray:
     low, high = (float(q) for q in np.quantile(small, (0.005, 0.995)))
     if high <= low:
         return np.zeros(volume.shape, bool)
-    probabilities = _session(networks["bbox_model"]).run(None, {"image": _normalise(small, low, high)[None, None]})[0]
+    probabilities = cpu_session(networks["bbox_model"]).run(
+        None, {"image": _normalise(small, low, high)[None, None]})[0]
     box = _box(_largest_component(probabilities[0, 1] > 0.5).astype(np.float32), volume.shape)
     if not box:
         return np.zeros(volume.shape, bool)
     crop = _resize_nearest(volume[box], MASK_SHAPE)
-    probabilities = _session(networks["model"]).run(None, {"image": _normalise(crop, low, high)[None, None]})[0]
+    probabilities = cpu_session(networks["model"]).run(None, {"image": _normalise(crop, low, high)[None, None]})[0]
     mask = np.zeros(volume.shape, bool)
     inside = _resize_nearest(probabilities[0, 1], mask[box].shape) > 0.5
     mask[box] = ndimage.binary_fill_holes(_largest_component(inside))

@@ -162,8 +162,8 @@ def _skull_strip(case_id: str, t1_on_grid, flair_on_grid, options: PrepareOption
     else:
         mask = brain_mask(_ras_array(t1_on_grid), onnx_from_deepbet(options.cache))
     volume_ml = plausible_mask(case_id, mask, float(np.prod(t1_on_grid.GetSpacing())) / 1000.0)
-    cut = check_cut_off(case_id, _ras_array(flair_on_grid), mask, tuple(t1_on_grid.GetSpacing()),
-                        options.max_cut_off_ml)
+    cut = check_cut_off(case_id, _ras_array(flair_on_grid), _ras_array(t1_on_grid), mask,
+                        tuple(t1_on_grid.GetSpacing()), options.max_cut_off_ml)
     check = {"cut_off_ml": cut.cut_off_ml, "bright_inside_ml": cut.bright_inside_ml,
              "limit_ml": options.max_cut_off_ml}
     return sitk.Cast(_image_from_ras(mask.astype(np.uint8), t1_on_grid), sitk.sitkUInt8), volume_ml, check

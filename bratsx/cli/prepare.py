@@ -32,7 +32,7 @@ def _table(result) -> Table:
 
 def _cut_off(record: dict) -> str:
     check = record.get("mask_check")
-    return f", {check['cut_off_ml']:.1f} mL bright tissue cut off" if check else ""
+    return f", {check['cut_off_ml']:.1f} mL lesion-like tissue cut off" if check else ""
 
 
 @reports_errors
@@ -60,8 +60,8 @@ def prepare(
                                                       "~/.cache/bratsx/skullstrip]", show_default=False)] = None,
     pictures: Annotated[bool, typer.Option(help="Draw overlay pictures (needs Pillow).")] = True,
     max_cut_off_ml: Annotated[float, typer.Option(
-        min=0, help="Tumour cut-off check: the FLAIR-bright tissue (mL) the skull stripper's mask may leave just "
-                    "outside it, continuing bright tissue inside, before the case stops.")]
+        min=0, help="Tumour cut-off check: the lesion-like tissue (mL) the skull stripper's mask may leave just "
+                    "outside it, continuing lesion-like tissue inside, before the case stops (FLAIR bright, T1 not).")]
     = default_of(PrepareOptions, "max_cut_off_ml"),
 ) -> None:
     """Identify, co-register, skull-strip and resample raw scans onto the atlas, one case per study or folder.

@@ -63,7 +63,7 @@ class PrepareOptions:
         mapping: ``--map`` overrides, series or file -> sequence.
         cache: where deepbet's exported ONNX files live (default ``~/.cache/bratsx/skullstrip``).
         pictures: draw the overlay pictures of the record (needs Pillow).
-        max_cut_off_ml: FLAIR-bright tissue (mL) the skull stripper's mask may leave just outside it before the
+        max_cut_off_ml: lesion-like tissue (mL) the skull stripper's mask may leave just outside it before the
             case stops as a tumour cut off (:mod:`~bratsx.prepare.maskcheck`).
     """
 

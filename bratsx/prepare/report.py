@@ -34,7 +34,7 @@ def _mask_check(record: dict) -> str:
     check = record.get("mask_check")
     if not check:
         return "the brain mask was not checked for cut-off tumour (no skull stripping)"
-    return (f"tumour cut-off check: {check['cut_off_ml']:.1f} mL of FLAIR-bright tissue outside the mask (limit "
+    return (f"tumour cut-off check: {check['cut_off_ml']:.1f} mL of lesion-like tissue outside the mask (limit "
             f"{check['limit_ml']:g} mL); {check['bright_inside_ml']:.0f} mL inside")
 
 

@@ -59,7 +59,7 @@ def test_a_prepared_case_shows_its_sequences_registration_mask_pictures_and_time
     section = _template(page, 1)
     for text in ("Preparation from raw scans", "Sequences", "#1 localizer", "excluded: a localizer/scout",
                  "Registration", "0.4412", "0.8123", "t1ce to atlas", "brain 1412 mL",
-                 "tumour cut-off check: 0.1 mL of FLAIR-bright tissue outside the mask (limit 1 mL)",
+                 "tumour cut-off check: 0.1 mL of lesion-like tissue outside the mask (limit 1 mL)",
                  "Times", "co-register", "4.3", "skull-strip"):
         assert text in section, text
     assert section.count("data:image/png;base64,") == 1  # the mask picture; the name leaving the folder is ignored

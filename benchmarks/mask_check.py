@@ -98,7 +98,8 @@ def summarise(result: dict) -> dict:
         for name in scenarios:
             row[name]["fires"] = row[name]["cut_off_ml"] > MAX_CUT_OFF_ML
     for row in result["raw"]:
-        if row.get("mask_check"):
+        if row.get("mask_check"):  # measured without stopping (an infinite limit); judged here
+            row["mask_check"]["limit_ml"] = MAX_CUT_OFF_ML
             row["fires"] = row["mask_check"]["cut_off_ml"] > MAX_CUT_OFF_ML
     result["summary"] = {name: {"fired": sum(r[name]["fires"] for r in rows), "of": len(rows),
                                 "cut_off_ml_min": min(r[name]["cut_off_ml"] for r in rows),

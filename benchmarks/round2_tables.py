@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from bratsx.bench.run import ratio_text
+from bratsx.bench.run import peak_gflops, ratio_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLES = {
@@ -37,11 +37,12 @@ def table(path: Path) -> str:
     report = json.loads(path.read_text())
     peers = report.get("peers", [])
     load = report.get("load_average", {})
+    peaks = peak_gflops(report)
     lines = [
         f"`{path.name}`: cases {', '.join(report['cases'])}; model {report['model']}; patch "
         f"{'x'.join(map(str, report['patch']))}, {report['tile_gflop']:.0f} GFLOP per tile; TTA/mirroring "
         f"{'on' if report['tta'] else 'off'}; {report['machine']['cpu']} x{report['machine']['cores']}; GEMM peak "
-        f"fp32 {report['cpu_gemm_peak_gflops']['fp32']:.0f}, bf16 {report['cpu_gemm_peak_gflops']['bf16'] or 0:.0f} "
+        f"fp32 {peaks['fp32'] or 0:.0f}, bf16 {peaks['bf16'] or 0:.0f} "
         f"GFLOP/s; load average {load.get('start', [0])[0]:.1f} at the start, {load.get('end', [0])[0]:.1f} at the "
         "end.",
         "",

@@ -4,7 +4,7 @@ One report, from one run on one set of cases and one set of weights:
 
 - per backend and window (``tiles``, or ``box``: one pass over the brain box): build/compile time, tile
   throughput (tiles/s, voxels/s), effective GFLOP/s from the model's FLOPs per tile and their fraction of
-  the GEMM peak of the same precision measured in the same run, per-case latency p50/p95 with the stage
+  the library peak of the same precision measured in the same run, per-case latency p50/p95 with the stage
   breakdown, directory throughput (cases/min), peak memory, and the per-region Dice agreement with the
   fp32 tiled row (the reference every faster path is judged against);
 - with peers (``compare``): MONAI's ``sliding_window_inference`` with PyTorch eager, and nnU-Net v2's own
@@ -37,12 +37,12 @@ from ..runtime.evaluate import evaluate_directories
 from ..runtime.segment import STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
-from .peak import cpu_gemm_gflops
+from .peak import machine_peaks
 
 if TYPE_CHECKING:
     from ..modelfolder import ModelFolder
 
-__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "ratio_text", "run_bench"]
+__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peak_gflops", "peak_precision", "ratio_text", "run_bench"]
 
 #: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
@@ -175,6 +175,20 @@ def row_name(backend: str, window: str) -> str:
     return backend if Window(window) is Window.TILES else f"{backend}+{window}"
 
 
+def peak_precision(precision: str) -> str:
+    """The peak a row of ``precision`` is judged against: bf16 and int8 by their own, every other (f32, and
+    fp16 models, whose convolutions ONNX Runtime's CPU provider runs in fp32) by fp32's."""
+    return precision if precision in ("bf16", "int8") else "fp32"
+
+
+def peak_gflops(report: dict[str, Any]) -> dict[str, float | None]:
+    """A report's measured peak per precision (GFLOP/s), from this round's ``peaks`` or round 2's
+    ``cpu_gemm_peak_gflops`` (numpy/PyTorch GEMM) in older results files."""
+    if "peaks" in report:
+        return report["peaks"]["measured_gflops"]
+    return report.get("cpu_gemm_peak_gflops", {})
+
+
 def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
                cases: int) -> dict:
     totals = [sum(seconds.values()) for seconds in raw["case_seconds"]]
@@ -189,13 +203,11 @@ def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None]
     }
     if raw["tiles_per_s"]:
         gflops = raw["tiles_per_s"] * flops / 1e9
+        precision = peak_precision(raw["precision"])
+        peak = peaks.get(precision) if raw["device"] == "cpu" else None
         summary.update({"tiles_per_s": raw["tiles_per_s"], "voxels_per_s": raw["tiles_per_s"] * patch_voxels,
-                        "effective_gflops": gflops,
-                        "fraction_of_peak": None})
-        # bf16 is judged by its own peak; int8 has no GEMM peak measured here, so no share
-        peak = None if raw["precision"] == "int8" else peaks.get("bf16" if raw["precision"] == "bf16" else "fp32")
-        if raw["device"] == "cpu" and peak:
-            summary["fraction_of_peak"] = gflops / peak
+                        "effective_gflops": gflops, "peak_precision": precision,
+                        "fraction_of_peak": gflops / peak if peak else None})
     return summary
 
 
@@ -269,8 +281,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         cases_dir = work / "cases"
         write_synthetic_dataset(cases_dir, config.synthetic, seed=7)
     cases = discover_cases(cases_dir)
-    step("measuring the GEMM peaks (fp32, bf16)")
-    peaks = {precision: cpu_gemm_gflops(precision=precision) for precision in ("fp32", "bf16")}
+    step("measuring the peaks (fp32, bf16, int8: MatMul and 3D convolution through OpenVINO/oneDNN)")
+    peaks = machine_peaks()
     flops = tile_flops(onnx_path)
     patch_voxels = int(np.prod(contract.patch_size))
 
@@ -282,7 +294,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         # peers do not post-process: with peers, bratsx's rows do not either, so that agreement compares like with like
         "postprocess": "none" if config.compare else "model",
         "model": str(config.model or "default network, random weights (seed 0)"),
-        "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "cpu_gemm_peak_gflops": peaks,
+        "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "peaks": peaks,
         "backends": {},
     }
     rows = [(row_name(b, w), b, w) for b in config.backends for w in config.windows]
@@ -295,8 +307,9 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
                 "bundle": str(bundle) if bundle is not None else None,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
                 "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"]}
-        report["backends"][row] = {"window": window, **_summarise(_measure(task, work), flops, peaks, patch_voxels,
-                                                                   len(cases))}
+        measured = _measure(task, work)
+        report["backends"][row] = {"window": window, **_summarise(measured, flops, peaks["measured_gflops"],
+                                                                   patch_voxels, len(cases))}
 
     labelled = [case for case in cases if case.label is not None]
     if labelled:

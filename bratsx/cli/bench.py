@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..atomic import write_bytes_atomic
-from ..bench.run import BENCH_BACKENDS, PEERS, TORCH_FLAGS, BenchConfig, ratio_text
+from ..bench.run import BENCH_BACKENDS, PEERS, TORCH_FLAGS, BenchConfig, peak_gflops, ratio_text
 from ..errors import BratsxError
 from .common import console, err_console, reports_errors
 from .options import WorkspaceOption, default_of
@@ -71,8 +71,8 @@ def bench(
                                                      show_default=False)] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Measure tiles/s, effective GFLOP/s (and their share of this machine's GEMM peak of the same
-    precision, measured in the same run), per-case latency p50/p95 with stages, cases/min and peak
+    """Measure tiles/s, effective GFLOP/s (and their share of this machine's peak of the same precision,
+    measured in the same run with OpenVINO's oneDNN; the theoretical peak is recorded beside it), per-case latency p50/p95 with stages, cases/min and peak
     memory for each backend and window, each in its own process, and each row's Dice agreement with
     the fp32 tiled row.
 
@@ -103,12 +103,11 @@ def _listed(value: Optional[str]) -> tuple[str, ...]:
 
 def _render(report: dict) -> None:
     machine = report["machine"]
-    peaks = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in report["cpu_gemm_peak_gflops"].items()
-                      if gflops)
+    peaks = ", ".join(f"{precision} {gflops:.0f}" for precision, gflops in peak_gflops(report).items() if gflops)
     load = report.get("load_average", {})
     loads = f"; load {load['start'][0]:.1f} -> {load['end'][0]:.1f}" if load else ""
     table = Table(title=f"bratsx bench: {len(report['cases'])} case(s), {report['tile_gflop']:.0f} GFLOP per tile, "
-                        f"{machine['cpu']} x{machine['cores']} (GEMM peak GFLOP/s: {peaks}{loads})")
+                        f"{machine['cpu']} x{machine['cores']} (measured peak GFLOP/s: {peaks}{loads})")
     entries = report["backends"].values()
     referenced = any("dice_vs_reference" in entry for entry in entries)
     peers = report.get("peers", [])

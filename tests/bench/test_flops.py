@@ -4,7 +4,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bratsx.bench.flops import tile_flops
-from bratsx.bench.peak import cpu_gemm_gflops
 
 
 def single_layer_model(op: str, c_in: int, c_out: int, kernel: int, spatial: int, stride: int = 1) -> onnx.ModelProto:
@@ -61,11 +60,3 @@ def test_the_default_network_is_counted_per_tile(tmp_path):
     )
     assert tile_flops(path) == expected
 
-
-def test_gemm_peak_is_a_positive_rate():
-    assert cpu_gemm_gflops(size=256, repeat=2) > 0
-
-
-def test_bf16_gemm_peak_is_a_positive_rate():
-    pytest.importorskip("torch")
-    assert cpu_gemm_gflops(size=256, repeat=2, precision="bf16") > 0

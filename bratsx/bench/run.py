@@ -195,7 +195,7 @@ def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None]
     wall = float(np.median(raw["directory_wall_s"]))
     summary = {
         "device": raw["device"], "precision": raw["precision"], "build_s": raw["build_s"],
-        "sw_batch": raw["sw_batch"],
+        "sw_batch": raw["sw_batch"], "convolution_precisions": raw.get("convolution_precisions"),
         "case_p50_s": _percentile(totals, 50), "case_p95_s": _percentile(totals, 95),
         "stages_mean_s": {s: float(np.mean([c.get(s, 0.0) for c in raw["case_seconds"]])) for s in STAGES},
         "cases_per_min": 60.0 * cases / wall if wall else None,

@@ -71,8 +71,10 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
             if failed:
                 raise RuntimeError(failed[0])
             latencies.extend(r.seconds for r in records)
+        executed = getattr(backend, "convolution_precisions", None)  # what OpenVINO really runs, whatever its hint
         return {"device": backend.device, "precision": backend.precision, "build_s": build, "sw_batch": batch,
-                "tiles_per_s": tiles_per_s, "case_seconds": latencies, "directory_wall_s": walls}
+                "tiles_per_s": tiles_per_s, "case_seconds": latencies, "directory_wall_s": walls,
+                "convolution_precisions": executed() if executed else None}
 
 
 Segmenter = Callable[[Case, Path], dict[str, float]]

@@ -72,9 +72,9 @@ def bench(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Measure tiles/s, effective GFLOP/s (and their share of this machine's peak of the same precision,
-    measured in the same run with OpenVINO's oneDNN; the theoretical peak is recorded beside it), per-case latency p50/p95 with stages, cases/min and peak
-    memory for each backend and window, each in its own process, and each row's Dice agreement with
-    the fp32 tiled row.
+    measured in the same run with OpenVINO's oneDNN; the theoretical peak is recorded beside it),
+    per-case latency p50/p95 with stages, cases/min and peak memory for each backend and window, each
+    in its own process, and each row's Dice agreement with the fp32 tiled row.
 
     With --compare the same weights run through the peers on the same cases; a speed ratio counts
     only where the per-region Dice agreement with the peer's output is at least 0.99 (below that it is

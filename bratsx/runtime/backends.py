@@ -227,9 +227,11 @@ class OpenVinoBackend(BackendBase):
     Args:
         model: the ``.onnx`` file, or the int8 model's ``.xml``.
         threads: inference threads (default: OpenVINO's choice, every core).
-        precision: ``f32`` (default; exact), ``bf16`` (faster on CPUs with AVX512-BF16/AMX, where
-            OpenVINO would otherwise pick it silently) or ``int8`` (the quantized IR: its quantized
-            convolutions run in int8, the rest in f32).
+        precision: ``f32`` (default; exact), ``bf16`` (faster on CPUs with AVX512-BF16/AMX) or ``int8`` (the
+            quantized IR: its quantized convolutions run in int8, the rest in f32). The inference precision
+            hint is always set, to f32 for ``f32`` and ``int8``: on CPUs with AVX512-BF16 or AMX, OpenVINO's
+            default would otherwise run the f32 model in bf16 silently (:meth:`convolution_precisions` says
+            what runs).
     """
 
     #: Compiled shapes kept besides the tile's (a directory of brain boxes compiles one per case).
@@ -257,6 +259,17 @@ class OpenVinoBackend(BackendBase):
         names = {"f32": BackendName.OPENVINO, "bf16": BackendName.OPENVINO_BF16, "int8": BackendName.OPENVINO_INT8}
         self.name = names[precision].value
         self.device, self.precision = "cpu", precision
+
+    def convolution_precisions(self) -> dict[str, int]:
+        """How many of the compiled model's convolutions run in each precision (``f32``, ``bf16``, ``u8``...), as
+        the CPU plugin chose them: what the backend really executes, whatever its hint asked."""
+        counts: dict[str, int] = {}
+        for node in self.compiled.get_runtime_model().get_ops():
+            info = node.get_rt_info()
+            if info["layerType"].astype(str) in ("Convolution", "Deconvolution"):
+                runtime = info["runtimePrecision"].astype(str)
+                counts[runtime] = counts.get(runtime, 0) + 1
+        return counts
 
     def _compile(self, shape: tuple[int, ...] | None):
         """The model compiled for the CPU, reshaped first to ``shape`` when given."""

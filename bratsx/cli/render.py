@@ -156,8 +156,10 @@ def render_export(title: str, report: ExportReport) -> None:
     table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
                                     f"relative {agreement.max_rel:.2e} (limit 1e-4)")
     if report.int8:
+        int8 = report.gates["int8"]
         table.add_row(f"{report.int8.name} (+ .bin)",
-                      f"{report.int8_gate.describe()}; {report.gates['int8']['arithmetic']}")
+                      f"{report.int8_gate.describe()} on held-out {', '.join(int8['gate_cases'])}; calibrated on "
+                      f"{', '.join(int8['calibration_cases'])} ({int8['method']}); {int8['arithmetic']}")
     if report.fp16_onnx:
         table.add_row(report.fp16_onnx.name, f"{report.fp16_gate.describe()}; {report.gates['fp16']['arithmetic']}")
     if report.engine:
@@ -165,4 +167,6 @@ def render_export(title: str, report: ExportReport) -> None:
                       f"{report.engine_gate.describe()}; built in {report.engine_build_seconds:.0f} s")
     table.add_row("model.json", "contract, source, gates, file hashes")
     console.print(table)
+    if report.int8_refusal:
+        console.print(f"[yellow]{escape(report.int8_refusal)}[/yellow]")
 

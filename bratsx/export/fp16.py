@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from ..cases import Case, discover_cases
@@ -38,6 +39,7 @@ __all__ = [
     "accuracy_gate",
     "calibration_cases",
     "fp16_from_onnx",
+    "region_agreement",
 ]
 
 #: Per-region Dice between reduced-precision and fp32 predictions an export must reach.
@@ -135,6 +137,11 @@ def accuracy_gate(
     for case in cases:
         prepared = runners[0].prepare(case)
         masks = [segment_case(prepared, runner).regions for runner in runners]
-        for channel, region in enumerate(REGION_ORDER):
-            worst[region.value] = min(worst[region.value], dice(masks[1][channel], masks[0][channel]))
+        for region, value in region_agreement(masks[1], masks[0]).items():
+            worst[region] = min(worst[region], value)
     return GateResult(worst, len(cases))
+
+
+def region_agreement(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Per-region Dice between two boolean ``(3, z, y, x)`` WT/TC/ET masks (a gate's measure on one case)."""
+    return {region.value: dice(candidate[channel], reference[channel]) for channel, region in enumerate(REGION_ORDER)}

@@ -2,7 +2,9 @@
 gated engine.
 
 Each artefact is written only after the previous one passed its check, and a failed check removes
-what it was checking, so the output folder never holds a model that did not pass.
+what it was checking, so the output folder never holds a model that did not pass. A failed fp16 or
+engine gate stops the export; a failed int8 gate (held-out cases, :mod:`bratsx.export.int8`) leaves the
+int8 files out and the rest ships, the gate and its one-line reason recorded in ``model.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class ExportReport:
     gates: dict = field(default_factory=dict)
     int8: Path | None = None
     int8_gate: GateResult | None = None
+    int8_refusal: str | None = None
 
     def moved_to(self, folder: Path) -> ExportReport:
         """The same report with its paths in ``folder`` (where the staging folder was moved)."""
@@ -132,6 +135,28 @@ def export_trained(trained: TrainedModel, out_dir: Path, source: dict, options: 
     return report.moved_to(out_dir)
 
 
+def _int8_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: ExportOptions, reference: OrtBackend,
+               report: ExportReport, step: Callable[[str], None]) -> ExportReport:
+    """Quantize to int8 and gate it on held-out cases; a model whose int8 fails ships without the int8 file, its
+    gate (with the one-line reason) recorded in ``model.json``."""
+    from .int8 import int8_cases, int8_gated
+
+    calibration, gate_cases, gate_source = int8_cases(
+        trained.contract, scratch / "int8", options.calibration_dir, options.calibration_cases,
+        options.int8_gate_dir, trained.split)
+    step(f"quantizing to int8 (NNCF {options.int8_method}, calibrated on {len(calibration)} case(s)) and its gate on "
+         f"{len(gate_cases)} held-out case(s)")
+    int8_path = out_dir / MODEL_FILES["int8"]
+    result = int8_gated(report.onnx, int8_path, reference, trained.contract, calibration, gate_cases, gate_source,
+                        keep_ends=options.int8_keep_ends, method=options.int8_method)
+    report.gates["int8"] = result.record(str(options.calibration_dir or "synthetic"))
+    if not result.gate.passed:
+        int8_path.unlink(missing_ok=True)
+        int8_path.with_suffix(".bin").unlink(missing_ok=True)
+        return replace(report, int8_gate=result.gate, int8_refusal=result.refusal())
+    return replace(report, int8=int8_path, int8_gate=result.gate)
+
+
 def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: ExportOptions,
                  step: Callable[[str], None]) -> ExportReport:
     step("exporting to ONNX")
@@ -148,23 +173,12 @@ def _export_into(trained: TrainedModel, out_dir: Path, scratch: Path, options: E
     gates = {"fp32": {"max_abs": agreement.max_abs, "max_rel": agreement.max_rel, "tolerance": FP32_TOLERANCE,
                       "passed": True, "inputs": list(agreement.inputs)}}
     report = ExportReport(onnx_path, agreement, gates=gates)
-    if not (options.fp16 or options.trt or options.int8):
+    if options.int8:
+        report = _int8_into(trained, out_dir, scratch, options, reference, report, step)
+    if not (options.fp16 or options.trt):
         return report
     cases = calibration_cases(trained.contract, scratch, options.calibration_dir, options.calibration_cases)
     calibration = str(options.calibration_dir) if options.calibration_dir else "synthetic"
-    if options.int8:
-        from .int8 import INT8_GATE_ARITHMETIC, int8_gated
-
-        step("quantizing to int8 (NNCF, calibrated on the cases' tiles) and its accuracy gate")
-        int8_path = out_dir / MODEL_FILES["int8"]
-        int8_gate = int8_gated(onnx_path, int8_path, reference, trained.contract, cases)
-        gates["int8"] = _gate_record(int8_gate, calibration, INT8_GATE_ARITHMETIC)
-        if not int8_gate.passed:
-            int8_path.with_suffix(".bin").unlink(missing_ok=True)
-            raise _refuse(int8_path, int8_gate, "int8 export")
-        report = replace(report, int8=int8_path, int8_gate=int8_gate)
-    if not (options.fp16 or options.trt):
-        return report
 
     step("converting to fp16 (InstanceNorm and activation kept in fp32)")
     fp16_path = fp16_from_onnx(onnx_path, out_dir / MODEL_FILES["fp16"])

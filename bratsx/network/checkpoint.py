@@ -70,11 +70,13 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A network in eval mode with its contract, as read from a checkpoint."""
+    """A network in eval mode with its contract, as read from a checkpoint, and the run's train/val split
+    (``{"train": [case ids], "val": [case ids]}``) when the checkpoint records one."""
 
     network: UNet3D
     contract: ModelContract
     checkpoint: Path
+    split: dict[str, list[str]] | None = None
 
 
 def checkpoint_path(source: Path | str) -> Path:
@@ -109,4 +111,5 @@ def model_from_checkpoint(source: Path | str) -> TrainedModel:
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise BratsxError(
             f"{path}: the checkpoint's contract or weights do not fit a bratsx network ({error})") from error
-    return TrainedModel(network.eval(), contract, path)
+    split = state.get("split")
+    return TrainedModel(network.eval(), contract, path, split if isinstance(split, dict) else None)

@@ -11,6 +11,9 @@ One report, from one run on one set of cases and one set of weights:
   predictor (mirroring as ``tta``), on the same weights and cases; the speed ratio of every row to each
   peer, and the per-region Dice agreement between their outputs; a ratio counts only where agreement is
   at least :data:`AGREEMENT_FLOOR`;
+- where the fastest counted row's case time goes (:func:`stage_table`): load, preprocess, the network, the
+  blend, resampling, paste back, regions and post-processing, metrics, write, with the stages outside the
+  network above 10% of the case listed;
 - the load average at the start and the end, since a shared machine's timings mean little without it.
 """
 
@@ -34,7 +37,7 @@ from ..cases import Case, discover_cases
 from ..errors import BratsxError
 from ..runtime.backends import BackendName, TorchOptions
 from ..runtime.evaluate import evaluate_directories
-from ..runtime.segment import STAGES, Window
+from ..runtime.segment import STAGE_PARTS, STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import machine_peaks
@@ -42,7 +45,8 @@ from .peak import machine_peaks
 if TYPE_CHECKING:
     from ..modelfolder import ModelFolder
 
-__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peak_gflops", "peak_precision", "ratio_text", "run_bench"]
+__all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peak_gflops", "peak_precision", "ratio_text", "run_bench",
+           "stage_table"]
 
 #: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
@@ -191,13 +195,15 @@ def peak_gflops(report: dict[str, Any]) -> dict[str, float | None]:
 
 def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
                cases: int) -> dict:
-    totals = [sum(seconds.values()) for seconds in raw["case_seconds"]]
+    totals = [sum(seconds.get(stage, 0.0) for stage in STAGES) for seconds in raw["case_seconds"]]
     wall = float(np.median(raw["directory_wall_s"]))
     summary = {
         "device": raw["device"], "precision": raw["precision"], "build_s": raw["build_s"],
         "sw_batch": raw["sw_batch"], "convolution_precisions": raw.get("convolution_precisions"),
         "case_p50_s": _percentile(totals, 50), "case_p95_s": _percentile(totals, 95),
         "stages_mean_s": {s: float(np.mean([c.get(s, 0.0) for c in raw["case_seconds"]])) for s in STAGES},
+        "stage_parts_mean_s": {part: float(np.mean([c[part] for c in raw["case_seconds"]])) for part in _PARTS
+                               if all(part in c for c in raw["case_seconds"])},
         "cases_per_min": 60.0 * cases / wall if wall else None,
         "peak_rss_mb": raw.get("peak_rss_mb"), "peak_gpu_mb": raw.get("peak_gpu_mb"),
     }
@@ -209,6 +215,45 @@ def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None]
                         "effective_gflops": gflops, "peak_precision": precision,
                         "fraction_of_peak": gflops / peak if peak else None})
     return summary
+
+
+#: A case's time in the order it is spent: the stages, each split into its timed parts where it has them.
+_PARTS = tuple(f"{stage}.{part}" for stage, parts in STAGE_PARTS.items() for part in parts)
+#: Share of a case above which a stage outside the network needs a fix or a written reason.
+STAGE_SHARE_FLAG = 0.10
+
+
+def stage_table(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the fastest counted row's case time goes: every stage, split into its parts, with its share of the
+    case and the stages outside the network above :data:`STAGE_SHARE_FLAG` listed.
+
+    A row counts when it agrees with every peer (its speed ratio is counted), or without peers with the fp32
+    tiled row, at least :data:`AGREEMENT_FLOOR` per region; the fp32 tiled row itself counts. ``None`` when no
+    bratsx row counts or none has stage parts.
+    """
+    def counted(row: str, entry: dict[str, Any]) -> bool:
+        if row in PEERS or "stage_parts_mean_s" not in entry:
+            return False
+        if report.get("peers"):
+            return all(entry.get(f"speedup_vs_{peer}") is not None for peer in report["peers"])
+        agreement = entry.get("agreement_with_fp32_tiles")
+        return row == report.get("fp32_reference") or (agreement is not None and
+                                                       min(agreement.values()) >= AGREEMENT_FLOOR)
+
+    rows = [(entry["case_p50_s"], row) for row, entry in report["backends"].items() if counted(row, entry)]
+    if not rows:
+        return None
+    row = min(rows)[1]
+    entry = report["backends"][row]
+    stages, parts = entry["stages_mean_s"], entry["stage_parts_mean_s"]
+    seconds: dict[str, float] = {}
+    for stage in STAGES:
+        split = [f"{stage}.{part}" for part in STAGE_PARTS.get(stage, ()) if f"{stage}.{part}" in parts]
+        seconds.update({part: parts[part] for part in split} if split else {stage: stages[stage]})
+    total = sum(stages.values())
+    share = {name: value / total if total else 0.0 for name, value in seconds.items()}
+    flagged = [name for name, value in share.items() if name != "inference.network" and value > STAGE_SHARE_FLAG]
+    return {"row": row, "case_mean_s": total, "seconds": seconds, "share": share, "above_10_percent": flagged}
 
 
 def _mean_dice(predictions: Path, references: Path) -> dict[str, float]:
@@ -317,6 +362,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         for row, _, _ in rows:
             report["backends"][row]["dice_vs_reference"] = _mean_dice(work / "out" / row, references)
     _compare(report, [row for row, _, _ in rows], config.compare, work / "out")
+    report["stage_table"] = stage_table(report)
     report["load_average"] = {"start": list(load_at_start), "end": list(os.getloadavg())}
     return report
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..cases import Case, discover_cases
 from ..runtime.records import CaseStatus
 
-__all__ = ["measure"]
+__all__ = ["measure", "tile_throughput"]
 
 
 def _open(task: dict[str, Any]):
@@ -36,7 +36,9 @@ def _open(task: dict[str, Any]):
     return open_model(model, name, device=task["device"], torch_options=options)
 
 
-def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> float:
+def tile_throughput(run: Callable[[np.ndarray], np.ndarray], patch: tuple[int, ...], batch: int, repeat: int
+                    ) -> float:
+    """Tiles per second of ``run`` on batches of ``batch`` random ``(4, *patch)`` tiles (the best of ``repeat``)."""
     tiles = np.random.default_rng(0).standard_normal((batch, 4, *patch)).astype(np.float32)
     run(tiles)  # warm-up
     best = float("inf")
@@ -57,7 +59,7 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         build = time.perf_counter() - start
         batch = task.get("sw_batch") or backend.preferred_batch
         tiled = task["window"] == "tiles"  # a box row runs the same kernels: its tile throughput is the tiled row's
-        tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
+        tiles_per_s = tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
                                  postprocess=postprocess_override(task["postprocess"], contract.postprocess))

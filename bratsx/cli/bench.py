@@ -131,3 +131,40 @@ def _render(report: dict) -> None:
             *([per_region(entry.get("dice_vs_reference"))] if referenced else []),
         )
     console.print(table)
+    _render_peaks(report)
+    _render_stages(report.get("stage_table"))
+
+
+def _render_peaks(report: dict) -> None:
+    """The measured and theoretical peaks per precision (this round's reports; round 2's had the numpy GEMM)."""
+    peaks = report.get("peaks")
+    if peaks is None:
+        return
+    theoretical = peaks["theoretical"]
+    library = peaks["library"]["library"] if peaks["library"] else "nothing (OpenVINO is not installed)"
+    table = Table(title=f"peaks, GFLOP/s: measured with {library}; theoretical at {theoretical['mhz']:.0f} MHz x "
+                        f"{theoretical['cores']} cores")
+    for column in ("precision", "measured", "MatMul", "3D conv", "theoretical", "measured / theoretical", "basis"):
+        table.add_column(column, justify="left" if column in ("precision", "basis") else "right")
+    for precision, measured in peaks["measured_gflops"].items():
+        runs = (peaks["library"] or {}).get("operations", {}).get(precision, {})
+        ran = [f"{runs[op]['gflops']:.0f} ({runs[op]['runtime_precision']})" if op in runs else ""
+               for op in ("matmul", "conv3d")]
+        ideal, ratio = theoretical["gflops"][precision], peaks["measured_over_theoretical"][precision]
+        table.add_row(precision, f"{measured:.0f}" if measured else "", *ran, f"{ideal:.0f}" if ideal else "",
+                      f"{100 * ratio:.0f}%" if ratio else "", escape(theoretical["basis"][precision]))
+    console.print(table)
+
+
+def _render_stages(stages: Optional[dict]) -> None:
+    """Where the fastest counted row's case time goes, stage by stage."""
+    if stages is None:
+        return
+    table = Table(title=f"stage times of the fastest counted row, {escape(stages['row'])} (mean per case "
+                        f"{stages['case_mean_s']:.2f} s)")
+    for column in ("stage", "s", "share", ""):
+        table.add_column(column, justify="left" if column in ("stage", "") else "right")
+    for name, seconds in stages["seconds"].items():
+        flag = "above 10%, outside the network" if name in stages["above_10_percent"] else ""
+        table.add_row(name, f"{seconds:.3f}", f"{100 * stages['share'][name]:.0f}%", flag)
+    console.print(table)

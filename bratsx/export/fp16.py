@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +90,12 @@ def _keep_fp32_outputs(model: onnx.ModelProto) -> None:
 
 @dataclass(frozen=True)
 class GateResult:
-    """Worst per-region Dice between the candidate's and the fp32 model's masks over the cases."""
+    """Worst per-region Dice between the candidate's and the fp32 model's masks over the cases (and per case)."""
 
     dice: dict[str, float]
     cases: int
     threshold: float = GATE_DICE
+    per_case: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -133,13 +134,15 @@ def accuracy_gate(
     user's case takes, from the same prepared (loaded and preprocessed) input.
     """
     worst = {region.value: 1.0 for region in REGION_ORDER}
+    per_case = {}
     runners = [Runner.from_backends([backend], contract) for backend in (reference, candidate)]
     for case in cases:
         prepared = runners[0].prepare(case)
         masks = [segment_case(prepared, runner).regions for runner in runners]
-        for region, value in region_agreement(masks[1], masks[0]).items():
+        per_case[case.case_id] = region_agreement(masks[1], masks[0])
+        for region, value in per_case[case.case_id].items():
             worst[region] = min(worst[region], value)
-    return GateResult(worst, len(cases))
+    return GateResult(worst, len(cases), per_case=per_case)
 
 
 def region_agreement(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float]:

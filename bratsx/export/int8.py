@@ -96,7 +96,8 @@ class Int8Result:
         """The ``gates.int8`` entry of ``model.json``; ``reason`` says in one line why a failed file was not kept."""
         gate = self.gate
         entry = {"dice": gate.dice, "threshold": gate.threshold, "passed": gate.passed, "cases": gate.cases,
-                 "gate_cases": self.gate_cases, "gate_source": self.gate_source, "calibration": calibration,
+                 "dice_per_case": gate.per_case, "gate_cases": self.gate_cases, "gate_source": self.gate_source,
+                 "calibration": calibration,
                  "calibration_cases": self.calibration_cases, "method": self.method, "kept_in_f32": self.kept_in_f32,
                  "quantization_s": self.seconds, "arithmetic": INT8_GATE_ARITHMETIC}
         if not gate.passed:
@@ -285,5 +286,6 @@ def int8_gated(source: Path, out: Path, reference: Backend, contract: ModelContr
     seconds = time.perf_counter() - started
     with OpenVinoBackend(out, precision="int8") as candidate:
         gate = accuracy_gate(reference, candidate, contract, gate_cases)
-    return Int8Result(GateResult(gate.dice, gate.cases, INT8_GATE_DICE), [c.case_id for c in calibration],
-                      [c.case_id for c in gate_cases], gate_source, Int8Method(method).value, kept, seconds)
+    return Int8Result(GateResult(gate.dice, gate.cases, INT8_GATE_DICE, gate.per_case),
+                      [c.case_id for c in calibration], [c.case_id for c in gate_cases], gate_source,
+                      Int8Method(method).value, kept, seconds)

@@ -40,12 +40,17 @@ from .model_grid import logits_on_case_grid, prepare_on_model_grid, regions_from
 if TYPE_CHECKING:  # the runner builds on this module: named here for the annotations only
     from .runner import Runner
 
-__all__ = ["LOGIT_CAP", "STAGES", "PreparedCase", "SegmentOptions", "Segmentation", "Window", "check_window",
-           "logits_from_probabilities", "overlap_for", "prepare_case", "probabilities_from_logits", "segment_case",
-           "tile_predictor", "tiled_logits"]
+__all__ = ["LOGIT_CAP", "STAGES", "STAGE_PARTS", "PreparedCase", "SegmentOptions", "Segmentation", "Window",
+           "check_window", "logits_from_probabilities", "overlap_for", "prepare_case", "probabilities_from_logits",
+           "segment_case", "tile_predictor", "tiled_logits"]
 
-#: Stages timed for every case, in order.
+#: Stages timed for every case, in order; they add up to the case's time.
 STAGES = ("load", "preprocess", "inference", "postprocess", "write")
+#: Parts of a stage, timed too (``seconds["inference.network"]``...): the network's own calls, the blend
+#: (tile gathering, logits, Gaussian accumulation, normalisation, the activation) and the resampling back to
+#: the case's grid (imported models); pasting into the full volume, regions, post-processing and labels, and
+#: the metrics against a reference. Each is inside its stage, so only :data:`STAGES` add up to the case.
+STAGE_PARTS = {"inference": ("network", "blend", "resample"), "postprocess": ("paste", "regions", "metrics")}
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -110,7 +115,8 @@ class Segmentation:
             whole-case Dice, sensitivity, specificity, HD95 and volumes, and the BraTS 2023 lesion-wise
             Dice and HD95 with lesion counts (:mod:`bratsx.lesionwise`).
         metrics_error: why there are no metrics although the case has a reference.
-        seconds: per stage (load, preprocess, inference, postprocess).
+        seconds: per stage (load, preprocess, inference, postprocess) and per part of a stage
+            (:data:`STAGE_PARTS`, as ``stage.part``).
     """
 
     loaded: LoadedCase
@@ -239,6 +245,23 @@ def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Seque
                                   mask, on_tiles, _certain_background(output_mode), placement, blend)
 
 
+class _TimedBackend:
+    """A backend whose ``run`` calls are timed (the network's share of the inference stage); all else is its own."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend, self.seconds = backend, 0.0
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self._backend.run(batch)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def check_window(backends: Sequence[Backend], options: SegmentOptions) -> None:
     """Refuse ``window`` ``box`` on a backend that runs only its tile shape (its ``runs_any_shape`` flag).
 
@@ -282,33 +305,45 @@ def segment_case(
     seconds = dict(prepared.seconds)
     sw_batch = options.sw_batch or backends[0].preferred_batch
 
+    timed = [_TimedBackend(backend) for backend in backends]
     started = time.perf_counter()
     if box:
-        predict = tile_predictor(backends, options.tta, contract.output_mode, flips_batched=False,
+        predict = tile_predictor(timed, options.tta, contract.output_mode, flips_batched=False,
                                  mirror_axes=contract.mirror_axes)
         logits = box_predict(ready.image, _divisor(contract), predict)
         if on_tiles is not None:
             on_tiles(1, 1)
     else:
-        logits = tiled_logits(ready.image, contract.patch_size, backends, contract.output_mode, tta=options.tta,
+        logits = tiled_logits(ready.image, contract.patch_size, timed, contract.output_mode, tta=options.tta,
                               overlap=overlap_for(options, contract), batch_size=sw_batch, mask=ready.mask,
                               on_tiles=on_tiles, mirror_axes=contract.mirror_axes,
                               placement=Placement(contract.tile_placement),
                               blend=Blend.GAUSSIAN if contract.gaussian else Blend.CONSTANT)
+    blended = time.perf_counter()
     logits = logits_on_case_grid(logits, ready, loaded.geometry.canonical_spacing, contract)
+    resampled = time.perf_counter()
     cropped = probabilities_from_logits(logits, contract.output_mode)
     seconds["inference"] = time.perf_counter() - started
+    seconds["inference.network"] = sum(backend.seconds for backend in timed)
+    seconds["inference.resample"] = resampled - blended
+    seconds["inference.blend"] = seconds["inference"] - seconds["inference.network"] - seconds["inference.resample"]
 
     started = time.perf_counter()
     probabilities = paste(cropped, ready.box, ready.full_shape)
+    pasted = time.perf_counter()
     spec = options.postprocess if options.postprocess is not None else spec_of(contract.postprocess)
     regions = apply_postprocess(regions_from_model_output(probabilities, contract),
                                 loaded.geometry.canonical_spacing, spec)
     convention = options.convention or loaded.convention or loaded.case.output_convention(contract.label_set)
     labels = labels_from_regions(regions, convention)
+    labelled = time.perf_counter()
     metrics = None
     if loaded.label is not None:
         metrics = score_label_maps(labels, convention, loaded.label, loaded.convention,
                                    loaded.geometry.canonical_spacing, lesion_wise=True)
     seconds["postprocess"] = time.perf_counter() - started
+    seconds["postprocess.paste"] = pasted - started
+    seconds["postprocess.regions"] = labelled - pasted
+    seconds["postprocess.metrics"] = seconds["postprocess"] - seconds["postprocess.paste"] - seconds[
+        "postprocess.regions"]
     return Segmentation(loaded, probabilities, regions, labels, convention, metrics, prepared.label_error, seconds)

@@ -12,7 +12,7 @@ from bratsx.labels import OutputMode
 from bratsx.runtime.backends import BackendBase
 from bratsx.runtime.infer import InferOptions, output_path
 from bratsx.runtime.records import read_records
-from bratsx.runtime.segment import SegmentOptions, probabilities_from_logits, tile_predictor
+from bratsx.runtime.segment import STAGE_PARTS, SegmentOptions, probabilities_from_logits, tile_predictor
 from bratsx.synth import write_synthetic_dataset
 
 PATCH = (16, 16, 16)
@@ -46,7 +46,12 @@ def test_outputs_are_written_per_case_with_metrics(cases_dir, tmp_path):
     for r in results:
         assert (tmp_path / "out" / r.output) == output_path(tmp_path / "out", r.case_id)
         assert output_path(tmp_path / "out", r.case_id).exists()
-        assert set(r.seconds) == {"load", "preprocess", "inference", "postprocess", "write"}
+        parts = {f"{stage}.{part}" for stage, names in STAGE_PARTS.items() for part in names}
+        assert set(r.seconds) == {"load", "preprocess", "inference", "postprocess", "write"} | parts
+        for stage, names in STAGE_PARTS.items():  # the parts of a stage add up to it
+            assert sum(r.seconds[f"{stage}.{part}"] for part in names) == pytest.approx(r.seconds[stage])
+            assert all(r.seconds[f"{stage}.{part}"] >= 0 for part in names)
+        assert 0 < r.seconds["inference.network"]
         assert 0.0 <= r.metrics["dice_WT"] <= 1.0 and "hd95_ET" in r.metrics
     assert set(read_records(tmp_path / "out")) == {r.case_id for r in results}
 

@@ -9,7 +9,9 @@
 # RUN     the trained model: a bratsx run directory or checkpoint (e.g. /root/bratsx-bundled/run; the BraTS 2018
 #         network, features 16-128, 96^3 patches); copied first, so a run still training does not change under it.
 # TABLES  comma-separated, default all:
-#   export   bratsx export RUN --fp16 --int8, int8 calibrated on two training cases (needed by the tables below)
+#   export   bratsx export RUN --fp16 --int8, int8 calibrated on two training cases (needed by the tables below);
+#            since round 3 its gate runs on the held-out cases, and a failed one ships no int8 file (then the
+#            openvino-int8 rows below fail: leave them out)
 #   peers    held-out cases + the real case: openvino f32/bf16/int8 and torch, tiles and box, against nnU-Net v2
 #            (mirroring off) and MONAI on the same weights; Dice against the experts' labels
 #   mirror   the same with mirroring on: bratsx --tta against nnU-Net's mirroring (tiles)
@@ -17,55 +19,27 @@
 #            them): openvino f32/bf16, tiles and box, against nnU-Net v2 (the <= 10 s goal's table)
 # About 30-40 minutes on a quiet 2-core machine, most of it in the peers' fp32 PyTorch.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-data="$here/../../shared/data"
+# shellcheck source=benchmarks/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
 run=${1:?usage: bash benchmarks/bench_round2.sh RUN [TABLES]}
 tables=",${2:-export,peers,mirror,default},"
-date=$(date +%F)
-work=${BRATSX_ROUND2_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bratsx-round2.XXXXXX")}
-results="$here/results"
-mkdir -p "$work" "$results"
-export BRATSX_HOME="$work/workspace"  # an empty workspace: no default model, and the export changes no other
-
-# The model, frozen: the best checkpoint as it is now.
-checkpoint="$work/model.pt"
-if [ ! -f "$checkpoint" ]; then
-    if [ -d "$run" ]; then
-        source=$([ -f "$run/checkpoints/best.pt" ] && echo "$run/checkpoints/best.pt" || echo "$run/checkpoints/last.pt")
-    else
-        source=$run
-    fi
-    cp "$source" "$checkpoint"
-fi
+bench_setup round2 "$run"
 folder="$work/model"
-
-link_cases() {  # link_cases DIR ROOT CASE... : a folder of links to the named cases
-    local dir=$1 root=$2
-    shift 2
-    mkdir -p "$dir"
-    for case in "$@"; do
-        [ -e "$dir/$case" ] || ln -s "$(cd "$root/$case" && pwd)" "$dir/$case"
-    done
-}
 held_out=$(python -c "import json; print(' '.join(json.load(open('$here/brats2018_split.json'))['val']))")
 link_cases "$work/calibration" "$data/brats2018" Brats18_2013_11_1 Brats18_CBICA_ABM_1  # training cases
 # shellcheck disable=SC2086
 link_cases "$work/peers" "$data/brats2018" $held_out
+# shellcheck disable=SC2086
+link_cases "$work/held-out" "$data/brats2018" $held_out  # int8's gate runs on held-out cases since round 3
 link_cases "$work/peers" "$data/real" BraTS-GLI-00001-000
 link_cases "$work/real" "$data/real" BraTS-GLI-00001-000
 
-table() {  # table NAME ARGS... : one bench run, its JSON in results/, the load beside it
-    local name=$1
-    shift
-    echo "== round2 $name: $(uptime)"
-    bratsx bench --json "$results/round2_$name-$date.json" "$@"
-    echo "== round2 $name done: $(uptime)"
-}
+table() { bench_table round2 "$@"; }
 
 if [[ $tables == *,export,* ]]; then
     echo "== round2 export: $(uptime)"
     bratsx export "$checkpoint" --out "$folder" --fp16 --int8 --calib-dir "$work/calibration" --calib-cases 2 \
-        | tee "$results/round2_export-$date.txt"
+        --int8-gate-dir "$work/held-out" | tee "$results/round2_export-$date.txt"
 fi
 if [[ $tables == *,peers,* ]]; then
     table peers --model "$folder" --cases "$work/peers" --backends openvino,openvino-bf16,openvino-int8,torch \

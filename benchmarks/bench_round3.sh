@@ -23,35 +23,12 @@
 #   mirror   the same with mirroring on, against nnU-Net's mirroring (round3_mirror-<date>.json; not by default)
 # About 20-30 minutes on a quiet 2-core machine for the default tables (nnU-Net's fp32 PyTorch is most of it).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-data="$here/../../shared/data"
+# shellcheck source=benchmarks/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
 run=${1:?usage: bash benchmarks/bench_round3.sh RUN [TABLES]}
 tables=",${2:-export,int8,peaks,peers},"
-date=$(date +%F)
-work=${BRATSX_ROUND3_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/bratsx-round3.XXXXXX")}
-results="$here/results"
-mkdir -p "$work" "$results"
-export BRATSX_HOME="$work/workspace"  # an empty workspace: no default model, and the export changes no other
-
-checkpoint="$work/model.pt"
-if [ ! -f "$checkpoint" ]; then
-    if [ -d "$run" ]; then
-        source=$([ -f "$run/checkpoints/best.pt" ] && echo "$run/checkpoints/best.pt" || echo "$run/checkpoints/last.pt")
-    else
-        source=$run
-    fi
-    cp "$source" "$checkpoint"
-fi
+bench_setup round3 "$run"
 folder="$work/model"
-
-link_cases() {  # link_cases DIR ROOT CASE... : a folder of links to the named cases
-    local dir=$1 root=$2
-    shift 2
-    mkdir -p "$dir"
-    for case in "$@"; do
-        [ -e "$dir/$case" ] || ln -s "$(cd "$root/$case" && pwd)" "$dir/$case"
-    done
-}
 split() {  # split train|val : the split's case ids
     python -c "import json, sys; print(' '.join(json.load(open(sys.argv[1]))[sys.argv[2]]))" \
         "$here/brats2018_split.json" "$1"
@@ -64,13 +41,7 @@ link_cases "$work/held-out" "$data/brats2018" $(split val)
 link_cases "$work/peers" "$data/brats2018" $(split val)
 link_cases "$work/peers" "$data/real" BraTS-GLI-00001-000
 
-table() {  # table NAME ARGS... : one bench run, its JSON in results/, the load beside it
-    local name=$1
-    shift
-    echo "== round3 $name: $(uptime)"
-    bratsx bench --json "$results/round3_$name-$date.json" "$@"
-    echo "== round3 $name done: $(uptime)"
-}
+table() { bench_table round3 "$@"; }
 
 if [[ $tables == *,export,* ]]; then
     echo "== round3 export: $(uptime)"

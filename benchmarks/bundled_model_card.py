@@ -26,6 +26,7 @@ from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
 from bratsx.modelfolder import MODEL_JSON
 from bratsx.runtime import ModelSpec, RunnerSpec, run_batch
+from bratsx.runtime.records import case_seconds
 from bratsx.runtime.summary import aggregate
 
 REGIONS = ("WT", "TC", "ET")
@@ -117,7 +118,7 @@ def main() -> None:
                                   "seconds": r.seconds} for r in held_out},
         },
         "real": {**real_backend,
-                 "cases": {r.case_id: {"seconds": r.seconds, "total_s": sum(r.seconds.values()),
+                 "cases": {r.case_id: {"seconds": r.seconds, "total_s": case_seconds(r.seconds),
                                        "volumes_ml": r.volumes_ml, "same_geometry_as_input": geometry[r.case_id]}
                            for r in real}},
         "machine": machine_info(),

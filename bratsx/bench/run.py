@@ -37,6 +37,7 @@ from ..cases import Case, discover_cases
 from ..errors import BratsxError
 from ..runtime.backends import BackendName, TorchOptions
 from ..runtime.evaluate import evaluate_directories
+from ..runtime.records import case_seconds
 from ..runtime.segment import STAGE_PARTS, STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
@@ -195,7 +196,7 @@ def peak_gflops(report: dict[str, Any]) -> dict[str, float | None]:
 
 def _summarise(raw: dict[str, Any], flops: float, peaks: dict[str, float | None], patch_voxels: int,
                cases: int) -> dict:
-    totals = [sum(seconds.get(stage, 0.0) for stage in STAGES) for seconds in raw["case_seconds"]]
+    totals = [case_seconds(seconds) for seconds in raw["case_seconds"]]
     wall = float(np.median(raw["directory_wall_s"]))
     summary = {
         "device": raw["device"], "precision": raw["precision"], "build_s": raw["build_s"],

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
-from ..runtime.records import CaseRecord, CaseStatus
+from ..runtime.records import CaseRecord, CaseStatus, case_seconds
 from .common import console, err_console, literal, progress_bar
 
 if TYPE_CHECKING:  # the export pipeline imports torch; the CLI renders its report without it
@@ -80,7 +80,7 @@ def render_records(records: Sequence[CaseRecord], out: Path, summary: Path | Non
                       *(f"{m[k]:.3f}" if k in m else "" for k in ("dice_WT", "dice_TC", "dice_ET")),
                       f"{m['hd95_WT']:.1f}" if "hd95_WT" in m else "",
                       f"{r.volumes_ml['WT']:.1f}" if r.volumes_ml else "",
-                      f"{sum(r.seconds.values()):.1f}" if r.seconds else "")
+                      f"{case_seconds(r.seconds):.1f}" if r.seconds else "")
     console.print(table)
     failed = [r for r in records if r.status == CaseStatus.FAILED]
     if failed:

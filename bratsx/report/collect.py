@@ -23,7 +23,7 @@ from typing import Any
 
 from ..cases import Case, discover_cases, nifti_stem
 from ..errors import BratsxError
-from ..runtime.records import read_records
+from ..runtime.records import case_seconds, read_records
 
 __all__ = ["FAILED", "CaseEntry", "collect_batch", "read_summary"]
 
@@ -70,10 +70,10 @@ def _numbers(values: Mapping[str, Any] | None) -> dict[str, float]:
 
 
 def _latency(seconds: Any) -> float | None:
-    """A latency given as seconds or as seconds per stage."""
+    """A latency given as seconds or as seconds per stage (and part of a stage, not added again)."""
     if isinstance(seconds, Mapping):
         stages = _numbers(seconds)
-        return sum(stages.values()) if stages else None
+        return case_seconds(stages) if stages else None
     return _number(seconds)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,10 +26,16 @@ from ..atomic import write_bytes_atomic
 from ..cases import Case
 from ..errors import BratsxError
 
-__all__ = ["RECORDS_DIR", "RECORD_FORMAT", "CaseRecord", "CaseStatus", "RecordFormatError", "input_fingerprint",
-           "read_records", "record_path", "write_record"]
+__all__ = ["RECORDS_DIR", "RECORD_FORMAT", "CaseRecord", "CaseStatus", "RecordFormatError", "case_seconds",
+           "input_fingerprint", "read_records", "record_path", "write_record"]
 
 logger = logging.getLogger(__name__)
+
+
+def case_seconds(seconds: Mapping[str, float]) -> float:
+    """A case's time from its seconds per stage: the stages add up to it; their timed parts (``stage.part``, e.g.
+    ``inference.network``) are inside them and are not added again."""
+    return float(sum(value for name, value in seconds.items() if "." not in name))
 
 RECORDS_DIR = "records"
 #: The format of the records this bratsx writes; a record of another format is refused when read.
@@ -65,7 +72,7 @@ class CaseRecord:
         inputs: fingerprint of each input file (see :func:`input_fingerprint`).
         model: which model file, its hash, backend, device and precision.
         settings: the segmentation options.
-        seconds: per stage.
+        seconds: per stage, and per timed part of a stage as ``stage.part`` (:func:`case_seconds` adds them up).
         metrics: BraTS metrics against the reference, when there is one.
         label_set: the label set the reference was read in and the metrics score the regions of.
         metrics_error: why there are no metrics although a reference was given.

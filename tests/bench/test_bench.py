@@ -30,10 +30,17 @@ def test_bench_on_a_tiny_set_writes_a_complete_report(tiny_run, tmp_path):
         assert entry["speedup_vs_monai"] == (entry["latency_ratio_vs_monai"] if counted else None)
         assert set(entry["stages_mean_s"]) == {"load", "preprocess", "inference", "postprocess", "write"}
         assert set(entry["agreement_with_monai"]) == {"WT", "TC", "ET"}
-    table = report["stage_table"]  # without peers' agreement to count by, rows count by agreement with fp32 tiles
-    assert table["row"] in ("ort", "openvino") and "inference.network" in table["seconds"]
-    assert sum(table["seconds"].values()) == pytest.approx(table["case_mean_s"])
-    assert "stage times" in result.output and table["row"] in result.output
+    for name in ("ort", "openvino"):
+        parts = report["backends"][name]["stage_parts_mean_s"]
+        assert parts["inference.network"] > 0 and set(parts) >= {"inference.blend", "postprocess.paste"}
+    assert "peaks, GFLOP/s" in result.output
+    counted = [name for name in ("ort", "openvino") if report["backends"][name]["speedup_vs_monai"] is not None]
+    table = report["stage_table"]  # the fastest row whose ratio to MONAI counts (the tiny model may have none)
+    if counted:
+        assert table["row"] in counted and "stage times" in result.output
+        assert sum(table["seconds"].values()) == pytest.approx(table["case_mean_s"])
+    else:
+        assert table is None
     for entry in report["backends"].values():  # the synthetic case has a reference label
         assert set(entry["dice_vs_reference"]) == {"WT", "TC", "ET"}
         assert all(0.0 <= dice <= 1.0 for dice in entry["dice_vs_reference"].values())

@@ -32,3 +32,10 @@ def test_an_old_record_gets_a_clear_message_naming_its_file_not_a_key_error(tmp_
 def test_a_record_of_an_unknown_status_is_refused_in_one_line(tmp_path):
     with pytest.raises(RecordFormatError, match="not a per-case record"):
         CaseRecord.from_json(json.dumps({"case_id": "x", "status": "exploded", "format": RECORD_FORMAT}), "x.json")
+
+
+def test_a_cases_time_adds_its_stages_not_their_parts():
+    from bratsx.runtime.records import case_seconds
+
+    seconds = {"load": 0.5, "inference": 3.0, "inference.network": 2.5, "inference.blend": 0.5, "write": 0.25}
+    assert case_seconds(seconds) == 3.75

@@ -7,6 +7,7 @@ from bratsx.runtime.records import (
     CaseRecord,
     CaseStatus,
     RecordFormatError,
+    case_seconds,
     read_records,
     record_path,
     write_record,
@@ -35,7 +36,5 @@ def test_a_record_of_an_unknown_status_is_refused_in_one_line(tmp_path):
 
 
 def test_a_cases_time_adds_its_stages_not_their_parts():
-    from bratsx.runtime.records import case_seconds
-
     seconds = {"load": 0.5, "inference": 3.0, "inference.network": 2.5, "inference.blend": 0.5, "write": 0.25}
     assert case_seconds(seconds) == 3.75

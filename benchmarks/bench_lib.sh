@@ -1,16 +1,17 @@
 # Shared by the round scripts (bench_round2.sh, bench_round3.sh): sourced, not run.
 #
-#   bench_setup ROUND RUN   sets here, data, date, work (BRATSX_<ROUND>_WORK or a fresh folder), results, an empty
-#                           workspace (BRATSX_HOME), and checkpoint: RUN's best checkpoint (else its last, or RUN
-#                           itself when a file) copied once into the work folder, so a run still training does not
-#                           change under the benchmark
+#   bench_setup ROUND RUN   sets here, data ($BRATSX_DATA, default ../shared/data beside the repository), date,
+#                           work ($BRATSX_<ROUND>_WORK or a fresh folder), results, an empty workspace
+#                           (BRATSX_HOME), and checkpoint: RUN's best checkpoint (else its last, or RUN itself when a
+#                           file) copied once into the work folder, so a run still training does not change under
+#                           the benchmark
 #   link_cases DIR ROOT CASE...   a folder of links to the named cases
 #   bench_table ROUND NAME ARGS...  one `bratsx bench` run into results/ROUND_NAME-DATE.json, the load beside it
 
 bench_setup() {
     local round=$1 run=$2 override
     here=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
-    data="$here/../../shared/data"
+    data=${BRATSX_DATA:-$here/../../shared/data}
     date=$(date +%F)
     override="BRATSX_${round^^}_WORK"
     work=${!override:-$(mktemp -d "${TMPDIR:-/tmp}/bratsx-$round.XXXXXX")}

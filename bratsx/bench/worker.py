@@ -36,8 +36,8 @@ def _open(task: dict[str, Any]):
     return open_model(model, name, device=task["device"], torch_options=options)
 
 
-def _tile_throughput(run, patch: tuple[int, ...], batch: int, repeat: int) -> float:
-    tiles = np.random.default_rng(0).standard_normal((batch, 4, *patch)).astype(np.float32)
+def _tile_throughput(run, channels: int, patch: tuple[int, ...], batch: int, repeat: int) -> float:
+    tiles = np.random.default_rng(0).standard_normal((batch, channels, *patch)).astype(np.float32)
     run(tiles)  # warm-up
     best = float("inf")
     for _ in range(max(1, repeat)):
@@ -57,10 +57,13 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         build = time.perf_counter() - start
         batch = task.get("sw_batch") or backend.preferred_batch
         tiled = task["window"] == "tiles"  # a box row runs the same kernels: its tile throughput is the tiled row's
-        tiles_per_s = _tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
+        channels = len(contract.modality_order)
+        tiles_per_s = _tile_throughput(backend.run, channels, contract.patch_size, batch, task["repeat"]) if tiled \
+            else None
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
-                                 postprocess=postprocess_override(task["postprocess"], contract.postprocess))
+                                 postprocess=postprocess_override(task["postprocess"], contract.postprocess),
+                                 model_labels=task["model_labels"])
         runner = Runner.from_backends([backend], contract, segment)
         latencies, walls = [], []
         for _ in range(task["repeat"]):
@@ -119,12 +122,18 @@ def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure_nnunet(task: dict[str, Any]) -> dict[str, Any]:
-    from .nnunet_reference import nnunet_predictor, nnunet_segment_case
+    """nnU-Net's predictor: on bratsx's network, or, for an imported model, on the results folder it came from."""
+    from .nnunet_reference import nnunet_predictor, nnunet_results_predictor, nnunet_segment_case
 
     def build() -> Segmenter:
-        trained = _trained(task)
-        predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
-        return lambda case, out: nnunet_segment_case(predictor, case, out)
+        source = task.get("nnunet_results")
+        if source is None:
+            trained = _trained(task)
+            predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
+            return lambda case, out: nnunet_segment_case(predictor, case, out)
+        predictor = nnunet_results_predictor(Path(source["results"]), tuple(source["folds"]), task["tta"],
+                                             task["device"], source["checkpoint_name"])
+        return lambda case, out: nnunet_segment_case(predictor, case, out, tuple(source["modalities"]))
 
     return {**_measure_peer(task, build), "mirroring": task["tta"]}
 

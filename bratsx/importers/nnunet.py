@@ -29,11 +29,13 @@ from torch import nn
 from ..contract import ModelContract, file_sha256
 from ..errors import BratsxError
 from ..export.pipeline import ExportReport, check_model_folder_target, export_trained
+from ..modelfolder import ModelFolder
 from ..network.checkpoint import TrainedModel
 from .nnunet_folder import NnunetResults, contract_from_results, read_results_folder
 from .options import NnunetImport
 
-__all__ = ["FoldEnsemble", "NnunetImport", "import_nnunet", "load_checkpoint", "network_for_fold"]
+__all__ = ["FoldEnsemble", "NnunetImport", "import_nnunet", "load_checkpoint", "network_for_fold",
+           "trained_from_import"]
 
 #: Where a plans file may take its network class from, and its layers.
 _NETWORK_PACKAGE = "dynamic_network_architectures.architectures."
@@ -133,6 +135,32 @@ def _mirror_axes(checkpoints: dict[int, dict[str, Any]], results: NnunetResults)
         raise BratsxError(f"{results.path}: the folds allow different mirroring axes ({sorted(axes)}); import them "
                           "apart")
     return axes.pop()
+
+
+def trained_from_import(folder: ModelFolder) -> TrainedModel:
+    """The networks of a folder ``bratsx import nnunet`` wrote, rebuilt from the results folder it records (what the
+    torch backend runs): the same folds and checkpoint files, each file's SHA-256 checked against ``model.json``.
+
+    Raises:
+        BratsxError: the folder was not imported from nnU-Net, or its results folder or a checkpoint is gone or
+            changed since the import.
+    """
+    source = folder.info.get("source", {})
+    if folder.imported_from != "nnunetv2":
+        raise BratsxError(f"model {folder.path}: not imported from nnU-Net (its source: {folder.imported_from})")
+    results_dir = Path(source["results"])
+    if not results_dir.is_dir():
+        raise BratsxError(f"model {folder.path}: its nnU-Net results folder {results_dir} is gone; the torch backend "
+                          "rebuilds the networks from it (the ONNX backends need only the model folder)")
+    results = read_results_folder(results_dir, tuple(source["folds"]), source["checkpoint_name"])
+    contract = folder.contract
+    networks = []
+    for fold, path in results.checkpoints.items():
+        if file_sha256(path) != source["checkpoint_sha256"][str(fold)]:
+            raise BratsxError(f"{path}: changed since model {folder.path} was imported from it (SHA-256 differs); "
+                              "import the results folder again")
+        networks.append(network_for_fold(contract, results, load_checkpoint(path), fold))
+    return TrainedModel(FoldEnsemble(networks).eval(), contract, results.checkpoints[min(results.checkpoints)])
 
 
 def import_nnunet(results_dir: Path | str, out_dir: Path, options: NnunetImport | None = None,

@@ -33,7 +33,6 @@ import numpy as np
 from .. import __version__
 from ..cases import Case, discover_cases
 from ..errors import BratsxError
-from ..labels import REGION_ORDER
 from ..metrics import dice
 from ..runtime.backends import BackendName, TorchOptions
 from ..runtime.evaluate import evaluate_directories, segmentation_files
@@ -47,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AGREEMENT_FLOOR", "BenchConfig", "ratio_text", "run_bench"]
 
+#: The regions agreement is reported on, as metric names spell them.
+_REGIONS = ("WT", "TC", "ET")
 #: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
 
@@ -239,8 +240,8 @@ def _mean_dice(predictions: Path, references: Path, model_regions: Sequence[Sequ
         for case_id in sorted(set(predicted) & set(referenced)):
             ours, theirs = (np.asarray(nib.load(files[case_id]).dataobj) for files in (predicted, referenced))
             results.append({f"dice_{region}": dice(np.isin(ours, values), np.isin(theirs, values))
-                            for region, values in zip(REGION_ORDER, model_regions)})
-    return {region: float(np.mean([r[f"dice_{region}"] for r in results])) for region in REGION_ORDER}
+                            for region, values in zip(_REGIONS, model_regions)})
+    return {region: float(np.mean([r[f"dice_{region}"] for r in results])) for region in _REGIONS}
 
 
 def _reference_folder(cases: Sequence[Case], folder: Path) -> Path:

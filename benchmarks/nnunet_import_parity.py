@@ -5,16 +5,20 @@ then every case is segmented by nnU-Net's predictor (its own stages: read, prepr
 write) and by bratsx (``segment_case`` + ``write_label_map``, as ``bratsx infer`` runs them) on each backend. Both
 written label files are read back and compared per region (WT, TC, ET: nnU-Net's raw labels through the
 dataset's label set, bratsx's through the case's BraTS convention). Seconds per case are wall times on this
-machine, both runs in one process, one after the other.
+machine, both runs in one process, one after the other. Settings are fold sets (``--folds all,0``: every fold
+averaged, then fold 0 alone) times mirroring (``--mirroring off,on``); ``--mirroring-cases`` caps the cases run with
+mirroring (8 passes per tile: nnU-Net's mirrored prediction of a real volume takes minutes on a small CPU). The
+report is rewritten after every row, so a run stopped early keeps what it measured.
 
     python benchmarks/nnunet_import_parity.py --fixtures DIR --cases ../shared/data/brats2018 --n 2 \
-        --out benchmarks/results/nnunet_import_parity-DATE.json
+        --folds all,0 --mirroring off,on --mirroring-cases 1 --out benchmarks/results/nnunet_import_parity-DATE.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -27,11 +31,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from nnunet_fixtures import DATASETS, build_fixtures, results_folder  # noqa: E402
 
+from bratsx.atomic import write_bytes_atomic  # noqa: E402
 from bratsx.bench.machine import machine_info  # noqa: E402
 from bratsx.bench.nnunet_reference import nnunet_results_predictor, nnunet_segment_case  # noqa: E402
 from bratsx.cases import discover_cases  # noqa: E402
 from bratsx.imageio import read_label_file, write_label_map  # noqa: E402
 from bratsx.importers.nnunet import import_nnunet  # noqa: E402
+from bratsx.importers.options import NnunetImport  # noqa: E402
 from bratsx.labels import regions_from_labels  # noqa: E402
 from bratsx.metrics import dice  # noqa: E402
 from bratsx.runtime import open_model  # noqa: E402
@@ -43,22 +49,25 @@ def _regions_dice(ours: np.ndarray, theirs: np.ndarray) -> list[float]:
     return [round(dice(ours[i], theirs[i]), 6) for i in range(3)]
 
 
-def measure(fixtures: Path, cases_dir: Path, n: int, backends: list[str], mirroring: bool, scratch: Path) -> list:
-    """One row per (dataset, backend, case): Dice per region and both tools' seconds."""
-    cases = discover_cases(cases_dir)[:n]
-    rows = []
+def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, ...] | None, mirroring: bool,
+            scratch: Path, on_row) -> None:
+    """One row per (dataset, backend, case) for one setting: Dice per region and both tools' seconds."""
     for dataset in DATASETS:
         results = results_folder(fixtures, dataset)
-        model = scratch / dataset.folder
-        started = time.perf_counter()
-        import_nnunet(results, model)
-        import_seconds = time.perf_counter() - started
-        predictor = nnunet_results_predictor(results, mirroring=mirroring)
-        nnunet_out = scratch / f"{dataset.folder}-nnunet"
+        setting = f"{dataset.folder}-folds{'all' if folds is None else '-'.join(map(str, folds))}"
+        model = scratch / setting
+        if not model.exists():
+            started = time.perf_counter()
+            import_nnunet(results, model, NnunetImport(folds=folds))
+            (model.parent / f"{setting}.seconds").write_text(str(time.perf_counter() - started))
+        import_seconds = float((model.parent / f"{setting}.seconds").read_text())
+        predictor = nnunet_results_predictor(results, folds, mirroring=mirroring)
+        nnunet_out = scratch / f"{setting}-{mirroring}-nnunet"
         nnunet_out.mkdir()
         opened = {backend: open_model(model, backend) for backend in backends}
         contract = opened[backends[0]].contract
         for case in cases:
+            load = os.getloadavg()[0]
             seconds = nnunet_segment_case(predictor, case, nnunet_out, contract.modality_order)
             raw, _ = read_label_file(nnunet_out / f"{case.case_id}.nii.gz", case.case_id)
             theirs = np.stack([np.isin(raw, values) for values in contract.model_labels["regions"]])
@@ -67,23 +76,26 @@ def measure(fixtures: Path, cases_dir: Path, n: int, backends: list[str], mirror
                 runner = Runner.from_backends([model_open.backend], contract, SegmentOptions(tta=mirroring))
                 result = segment_case(case, runner)
                 path = write_label_map(result.labels, result.loaded.geometry,
-                                       scratch / f"{dataset.folder}-{backend}-{case.case_id}.nii.gz")
+                                       scratch / f"{setting}-{mirroring}-{backend}-{case.case_id}.nii.gz")
                 bratsx_seconds = time.perf_counter() - started
                 ours_labels, _ = read_label_file(path, case.case_id)
                 ours = regions_from_labels(ours_labels, result.convention)
-                rows.append({"dataset": dataset.folder, "backend": backend, "case": case.case_id,
-                             "folds": list(contract.source["folds"]), "mirroring": mirroring,
-                             "dice_wt_tc_et": _regions_dice(ours, theirs),
-                             "voxels_wt_tc_et_nnunet": [int(r.sum()) for r in theirs],
-                             "seconds_nnunet": round(sum(seconds.values()), 2),
-                             "seconds_nnunet_stages": {k: round(v, 2) for k, v in seconds.items()},
-                             "seconds_bratsx": round(bratsx_seconds, 2), "seconds_bratsx_stages":
-                             {k: round(v, 2) for k, v in result.seconds.items()},
-                             "import_seconds": round(import_seconds, 1)})
-                print(json.dumps(rows[-1]), flush=True)
+                on_row({"dataset": dataset.folder, "backend": backend, "case": case.case_id,
+                        "folds": list(contract.source["folds"]), "mirroring": mirroring,
+                        "dice_wt_tc_et": _regions_dice(ours, theirs),
+                        "voxels_wt_tc_et_nnunet": [int(r.sum()) for r in theirs],
+                        "seconds_nnunet": round(sum(seconds.values()), 2),
+                        "seconds_nnunet_stages": {k: round(v, 2) for k, v in seconds.items()},
+                        "seconds_bratsx": round(bratsx_seconds, 2), "seconds_bratsx_stages":
+                        {k: round(v, 2) for k, v in result.seconds.items()},
+                        "import_seconds": round(import_seconds, 1),
+                        "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)]})
         for model_open in opened.values():
             model_open.close()
-    return rows
+
+
+def _fold_sets(text: str) -> list[tuple[int, ...] | None]:
+    return [None if item == "all" else tuple(int(f) for f in item.split("+")) for item in text.split(",")]
 
 
 def main() -> None:
@@ -92,16 +104,28 @@ def main() -> None:
     parser.add_argument("--cases", type=Path, default=ROOT.parent / "shared" / "data" / "brats2018")
     parser.add_argument("--n", type=int, default=2, help="how many cases")
     parser.add_argument("--backends", default="ort,openvino")
-    parser.add_argument("--mirroring", action="store_true")
+    parser.add_argument("--folds", default="all", help="fold sets, e.g. all,0 (or 0+1)")
+    parser.add_argument("--mirroring", default="off", help="off, on, or off,on")
+    parser.add_argument("--mirroring-cases", type=int, default=None, help="at most this many cases with mirroring")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     build_fixtures(args.fixtures)
-    with tempfile.TemporaryDirectory(prefix="bratsx-nnunet-parity-") as scratch:
-        rows = measure(args.fixtures, args.cases, args.n, args.backends.split(","), args.mirroring, Path(scratch))
-    report = {"command": " ".join(sys.argv), "machine": machine_info(), "cases": str(args.cases), "rows": rows,
+    cases = discover_cases(args.cases)[:args.n]
+    report = {"command": " ".join(sys.argv), "machine": machine_info(), "cases": str(args.cases), "rows": [],
               "note": "fixture networks trained by nnU-Net on synthetic cases (tests/nnunet_fixtures.py), run on the "
-                      "real cases: parity is exact-semantics evidence, not accuracy; times are of these tiny networks"}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+                      "real cases: parity is exact-semantics evidence, not accuracy; times are of these tiny networks "
+                      "on a shared 2-core machine (load average beside each row), not a speed comparison"}
+
+    def on_row(row: dict) -> None:
+        report["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        write_bytes_atomic(args.out, (json.dumps(report, indent=2) + "\n").encode())
+
+    with tempfile.TemporaryDirectory(prefix="bratsx-nnunet-parity-") as scratch:
+        for mirroring in [m == "on" for m in args.mirroring.split(",")]:
+            for folds in _fold_sets(args.folds):
+                chosen = cases[:args.mirroring_cases] if mirroring and args.mirroring_cases else cases
+                measure(args.fixtures, chosen, args.backends.split(","), folds, mirroring, Path(scratch), on_row)
 
 
 if __name__ == "__main__":

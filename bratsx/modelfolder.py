@@ -96,6 +96,12 @@ class ModelFolder:
         return Path(recorded) if recorded and Path(recorded).is_file() else None
 
     @property
+    def imported_from(self) -> str | None:
+        """The framework an imported folder's network comes from (``nnunetv2``); ``None`` for bratsx's own."""
+        framework = self.info.get("source", {}).get("framework")
+        return str(framework) if framework else None
+
+    @property
     def members(self) -> list[ModelFolder]:
         """The member model folders of an ensemble folder (empty for a single model).
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from casefiles import write_folder_case
+from nnunet_fixtures import build_fixtures, fixture_fingerprint
 
 from bratsx.cases import Layout
 
@@ -45,3 +46,16 @@ def tiny_onnx(tiny_run, tmp_path_factory):
     from bratsx.export.pipeline import export_model
 
     return export_model(tiny_run, tmp_path_factory.mktemp("tiny_onnx")).onnx
+
+
+@pytest.fixture(scope="session")
+def nnunet_root(request, tmp_path_factory) -> Path:
+    """nnU-Net v2 results folders made by nnU-Net itself (tests/nnunet_fixtures.py: nnUNet_raw, nnUNet_preprocessed
+    and nnUNet_results of the fixture datasets), built once and kept in pytest's cache between sessions (a new
+    recipe gets a new folder; a session without the cache builds them in a temporary folder); tests using them are
+    marked slow."""
+    pytest.importorskip("nnunetv2")
+    pytest.importorskip("onnxscript")
+    name = f"nnunet-fixtures-{fixture_fingerprint()}"
+    cache = getattr(request.config, "cache", None)
+    return build_fixtures(cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name))

@@ -30,13 +30,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nibabel as nib
 import numpy as np
 
 from .. import __version__
 from ..cases import Case, discover_cases
 from ..errors import BratsxError
+from ..metrics import dice
 from ..runtime.backends import BackendName, TorchOptions
-from ..runtime.evaluate import evaluate_directories
+from ..runtime.evaluate import evaluate_directories, segmentation_files
 from ..runtime.records import case_seconds
 from ..runtime.segment import STAGE_PARTS, STAGES, Window
 from .flops import tile_flops
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["AGREEMENT_FLOOR", "BenchConfig", "peak_gflops", "peak_precision", "ratio_text", "run_bench",
            "stage_table"]
 
+#: The regions agreement is reported on, as metric names spell them.
+_REGIONS = ("WT", "TC", "ET")
 #: Dice agreement with a peer below which a speed ratio is not counted (the outputs differ).
 AGREEMENT_FLOOR = 0.99
 
@@ -128,26 +132,35 @@ def _bundle_source(folder: ModelFolder, config: BenchConfig) -> Path | None:
 def _model_files(config: BenchConfig, work: Path) -> tuple[Path | None, Path, Path | None, Path | None]:
     """The checkpoint (for torch and the peers), the ONNX export of the same weights, the model folder's
     gated int8 IR (when ``openvino-int8`` is measured), and the MONAI bundle of a folder imported from one (then
-    there is no checkpoint, and the ONNX file is the folder's own)."""
+    there is no checkpoint, and the ONNX file is the folder's own).
+
+    A folder imported from nnU-Net is its own "checkpoint": the torch backend rebuilds its networks from the results
+    folder it records, and the ONNX rows run the folder's verified ``model.onnx``.
+    """
     from ..export.pipeline import export_model
     from ..modelfolder import find_model_folder
 
     checkpoint = config.model
     folder = find_model_folder(checkpoint) if checkpoint is not None else None
-    bundle = _bundle_source(folder, config) if folder is not None else None
-    if folder is not None and bundle is None:
-        checkpoint = folder.checkpoint
-        if checkpoint is None:
-            raise BratsxError(f"bench --model {config.model}: the checkpoint this model was exported from is not "
-                              "recorded or gone; give the run directory (every backend runs the same weights)")
     int8 = None
     if BackendName.OPENVINO_INT8.value in config.backends:
         int8 = folder.file("int8") if folder is not None else None
         if int8 is None:
             raise BratsxError("bench --backends openvino-int8 needs --model to be a model folder exported with "
                               "bratsx export --int8 (its gated int8 IR is measured)")
+    bundle = _bundle_source(folder, config) if folder is not None else None
     if bundle is not None:
         return None, folder.file("fp32"), int8, bundle
+    if folder is not None and folder.imported_from:
+        if "monai" in config.compare:
+            raise BratsxError(f"bench --model {config.model}: an imported {folder.imported_from} model is compared "
+                              "with its own framework's predictor (--compare nnunet), not with MONAI")
+        return folder.path, folder.file("fp32"), int8, None
+    if folder is not None:
+        checkpoint = folder.checkpoint
+        if checkpoint is None:
+            raise BratsxError(f"bench --model {config.model}: the checkpoint this model was exported from is not "
+                              "recorded or gone; give the run directory (every backend runs the same weights)")
     if checkpoint is None:
         import torch
 
@@ -161,6 +174,19 @@ def _model_files(config: BenchConfig, work: Path) -> tuple[Path | None, Path, Pa
         checkpoint = save_checkpoint({"contract": contract.to_dict(), "model": UNet3D(network).state_dict()},
                                      work / "random-weights.pt")
     return checkpoint, export_model(checkpoint, work / "model").onnx, int8, None
+
+
+def _imported_source(model: Path | None) -> dict[str, Any] | None:
+    """For a model imported from nnU-Net: the results folder, folds and checkpoint it came from and its channels'
+    modalities (nnU-Net's predictor runs that folder, and every row writes the model's own labels); else ``None``."""
+    from ..modelfolder import find_model_folder
+
+    folder = find_model_folder(model) if model is not None else None
+    if folder is None or folder.imported_from != "nnunetv2":
+        return None
+    source = folder.info["source"]
+    return {"results": source["results"], "folds": source["folds"], "checkpoint_name": source["checkpoint_name"],
+            "modalities": list(folder.contract.modality_order)}
 
 
 def ratio_text(entry: dict[str, Any], peer: str, emphasis: str = "") -> str:
@@ -257,10 +283,23 @@ def stage_table(report: dict[str, Any]) -> dict[str, Any] | None:
     return {"row": row, "case_mean_s": total, "seconds": seconds, "share": share, "above_10_percent": flagged}
 
 
-def _mean_dice(predictions: Path, references: Path) -> dict[str, float]:
-    """Mean per-region Dice of the segmentations in ``predictions`` against those in ``references``."""
-    results = [r for r in evaluate_directories(predictions, references) if r.metrics]
-    return {region: float(np.mean([r.metrics[f"dice_{region}"] for r in results])) for region in ("WT", "TC", "ET")}
+def _mean_dice(predictions: Path, references: Path, model_regions: Sequence[Sequence[int]] | None = None
+               ) -> dict[str, float]:
+    """Mean per-region Dice of the segmentations in ``predictions`` against those in ``references``.
+
+    ``model_regions``: both folders hold an imported model's own labels (its ``dataset.json`` values, as
+    nnU-Net writes them and ``--labels model``), read as WT/TC/ET through the values of each region.
+    """
+    if model_regions is None:
+        results = [r.metrics for r in evaluate_directories(predictions, references) if r.metrics]
+    else:
+        predicted, referenced = segmentation_files(predictions).found, segmentation_files(references).found
+        results = []
+        for case_id in sorted(set(predicted) & set(referenced)):
+            ours, theirs = (np.asarray(nib.load(files[case_id]).dataobj) for files in (predicted, referenced))
+            results.append({f"dice_{region}": dice(np.isin(ours, values), np.isin(theirs, values))
+                            for region, values in zip(_REGIONS, model_regions)})
+    return {region: float(np.mean([r[f"dice_{region}"] for r in results])) for region in _REGIONS}
 
 
 def _reference_folder(cases: Sequence[Case], folder: Path) -> Path:
@@ -321,6 +360,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
     checkpoint, onnx_path, int8, bundle = _model_files(config, work)
     contract = read_onnx_contract(onnx_path)
     overlap = config.overlap if config.overlap is not None else 1.0 - contract.tile_step
+    imported = _imported_source(config.model)
+    model_regions = contract.model_labels["regions"] if imported is not None else None
     cases_dir = config.cases_dir
     if cases_dir is None:
         step(f"synthesising {config.synthetic} case(s)")
@@ -352,35 +393,38 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
                 "out": str(work / "out" / row), "repeat": config.repeat, "overlap": overlap,
                 "bundle": str(bundle) if bundle is not None else None,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
-                "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"]}
+                "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"],
+                "model_labels": imported is not None, "nnunet_results": imported}
         measured = _measure(task, work)
         report["backends"][row] = {"window": window, **_summarise(measured, flops, peaks["measured_gflops"],
                                                                    patch_voxels, len(cases))}
 
     labelled = [case for case in cases if case.label is not None]
-    if labelled:
+    if labelled and imported is None:  # an imported model's rows hold its own labels, not the references' set
         references = _reference_folder(labelled, work / "references")
         for row, _, _ in rows:
             report["backends"][row]["dice_vs_reference"] = _mean_dice(work / "out" / row, references)
-    _compare(report, [row for row, _, _ in rows], config.compare, work / "out")
+    _compare(report, [row for row, _, _ in rows], config.compare, work / "out", model_regions)
     report["stage_table"] = stage_table(report)
     report["load_average"] = {"start": list(load_at_start), "end": list(os.getloadavg())}
     return report
 
 
-def _compare(report: dict[str, Any], rows: list[str], peers: Sequence[str], outputs: Path) -> None:
-    """Agreement with the fp32 tiled row, and with each peer and the speed ratio to it (counted or not)."""
+def _compare(report: dict[str, Any], rows: list[str], peers: Sequence[str], outputs: Path,
+             model_regions: Sequence[Sequence[int]] | None = None) -> None:
+    """Agreement with the fp32 tiled row, and with each peer and the speed ratio to it (counted or not);
+    ``model_regions``: the outputs hold an imported model's own labels (see :func:`_mean_dice`)."""
     entries = report["backends"]
     reference = next((row for row in FP32_REFERENCES if row in entries), None)
     report["fp32_reference"] = reference
     for row in rows:
         if reference is not None and row != reference:
-            entries[row]["agreement_with_fp32_tiles"] = _mean_dice(outputs / row, outputs / reference)
+            entries[row]["agreement_with_fp32_tiles"] = _mean_dice(outputs / row, outputs / reference, model_regions)
     for peer in peers:
         for row in rows:
             if row in PEERS:
                 continue
-            agreement = _mean_dice(outputs / row, outputs / peer)
+            agreement = _mean_dice(outputs / row, outputs / peer, model_regions)
             entry = entries[row]
             ratio = entries[peer]["case_p50_s"] / entry["case_p50_s"]
             entry[f"agreement_with_{peer}"] = agreement

@@ -36,10 +36,11 @@ def _open(task: dict[str, Any]):
     return open_model(model, name, device=task["device"], torch_options=options)
 
 
-def tile_throughput(run: Callable[[np.ndarray], np.ndarray], patch: tuple[int, ...], batch: int, repeat: int
-                    ) -> float:
-    """Tiles per second of ``run`` on batches of ``batch`` random ``(4, *patch)`` tiles (the best of ``repeat``)."""
-    tiles = np.random.default_rng(0).standard_normal((batch, 4, *patch)).astype(np.float32)
+def tile_throughput(run: Callable[[np.ndarray], np.ndarray], patch: tuple[int, ...], batch: int, repeat: int,
+                    channels: int = 4) -> float:
+    """Tiles per second of ``run`` on batches of ``batch`` random ``(channels, *patch)`` tiles (the best of
+    ``repeat``)."""
+    tiles = np.random.default_rng(0).standard_normal((batch, channels, *patch)).astype(np.float32)
     run(tiles)  # warm-up
     best = float("inf")
     for _ in range(max(1, repeat)):
@@ -59,10 +60,13 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         build = time.perf_counter() - start
         batch = task.get("sw_batch") or backend.preferred_batch
         tiled = task["window"] == "tiles"  # a box row runs the same kernels: its tile throughput is the tiled row's
-        tiles_per_s = tile_throughput(backend.run, contract.patch_size, batch, task["repeat"]) if tiled else None
+        channels = len(contract.modality_order)
+        tiles_per_s = tile_throughput(backend.run, contract.patch_size, batch, task["repeat"], channels) if tiled \
+            else None
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
-                                 postprocess=postprocess_override(task["postprocess"], contract.postprocess))
+                                 postprocess=postprocess_override(task["postprocess"], contract.postprocess),
+                                 model_labels=task["model_labels"])
         runner = Runner.from_backends([backend], contract, segment)
         latencies, walls = [], []
         for _ in range(task["repeat"]):
@@ -123,12 +127,18 @@ def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure_nnunet(task: dict[str, Any]) -> dict[str, Any]:
-    from .nnunet_reference import nnunet_predictor, nnunet_segment_case
+    """nnU-Net's predictor: on bratsx's network, or, for an imported model, on the results folder it came from."""
+    from .nnunet_reference import nnunet_predictor, nnunet_results_predictor, nnunet_segment_case
 
     def build() -> Segmenter:
-        trained = _trained(task)
-        predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
-        return lambda case, out: nnunet_segment_case(predictor, case, out)
+        source = task.get("nnunet_results")
+        if source is None:
+            trained = _trained(task)
+            predictor = nnunet_predictor(trained.network, trained.contract, task["tta"], task["device"])
+            return lambda case, out: nnunet_segment_case(predictor, case, out)
+        predictor = nnunet_results_predictor(Path(source["results"]), tuple(source["folds"]), task["tta"],
+                                             task["device"], source["checkpoint_name"])
+        return lambda case, out: nnunet_segment_case(predictor, case, out, tuple(source["modalities"]))
 
     return {**_measure_peer(task, build), "mirroring": task["tta"]}
 

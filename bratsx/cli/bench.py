@@ -20,15 +20,15 @@ from .render import per_region
 
 
 def _workspace_model(workspace: Optional[Path]) -> Optional[Path]:
-    """The workspace's own default model when its checkpoint is at hand (the bench runs every backend, torch
-    and the peers included, on the same weights), announced; ``None`` otherwise."""
+    """The workspace's own default model when its checkpoint is at hand, or it was imported (the bench runs every
+    backend, torch and the peers included, on the same weights), announced; ``None`` otherwise."""
     from ..workspace import Workspace
 
     try:
         chosen = Workspace.locate(workspace).default_model()
     except BratsxError:
         return None
-    if chosen.origin != "workspace" or chosen.folder.checkpoint is None:
+    if chosen.origin != "workspace" or (chosen.folder.checkpoint is None and not chosen.folder.imported_from):
         return None
     console.print(f"no --model given: benchmarking the workspace's default model {escape(chosen.folder.name)}")
     return chosen.folder.path

@@ -13,7 +13,22 @@ from rich.table import Table
 from ..errors import BratsxError
 from ..export.options import ExportOptions, Int8Method
 from .common import console, err_console, reports_errors
-from .options import WorkspaceOption, default_of
+from .options import (
+    CalibCasesOption,
+    CalibDirOption,
+    Fp16Option,
+    Int8GateDirOption,
+    Int8KeepEndsOption,
+    Int8MethodOption,
+    Int8Option,
+    MaxBatchOption,
+    OpsetOption,
+    TrtOption,
+    TrtOptLevelOption,
+    WorkspaceOption,
+    default_of,
+    export_options,
+)
 from .render import render_export
 
 T = TypeVar("T")
@@ -39,37 +54,17 @@ def export(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="The model folder to write. [default: WORKSPACE/models/RUN_NAME]", file_okay=False,
         show_default=False)] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, refused unless its "
-                                                      "WT/TC/ET Dice against fp32 is >= 0.999.")] = False,
-    trt: Annotated[bool, typer.Option("--trt", help="Also build an FP16 TensorRT engine (needs TensorRT and an "
-                                                    "NVIDIA GPU; implies --fp16), gated the same way.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write model.int8.xml/.bin, an OpenVINO IR quantized to "
-                                                      "int8 by NNCF on calibration cases' tiles (the openvino-int8 "
-                                                      "backend), shipped only if its WT/TC/ET Dice against fp32 is "
-                                                      ">= 0.99 on held-out cases (the model's validation cases, or "
-                                                      "--int8-gate-dir); otherwise left out, saying why.")] = False,
-    int8_gate_dir: Annotated[Optional[Path], typer.Option(
-        "--int8-gate-dir", help="Held-out cases the int8 gate runs on (none may be a calibration case). [default: "
-                                "the validation cases of the model's split in --calib-dir; synthetic without it]",
-        exists=True, file_okay=False, show_default=False)] = None,
-    int8_method: Annotated[Int8Method, typer.Option(
-        case_sensitive=False, help="ptq: NNCF post-training quantization; accuracy-control: NNCF's "
-                                   "quantize_with_accuracy_control, reverting the convolutions that cost most Dice "
-                                   "against fp32 on the calibration cases.")] = Int8Method.PTQ,
-    int8_keep_ends: Annotated[bool, typer.Option(
-        help="Keep the first convolution and the output head in f32.")] = default_of(ExportOptions, "int8_keep_ends"),
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = default_of(ExportOptions, "opset"),
-    max_batch: Annotated[int, typer.Option(min=1, help="Largest batch of tiles the model accepts.")
-                         ] = default_of(ExportOptions, "max_batch"),
-    calib_dir: Annotated[Optional[Path], typer.Option(
-        "--calib-dir", help="Cases to run the fp16/engine gates on and to calibrate int8 on (with the model's split: "
-                            "its training cases there). [default: synthetic cases]", exists=True,
-        file_okay=False, show_default=False)] = None,
-    calib_cases: Annotated[int, typer.Option(min=1, help="How many cases (of --calib-dir) the fp16/engine gates run "
-                                                         "on and int8 calibrates on.")
-                           ] = default_of(ExportOptions, "calibration_cases"),
-    trt_opt_level: Annotated[int, typer.Option(min=0, max=5, help="TensorRT builder optimisation level.")
-                             ] = default_of(ExportOptions, "trt_optimization_level"),
+    fp16: Fp16Option = False,
+    trt: TrtOption = False,
+    int8: Int8Option = False,
+    opset: OpsetOption = default_of(ExportOptions, "opset"),
+    max_batch: MaxBatchOption = default_of(ExportOptions, "max_batch"),
+    calib_dir: CalibDirOption = None,
+    calib_cases: CalibCasesOption = default_of(ExportOptions, "calibration_cases"),
+    trt_opt_level: TrtOptLevelOption = default_of(ExportOptions, "trt_optimization_level"),
+    int8_gate_dir: Int8GateDirOption = None,
+    int8_method: Int8MethodOption = Int8Method.PTQ,
+    int8_keep_ends: Int8KeepEndsOption = default_of(ExportOptions, "int8_keep_ends"),
     workspace: WorkspaceOption = None,
 ) -> None:
     """Export a trained model into a model folder: ONNX with its inference contract embedded, plus model.json.
@@ -85,10 +80,9 @@ def export(
     from ..workspace import Workspace
 
     space = Workspace.locate(workspace)
-    options = ExportOptions(fp16=fp16 or trt, trt=trt, int8=int8, opset=opset, max_batch=max_batch,
-                            calibration_dir=calib_dir, calibration_cases=calib_cases, int8_gate_dir=int8_gate_dir,
-                            int8_method=int8_method.value, int8_keep_ends=int8_keep_ends,
-                            trt_optimization_level=trt_opt_level)
+    options = export_options(fp16=fp16, trt=trt, int8=int8, opset=opset, max_batch=max_batch, calib_dir=calib_dir,
+                             calib_cases=calib_cases, trt_opt_level=trt_opt_level,
+                             int8_gate_dir=int8_gate_dir, int8_method=int8_method, int8_keep_ends=int8_keep_ends)
     if folds is not None or (sources and len(sources) > 1):
         _export_ensemble(space, folds, sources or [], out, options)
         return

@@ -15,16 +15,24 @@ from ..errors import BratsxError
 from ..export.options import ExportOptions
 from ..importers.options import DEFAULT_CHECKPOINT, MonaiBundleImport, NnunetImport
 from .common import console, err_console, reports_errors
-from .options import WorkspaceOption
+from .options import (
+    CalibCasesOption,
+    CalibDirOption,
+    Fp16Option,
+    Int8Option,
+    MaxBatchOption,
+    OpsetOption,
+    TrtOption,
+    TrtOptLevelOption,
+    WorkspaceOption,
+    default_of,
+    export_options,
+)
 from .render import render_export
 
 if TYPE_CHECKING:  # the importers import torch; the CLI imports them only when a command runs
     from ..export.pipeline import ExportReport
 
-#: The export options every importer takes, gated as ``bratsx export`` gates them.
-Fp16Option = Annotated[bool, typer.Option("--fp16", help="Also write model.fp16.onnx, gated as bratsx export --fp16.")]
-Int8Option = Annotated[bool, typer.Option("--int8", help="Also write the int8 OpenVINO IR, gated as bratsx export "
-                                                         "--int8.")]
 
 app = typer.Typer(help="Import a model trained elsewhere into a bratsx model folder.", no_args_is_help=True)
 
@@ -72,20 +80,29 @@ def nnunet(
         help="Map input channels to modalities, e.g. '0=t1,1=t1ce,2=t2,3=flair'. [default: from dataset.json's "
              "channel_names]", show_default=False)] = None,
     fp16: Fp16Option = False,
+    trt: TrtOption = False,
     int8: Int8Option = False,
+    opset: OpsetOption = default_of(ExportOptions, "opset"),
+    max_batch: MaxBatchOption = default_of(ExportOptions, "max_batch"),
+    calib_dir: CalibDirOption = None,
+    calib_cases: CalibCasesOption = default_of(ExportOptions, "calibration_cases"),
+    trt_opt_level: TrtOptLevelOption = default_of(ExportOptions, "trt_optimization_level"),
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import an nnU-Net v2 trained configuration: every fold built with nnU-Net's own network code, its weights
-    loaded with torch.load(weights_only=True), the folds averaged in one ONNX model verified against PyTorch, and
-    nnU-Net's preprocessing (crop, normalisation, resampling, transposition) and labels in its contract, so that
-    bratsx infer, bench and serve segment as nnUNetPredictor does. The folder becomes the workspace's default model.
+    loaded with torch.load(weights_only=True), the folds averaged in one ONNX model verified against PyTorch (then
+    --fp16, --int8 and --trt gated against it as bratsx export gates them, by the same code), and nnU-Net's
+    preprocessing (crop, normalisation, resampling, transposition) and labels in its contract, so that bratsx infer,
+    bench and serve segment as nnUNetPredictor does. The folder becomes the workspace's default model.
     """
     from ..importers.channels import parse_channel_option
     from ..importers.nnunet import import_nnunet
 
     options = NnunetImport(folds=_folds(folds), checkpoint=checkpoint,
                            channels=parse_channel_option(channels) if channels else None,
-                           export=ExportOptions(fp16=fp16, int8=int8))
+                           export=export_options(fp16=fp16, trt=trt, int8=int8, opset=opset, max_batch=max_batch,
+                                                 calib_dir=calib_dir, calib_cases=calib_cases,
+                                                 trt_opt_level=trt_opt_level))
     _import_into_workspace(results, name or _default_name(results), workspace,
                            lambda out, on_step: import_nnunet(results, out, options, on_step=on_step))
 

@@ -18,7 +18,7 @@ from ..prepare.skullstrip import SkullStripper, parse_skull_strip
 from ..runtime.backends import BackendName
 from ..runtime.segment import SegmentOptions, Window
 from .common import console, literal, reports_errors
-from .options import LabelsOption, WorkspaceOption, default_of
+from .options import MODEL_LABELS, OutputLabelsOption, WorkspaceOption, default_of
 
 
 def _default_model(workspace: Optional[Path]) -> Path:
@@ -69,7 +69,7 @@ def infer(
         show_default=False)] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average all 8 mirrorings of every tile (8x the work).")
                    ] = default_of(SegmentOptions, "tta"),
-    convention: LabelsOption = None,
+    output_labels: OutputLabelsOption = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities",
                                                      help="Also write float16 probabilities.")] = False,
     postprocess: Annotated[str, typer.Option(
@@ -120,12 +120,19 @@ def infer(
     A rerun reuses up-to-date outputs and redoes stale ones (input, model or settings changed). A bad
     case is reported and the others finish; the exit code is then 1.
     """
+    from ..labels import LabelConvention
     from ..runtime import InferOptions, ModelSpec, RunnerSpec, Threads, run_batch
     from ..runtime.evaluate import segmentation_files
     from ..runtime.parts import Part
     from ..runtime.scheduling import choose_scheduler
+    from ..runtime.segment import check_model_labels
     from .render import batch_progress, render_records
 
+    model_labels = output_labels is not None and output_labels.value == MODEL_LABELS
+    convention = LabelConvention(output_labels.value) if output_labels is not None and not model_labels else None
+    if model_labels and prepare:
+        raise BratsxError("--labels model with --prepare: the native-grid outputs and DICOM-SEG are written in a "
+                          "BraTS label set; leave --labels out or name one")
     out = out or _output_folder(cases_dir)
     unprepared = 0
     if prepare:
@@ -140,11 +147,13 @@ def infer(
     references = segmentation_files(labels).found if labels else None
     scheduler = choose_scheduler(workers=workers, devices=devices.split(",") if devices else None, threads=threads,
                                  ray=ray)
-    segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention)
+    segment = SegmentOptions(window=window, overlap=overlap, sw_batch=sw_batch, tta=tta, convention=convention,
+                             model_labels=model_labels)
     models = ModelSpec(paths=tuple(model or [_default_model(workspace)]), backend=backend.value,
                        ort_tensorrt=ort_tensorrt)
     options = InferOptions(save_probabilities=save_probabilities, overwrite=overwrite)
     with RunnerSpec(models, segment).open(device, threads) as runner:  # here first: a bad model stops the run
+        check_model_labels(runner.contract, segment)
         # the post-processing every record names: --postprocess, else the model's own (tuned) spec
         runner = runner.with_options(dataclasses.replace(segment, postprocess=postprocess_override(
             postprocess, runner.contract.postprocess)))

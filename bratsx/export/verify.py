@@ -19,6 +19,7 @@ import torch
 
 from ..errors import BratsxError
 from ..preprocessing import preprocess
+from ..runtime.model_grid import model_channels
 from ..synth import synthesize_case
 from .onnx_export import TrainedModel
 
@@ -55,6 +56,7 @@ def verification_inputs(trained: TrainedModel, seed: int = 0) -> dict[str, np.nd
     shape = tuple(max(int(p * 1.5), 32) for p in reversed(patch))  # synth takes (x, y, z)
     case = synthesize_case(shape, seed=seed, index=1)
     image = np.ascontiguousarray(case.image.transpose(0, 3, 2, 1), dtype=np.float32)  # to (z, y, x)
+    image = model_channels(image, trained.contract)  # an imported model may take fewer, in its own order
     ready = preprocess(image)
     tumour = np.argwhere(case.labels.T[ready.box.slices] > 0)
     centre = tumour.mean(axis=0).astype(int) if len(tumour) else np.array(ready.image.shape[1:]) // 2

@@ -1,130 +1,29 @@
 """``bratsx import nnunet``: an nnU-Net v2 results folder into an ordinary bratsx model folder.
 
-Every fold's network is built by nnU-Net's own ``get_network_from_plans`` (``dynamic_network_architectures``:
-PlainConvUNet, the ResEnc presets) and loaded with ``torch.load(weights_only=True)``; the folds become one
-network that averages their logits (:class:`FoldEnsemble`, as nnU-Net averages folds), exported to ONNX with the
-contract embedded and verified against PyTorch by bratsx's export (:func:`bratsx.export.pipeline.export_trained`,
-with its fp16 and int8 gates). The contract (:func:`~bratsx.importers.nnunet_folder.contract_from_results`)
-carries nnU-Net's preprocessing and label set, which the runtime applies in :mod:`bratsx.runtime.model_grid`.
-
-Checkpoints are loaded in PyTorch's restricted ``weights_only`` mode, allowing beyond its defaults only the numpy
-scalar and dtype types nnU-Net's training logs hold (plain data); anything else is refused, never loaded unsafely.
-Network classes are taken only from ``dynamic_network_architectures`` and their layers only from ``torch.nn``, so
-a plans file cannot make the importer import arbitrary code.
+The folds' networks are rebuilt safely by :mod:`bratsx.network.nnunet` (nnU-Net's own ``get_network_from_plans``,
+``torch.load(weights_only=True)``, the folds averaged as logits), exported to ONNX with the contract embedded and
+verified against PyTorch by bratsx's export (:func:`bratsx.export.pipeline.export_trained`, with its fp16 and int8
+gates). The contract (:func:`~bratsx.importers.nnunet_folder.contract_from_results`) carries nnU-Net's
+preprocessing and label set, which the runtime applies in :mod:`bratsx.runtime.model_grid`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
-
-from ..contract import ModelContract, file_sha256
+from ..contract import file_sha256
 from ..errors import BratsxError
 from ..export.pipeline import ExportReport, check_model_folder_target, export_trained
 from ..network.checkpoint import TrainedModel
+from ..network.nnunet import FoldEnsemble, load_checkpoint, network_for_fold
 from .nnunet_folder import NnunetResults, contract_from_results, read_results_folder
 from .options import NnunetImport
 
-__all__ = ["FoldEnsemble", "NnunetImport", "import_nnunet", "load_checkpoint", "network_for_fold"]
-
-#: Where a plans file may take its network class from, and its layers.
-_NETWORK_PACKAGE = "dynamic_network_architectures.architectures."
-_LAYER_PACKAGE = "torch.nn."
-#: Plain-data numpy types nnU-Net's checkpoints hold (EMA Dice, logged metrics), allowed in weights_only loading.
-_NUMPY_DATA_TYPES = (np._core.multiarray.scalar, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType,
-                     np.dtypes.Int64DType)
-
-
-class FoldEnsemble(nn.Module):
-    """The folds' networks as one: the mean of their logits (nnU-Net averages folds' logits before the activation)."""
-
-    def __init__(self, networks: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.folds = nn.ModuleList(networks)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        total = self.folds[0](image)
-        for network in self.folds[1:]:
-            total = total + network(image)
-        return total / len(self.folds) if len(self.folds) > 1 else total
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """An nnU-Net checkpoint, loaded with ``torch.load(weights_only=True)`` (see the module docstring).
-
-    Raises:
-        BratsxError: the file is not a checkpoint, or needs types that weights-only loading refuses.
-    """
-    try:
-        with torch.serialization.safe_globals(list(_NUMPY_DATA_TYPES)):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        needed = _unsafe_globals(path)
-        raise BratsxError(f"{path}: refused: loading it needs {needed or 'objects'} beyond plain tensors and data "
-                          "(torch.load weights_only=True); bratsx never loads a checkpoint unsafely, re-save its "
-                          "'network_weights' as plain tensors") from error
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
-        raise BratsxError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
-    if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
-        raise BratsxError(f"{path}: not an nnU-Net checkpoint (no 'network_weights')")
-    return checkpoint
-
-
-def _unsafe_globals(path: Path) -> str:
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # the listing is a courtesy for the message; the refusal stands without it
-        return ""
-    allowed = {f"{t.__module__}.{t.__qualname__}" for t in _NUMPY_DATA_TYPES}
-    return ", ".join(sorted(set(names) - allowed)[:3])
-
-
-def _locate(name: str, package: str, what: str, where: Path) -> Any:
-    import pydoc
-
-    found = pydoc.locate(name) if name.startswith(package) else None
-    if found is None:
-        raise BratsxError(f"{where}: unknown {what} {name!r}; bratsx builds networks from {package}* only")
-    return found
-
-
-def network_for_fold(contract: ModelContract, results: NnunetResults, checkpoint: dict[str, Any], fold: int
-                     ) -> nn.Module:
-    """One fold's network, built by nnU-Net's ``get_network_from_plans``, its weights loaded strictly, in eval mode.
-
-    Raises:
-        BratsxError: an unknown network class or layer, or weights that do not fit the network.
-    """
-    try:
-        from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-    except ImportError:
-        raise BratsxError("bratsx import nnunet builds networks with nnU-Net's own code: pip install "
-                          "'bratsx[nnunet]'") from None
-    plans_file = results.path / "plans.json"
-    architecture = contract.network
-    _locate(architecture["network_class_name"], _NETWORK_PACKAGE, "network class", plans_file)
-    kwargs = dict(architecture["arch_kwargs"])
-    for key in architecture["arch_kwargs_requiring_import"]:
-        if kwargs.get(key) is not None:
-            _locate(kwargs[key], _LAYER_PACKAGE, f"layer ({key})", plans_file)
-    network = get_network_from_plans(architecture["network_class_name"], kwargs,
-                                     architecture["arch_kwargs_requiring_import"], len(contract.modality_order),
-                                     contract.output_mode.channels, allow_init=False, deep_supervision=False)
-    try:
-        network.load_state_dict(checkpoint["network_weights"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise BratsxError(f"{results.checkpoints[fold]}: the weights do not fit {architecture['network_class_name']} "
-                          f"as plans.json describes it ({first})") from error
-    return network.eval()
+__all__ = ["NnunetImport", "import_nnunet"]
 
 
 def _mirror_axes(checkpoints: dict[int, dict[str, Any]], results: NnunetResults) -> tuple[int, ...]:
@@ -164,7 +63,8 @@ def import_nnunet(results_dir: Path | str, out_dir: Path, options: NnunetImport 
     step("loading the folds' checkpoints")
     checkpoints = {fold: load_checkpoint(path) for fold, path in results.checkpoints.items()}
     contract = replace(contract, mirror_axes=_mirror_axes(checkpoints, results))
-    networks = [network_for_fold(contract, results, checkpoint, fold) for fold, checkpoint in checkpoints.items()]
+    networks = [network_for_fold(contract, results.path / "plans.json", results.checkpoints[fold], checkpoint)
+                for fold, checkpoint in checkpoints.items()]
     hashes = {str(fold): file_sha256(path) for fold, path in results.checkpoints.items()}
     contract = contract.with_checkpoint(hashlib.sha256("".join(hashes.values()).encode()).hexdigest())
     trained = TrainedModel(FoldEnsemble(networks).eval(), contract, results.checkpoints[min(results.checkpoints)])

@@ -328,7 +328,8 @@ class TorchBackend(BackendBase):
     """PyTorch eager (or compiled), from a checkpoint or run directory (imports torch only when built).
 
     Args:
-        checkpoint: a bratsx checkpoint file or run directory.
+        checkpoint: a bratsx checkpoint file or run directory, or an imported model folder (its networks rebuilt
+            from the source it records: :func:`bratsx.network.nnunet.trained_from_import`).
         device: ``cpu`` or ``cuda``.
         amp: autocast (fp16 on CUDA, bf16 on CPU); the same as ``options.amp``.
         options: memory format and compilation (see :class:`TorchOptions`).
@@ -339,13 +340,20 @@ class TorchBackend(BackendBase):
     def __init__(self, checkpoint: Path | str, device: str = "cpu", amp: bool = False,
                  options: TorchOptions | None = None) -> None:
         torch = optional_import("torch", "train")
+        from ..modelfolder import find_model_folder
         from ..network.checkpoint import model_from_checkpoint
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BratsxError("--device cuda asked for, but no CUDA GPU is visible")
         options = options or TorchOptions()
         amp = amp or options.amp
-        trained = model_from_checkpoint(checkpoint)
+        folder = find_model_folder(checkpoint) if Path(checkpoint).is_dir() else None
+        if folder is not None and folder.imported_from:
+            from ..network.nnunet import trained_from_import
+
+            trained = trained_from_import(folder)
+        else:
+            trained = model_from_checkpoint(checkpoint)
         self.contract = trained.contract
         self.network = trained.network.to(device)
         if options.channels_last:  # weights and every input in channels_last_3d

@@ -128,7 +128,7 @@ class CaseOutput:
         labels: uint8 canonical label map (``None`` when the case failed).
         geometry: the input's geometry, to write the labels back in it.
         probabilities: float32 ``(C, z, y, x)`` canonical probabilities, only when they are to be saved.
-        convention: the label values of ``labels``.
+        convention: the label values of ``labels``; ``None``: the model's own (``--labels model``).
     """
 
     record: CaseRecord

@@ -15,7 +15,9 @@ fields:
 2. :func:`logits_on_case_grid`: the blended logits back to the cropped box's grid (before the activation, as
    nnU-Net) and back to canonical axes; :func:`segment_case` then pastes them as for any model.
 3. :func:`regions_from_model_output`: probabilities to nnU-Net's segmentation (regions thresholded at 0.5 and
-   painted in ``regions_class_order``, or the arg-max label), then to WT/TC/ET by the model's label set.
+   painted in ``regions_class_order``, or the arg-max label), then to WT/TC/ET by the model's label set;
+   :func:`model_labels_from_regions` writes WT/TC/ET (post-processed) back in the model's own label values
+   (``--labels model``).
 
 bratsx's own models (no ``channel_normalization``) pass through untouched. No torch here.
 """
@@ -34,8 +36,9 @@ from ..labels import MODALITY_ORDER, OutputMode, regions_from_probabilities
 from ..preprocessing import INFERENCE_MARGIN, CropBox, Preprocessed, brain_mask, crop_box, preprocess
 from ..resample import Resampling, resample_to_shape, shape_at_spacing
 
-__all__ = ["NNUNET_NORMALIZATION_SCHEMES", "NORMALIZATION_SCHEMES", "logits_on_case_grid", "normalize_channel",
-           "on_model_grid", "prepare_on_model_grid", "raw_segmentation", "regions_from_model_output"]
+__all__ = ["NNUNET_NORMALIZATION_SCHEMES", "NORMALIZATION_SCHEMES", "logits_on_case_grid", "model_channels",
+           "model_labels_from_regions", "normalize_channel", "on_model_grid", "prepare_on_model_grid",
+           "raw_segmentation", "regions_from_model_output"]
 
 #: nnU-Net's normalisation schemes the runtime reproduces.
 NNUNET_NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNormalization",
@@ -51,6 +54,13 @@ _EPS = 1e-8
 def on_model_grid(contract: ModelContract) -> bool:
     """Whether ``contract`` asks for an imported framework's preprocessing (see the module docstring)."""
     return contract.channel_normalization is not None
+
+
+def model_channels(image: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """The channels of a loaded ``(4, ...)`` image the model takes, in its order (a view for bratsx's own models,
+    whose order is the loaded one)."""
+    order = [_LOADED_ORDER.index(m) for m in contract.modality_order]
+    return image if order == list(range(len(_LOADED_ORDER))) else image[order]
 
 
 def normalize_channel(channel: np.ndarray, mask: np.ndarray, scheme: dict[str, Any]) -> None:
@@ -135,7 +145,7 @@ def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract:
     """
     if not on_model_grid(contract):
         return preprocess(image, INFERENCE_MARGIN)
-    image = image[[_LOADED_ORDER.index(m) for m in contract.modality_order]]  # the model's channels, in its order
+    image = model_channels(image, contract)
     mask = brain_mask(image)
     box = crop_box(mask, margin=0) if contract.crop_to_nonzero else CropBox((0, 0, 0), tuple(mask.shape))
     orientation, axes = contract.canonical_orientation, contract.transpose_forward
@@ -196,3 +206,24 @@ def regions_from_model_output(probabilities: np.ndarray, contract: ModelContract
         return regions_from_probabilities(probabilities, contract.output_mode)
     segmentation = raw_segmentation(probabilities, contract)
     return np.stack([np.isin(segmentation, values) for values in contract.model_labels["regions"]])
+
+
+def model_labels_from_regions(regions: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """WT/TC/ET masks ``(3, ...)`` as a label map in the model's own values (``dataset.json``'s labels), uint8.
+
+    Region ``r`` (WT, TC, ET in turn) is painted with the value that belongs to it and to the regions outside it
+    only (Dataset137's 1, 2, 3; a label model's edema, necrotic core, enhancing tumour), inner regions winning as in
+    :func:`bratsx.labels.labels_from_regions`: for nested masks this is :func:`raw_segmentation` of the same
+    output, and post-processed masks are written the same way (``--labels model``).
+
+    Raises:
+        ValueError: the contract has no label set of its own (a bratsx model writes BraTS label sets).
+    """
+    if contract.model_labels is None:
+        raise ValueError("this model has no labels of its own; it writes a BraTS label set")
+    lists = [set(values) for values in contract.model_labels["regions"]]
+    labels = np.zeros(np.shape(regions)[1:], dtype=np.uint8)
+    for region, mask in enumerate(np.asarray(regions, dtype=bool)):
+        outer = set.intersection(*lists[:region + 1]) - set().union(*lists[region + 1:])
+        labels[mask] = min(outer)  # the importer accepts only label sets with one value per region (BraTS)
+    return labels

@@ -83,8 +83,8 @@ def _file_for(model: Path, folder: ModelFolder | None, backend: BackendName, dev
         found, flag = folder.file("engine"), "--trt"
     elif backend is BackendName.OPENVINO_INT8:
         found, flag = folder.file("int8"), "--int8"
-    elif backend is BackendName.TORCH:
-        found, flag = folder.checkpoint, None
+    elif backend is BackendName.TORCH:  # an imported folder's networks are rebuilt from its recorded source
+        found, flag = folder.checkpoint or (folder.path if folder.imported_from else None), None
     else:
         gated = folder.file("fp16") if backend is BackendName.ORT and device.startswith("cuda") else None
         found, flag = gated or folder.file("fp32"), ""

@@ -35,14 +35,19 @@ from ..preprocessing import Preprocessed, paste
 from ..scoring import score_label_maps
 from ..sliding_window import Blend, Placement, Window, box_predict, sliding_window_predict
 from .backends import Backend
-from .model_grid import logits_on_case_grid, prepare_on_model_grid, regions_from_model_output
+from .model_grid import (
+    logits_on_case_grid,
+    model_labels_from_regions,
+    prepare_on_model_grid,
+    regions_from_model_output,
+)
 
 if TYPE_CHECKING:  # the runner builds on this module: named here for the annotations only
     from .runner import Runner
 
 __all__ = ["LOGIT_CAP", "STAGES", "STAGE_PARTS", "PreparedCase", "SegmentOptions", "Segmentation", "Window",
-           "check_window", "logits_from_probabilities", "overlap_for", "prepare_case", "probabilities_from_logits",
-           "segment_case", "tile_predictor", "tiled_logits"]
+           "check_model_labels", "check_window", "logits_from_probabilities", "overlap_for", "prepare_case",
+           "probabilities_from_logits", "segment_case", "tile_predictor", "tiled_logits"]
 
 #: Stages timed for every case, in order; they add up to the case's time.
 STAGES = ("load", "preprocess", "inference", "postprocess", "write")
@@ -76,6 +81,8 @@ class SegmentOptions:
             own, else the case's layout or id, else the model's; plain folders get BraTS 2023's 0/1/2/3).
         postprocess: the post-processing (:mod:`bratsx.postprocess`); ``None``: the model's own (its
             contract's, which a model folder's tuned spec sets when it is opened).
+        model_labels: write the model's own label values (an imported model's ``dataset.json`` labels,
+            ``--labels model``) instead of a BraTS label set; metrics are still computed in ``convention``.
     """
 
     window: Window = Window.TILES
@@ -84,6 +91,7 @@ class SegmentOptions:
     tta: bool = False
     convention: LabelConvention | None = None
     postprocess: PostprocessSpec | None = None
+    model_labels: bool = False
 
     def __post_init__(self) -> None:  # choices given as text are parsed once, here
         object.__setattr__(self, "window", look_up(Window, self.window, "window"))
@@ -110,7 +118,7 @@ class Segmentation:
         probabilities: float32 ``(C, z, y, x)`` over the full volume (0 outside the brain box).
         regions: boolean ``(3, z, y, x)`` WT, TC, ET after post-processing.
         labels: uint8 ``(z, y, x)`` label map in ``convention``.
-        convention: label values of ``labels``.
+        convention: label values of ``labels``; ``None``: the model's own (``SegmentOptions.model_labels``).
         metrics: BraTS metrics against the reference, when the case has a readable one: per region the
             whole-case Dice, sensitivity, specificity, HD95 and volumes, and the BraTS 2023 lesion-wise
             Dice and HD95 with lesion counts (:mod:`bratsx.lesionwise`).
@@ -123,7 +131,7 @@ class Segmentation:
     probabilities: np.ndarray
     regions: np.ndarray
     labels: np.ndarray
-    convention: LabelConvention
+    convention: LabelConvention | None
     metrics: dict[str, float] | None = None
     metrics_error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -274,6 +282,17 @@ def check_window(backends: Sequence[Backend], options: SegmentOptions) -> None:
                           "tiles, or --backend ort, openvino or torch for one pass over the brain box")
 
 
+def check_model_labels(contract: ModelContract, options: SegmentOptions) -> None:
+    """Refuse ``model_labels`` for a model without a label set of its own (bratsx's own models write BraTS sets).
+
+    Raises:
+        BratsxError: naming the choice to make instead.
+    """
+    if options.model_labels and contract.model_labels is None:
+        raise BratsxError("--labels model: this model has no labels of its own (only imported models do: bratsx "
+                          "import nnunet); choose a BraTS label set, or leave --labels out")
+
+
 def segment_case(
     case: Case | PreparedCase,
     runner: Runner,
@@ -299,6 +318,7 @@ def segment_case(
     runner.require_open()
     backends, contract, options = runner.backends, runner.contract, runner.options
     check_window(backends, options)
+    check_model_labels(contract, options)
     box = options.window is Window.BOX
     prepared = case if isinstance(case, PreparedCase) else runner.prepare(case)
     loaded, ready = prepared.loaded, prepared.ready
@@ -341,9 +361,12 @@ def segment_case(
     if loaded.label is not None:
         metrics = score_label_maps(labels, convention, loaded.label, loaded.convention,
                                    loaded.geometry.canonical_spacing, lesion_wise=True)
-    seconds["postprocess"] = time.perf_counter() - started
+    scored = time.perf_counter()
+    if options.model_labels:
+        labels, convention = model_labels_from_regions(regions, contract), None
+    ended = time.perf_counter()
+    seconds["postprocess"] = ended - started
     seconds["postprocess.paste"] = pasted - started
-    seconds["postprocess.regions"] = labelled - pasted
-    seconds["postprocess.metrics"] = seconds["postprocess"] - seconds["postprocess.paste"] - seconds[
-        "postprocess.regions"]
+    seconds["postprocess.regions"] = (labelled - pasted) + (ended - scored)
+    seconds["postprocess.metrics"] = scored - labelled
     return Segmentation(loaded, probabilities, regions, labels, convention, metrics, prepared.label_error, seconds)

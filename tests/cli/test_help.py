@@ -54,7 +54,8 @@ def test_defaults_come_from_the_option_dataclasses():
     from bratsx.trainer.config import TrainConfig
 
     infer_help = CliRunner().invoke(app, ["infer", "--help"], env={"COLUMNS": "200"}).output
-    assert f"[default: {SegmentOptions().overlap};" in option_blocks(infer_help)["--overlap"]
+    assert SegmentOptions().overlap is None  # None: the model's own overlap, which the help states
+    assert "[default: the model's own: 0.5 for bratsx" in option_blocks(infer_help)["--overlap"]
     train_help = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     assert f"[default: {TrainConfig.__dataclass_fields__['epochs'].default}]" in option_blocks(train_help)["--epochs"]
     assert "[default: 128 128 128]" in option_blocks(train_help)["--patch"]

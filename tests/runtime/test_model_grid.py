@@ -7,7 +7,13 @@ import pytest
 from nnunet_plans import dataset, plans
 
 from bratsx.importers.nnunet_folder import NnunetResults, contract_from_results
-from bratsx.runtime.model_grid import logits_on_case_grid, prepare_on_model_grid, raw_segmentation
+from bratsx.runtime.model_grid import (
+    logits_on_case_grid,
+    model_labels_from_regions,
+    prepare_on_model_grid,
+    raw_segmentation,
+    regions_from_model_output,
+)
 
 preprocessing = pytest.importorskip("nnunetv2.preprocessing.preprocessors.default_preprocessor")
 plans_handler = pytest.importorskip("nnunetv2.utilities.plans_handling.plans_handler")
@@ -118,3 +124,29 @@ def test_a_monai_contracts_logits_come_back_in_canonical_orientation():
     np.testing.assert_array_equal(back.shape, (4, *image.shape[1:]))
     # the identity network: each channel comes back where it was, each normalised inside its own non-zero voxels
     np.testing.assert_array_equal(back[3] != 0, image[0] != 0)
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_model_labels_from_regions_write_nnunets_own_segmentation_back(regions):
+    contract = _contract(plans(), dataset(regions=regions))
+    rng = np.random.default_rng(7)
+    probabilities = rng.uniform(0, 1, (3 if regions else 4, 9, 8, 7)).astype(np.float32)
+    if not regions:
+        probabilities /= probabilities.sum(axis=0, keepdims=True)
+    written = model_labels_from_regions(regions_from_model_output(probabilities, contract), contract)
+    assert written.dtype == np.uint8
+    np.testing.assert_array_equal(written, raw_segmentation(probabilities, contract))
+
+
+def test_model_labels_are_refused_for_a_model_without_its_own_label_set(tmp_path):
+    from typer.testing import CliRunner
+
+    from bratsx.cli.app import app
+    from bratsx.synth import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path / "cases", cases=1, shape=(24, 24, 20), seed=2)
+    result = CliRunner().invoke(app, ["infer", str(tmp_path / "cases"), "--labels", "model", "--backend", "ort",
+                                      "--out", str(tmp_path / "out")])  # the bundled model: bratsx's own
+    assert result.exit_code == 2
+    assert "--labels model: this model has no labels of its own" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.nii.gz"))

@@ -12,13 +12,16 @@ import typer
 from rich.markup import escape
 
 from ..errors import BratsxError
-from ..export.options import ExportOptions
+from ..export.options import ExportOptions, Int8Method
 from ..importers.options import DEFAULT_CHECKPOINT, MonaiBundleImport, NnunetImport
 from .common import console, err_console, reports_errors
 from .options import (
     CalibCasesOption,
     CalibDirOption,
     Fp16Option,
+    Int8GateDirOption,
+    Int8KeepEndsOption,
+    Int8MethodOption,
     Int8Option,
     MaxBatchOption,
     OpsetOption,
@@ -87,6 +90,9 @@ def nnunet(
     calib_dir: CalibDirOption = None,
     calib_cases: CalibCasesOption = default_of(ExportOptions, "calibration_cases"),
     trt_opt_level: TrtOptLevelOption = default_of(ExportOptions, "trt_optimization_level"),
+    int8_gate_dir: Int8GateDirOption = None,
+    int8_method: Int8MethodOption = Int8Method.PTQ,
+    int8_keep_ends: Int8KeepEndsOption = default_of(ExportOptions, "int8_keep_ends"),
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import an nnU-Net v2 trained configuration: every fold built with nnU-Net's own network code, its weights
@@ -102,7 +108,8 @@ def nnunet(
                            channels=parse_channel_option(channels) if channels else None,
                            export=export_options(fp16=fp16, trt=trt, int8=int8, opset=opset, max_batch=max_batch,
                                                  calib_dir=calib_dir, calib_cases=calib_cases,
-                                                 trt_opt_level=trt_opt_level))
+                                                 trt_opt_level=trt_opt_level, int8_gate_dir=int8_gate_dir,
+                                                 int8_method=int8_method, int8_keep_ends=int8_keep_ends))
     _import_into_workspace(results, name or _default_name(results), workspace,
                            lambda out, on_step: import_nnunet(results, out, options, on_step=on_step))
 

@@ -262,7 +262,9 @@ def test_a_new_users_session_in_a_real_browser(browser, tmp_path, model_folder):
         page.click("#submit", no_wait_after=True)
         page.wait_for_selector("body[data-state=shown]")
         job_id = page.evaluate("window.bratsx.job.id")
-        assert page.evaluate("window.bratsx.events") >= 2  # queued/running/done pushed ...
+        # the result reached the page as pushed events (a tiny model's job may end before the stream opens, and
+        # then "done" is the one event) ...
+        assert page.evaluate("window.bratsx.events") >= 1
         assert not [u for u in requests if u.endswith(f"/api/jobs/{job_id}")]  # ... never polled
         assert page.url.endswith(f"?job={job_id}")
 

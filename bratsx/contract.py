@@ -20,6 +20,7 @@ from .preprocessing import DEFAULT_MARGIN
 
 __all__ = [
     "CONTRACT_METADATA_KEY",
+    "MODEL_OUTPUTS",
     "NORMALIZATION",
     "PRECISION_METADATA_KEY",
     "ModelContract",
@@ -34,6 +35,10 @@ PRECISION_METADATA_KEY = "bratsx_precision"
 
 #: How inputs are normalised (see :func:`bratsx.preprocessing.preprocess`).
 NORMALIZATION = "zscore-per-modality-in-brain-mask"
+
+#: What a model file may return (a contract's ``outputs``): its probabilities (the output activation inside the
+#: graph) or its raw logits (the runtime applies the activation after averaging).
+MODEL_OUTPUTS = ("probabilities", "logits")
 
 
 def _channel_names(output_mode: OutputMode) -> tuple[str, ...]:
@@ -96,6 +101,12 @@ class ModelContract:
             ``regions_class_order`` for region models, and ``regions``: which raw label values make up WT,
             TC and ET; ``None``: bratsx's fixed regions and classes.
         source: where an imported model came from (framework, folder, folds, checkpoints).
+        outputs: what the model file returns (:data:`MODEL_OUTPUTS`): ``probabilities``, the output activation
+            inside the graph (bratsx's own models, and model folders imported before this field existed), or
+            ``logits`` (imported models): the runtime then averages the raw logits over tiles, mirrorings and folds
+            and applies the activation once, exactly as nnU-Net and MONAI do. From probabilities it can only
+            recover logits up to where a float32 sigmoid saturates (:data:`bratsx.runtime.segment.LOGIT_CAP`),
+            and a trained nnU-Net network's logits go far beyond that.
     """
 
     patch_size: tuple[int, int, int]
@@ -125,8 +136,11 @@ class ModelContract:
     crop_to_nonzero: bool = True
     model_labels: dict[str, Any] | None = None
     source: dict[str, Any] | None = None
+    outputs: str = "probabilities"
 
     def __post_init__(self) -> None:
+        if self.outputs not in MODEL_OUTPUTS:
+            raise ValueError(f"outputs must be one of {', '.join(MODEL_OUTPUTS)}, not {self.outputs!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "modality_order", tuple(self.modality_order))
@@ -139,6 +153,11 @@ class ModelContract:
         object.__setattr__(self, "output_mode", OutputMode(self.output_mode))
         if self.label_set is not None:
             object.__setattr__(self, "label_set", LabelConvention(self.label_set))
+
+    @property
+    def activated(self) -> bool:
+        """Whether the model file returns probabilities (its activation inside), not logits."""
+        return self.outputs == "probabilities"
 
     @property
     def channel_names(self) -> tuple[str, ...]:

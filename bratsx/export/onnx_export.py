@@ -1,10 +1,12 @@
-"""Checkpoint to ONNX: the eval-mode network with its output activation inside, and its contract.
+"""Checkpoint to ONNX: the eval-mode network (with its output activation inside, for bratsx's own models), and its
+contract.
 
-The graph takes ``image`` float32 ``[N, 4, D, H, W]`` (N dynamic, D/H/W fixed to the training patch)
-and returns ``probabilities`` float32 ``[N, C, D, H, W]``: sigmoid WT/TC/ET for ``regions`` models,
-softmax over four classes for ``labels`` models, so every backend returns probabilities and none
-needs to know which activation to apply. The :class:`~bratsx.contract.ModelContract` goes into the
-model's ``metadata_props`` as JSON.
+The graph takes ``image`` float32 ``[N, C_in, D, H, W]`` (N dynamic, D/H/W fixed to the training patch) and
+returns float32 ``[N, C, D, H, W]``: for bratsx's own models ``probabilities`` (sigmoid WT/TC/ET for ``regions``
+models, softmax over four classes for ``labels`` models); for imported models, whose contract says
+``outputs="logits"``, the raw ``logits``, which the runtime averages before the activation as their frameworks do
+(:attr:`~bratsx.contract.ModelContract.outputs`). No backend needs to know which: the runtime reads the contract.
+The :class:`~bratsx.contract.ModelContract` goes into the model's ``metadata_props`` as JSON.
 """
 
 from __future__ import annotations
@@ -31,14 +33,12 @@ from .options import DEFAULT_OPSET
 __all__ = [
     "DEFAULT_OPSET",
     "INPUT_NAME",
-    "OUTPUT_NAME",
     "onnx_from_checkpoint",
     "save_onnx_atomic",
     "set_precision",
 ]
 
 INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 
 logger = logging.getLogger(__name__)
 
@@ -111,17 +111,18 @@ def _with_staged_norms(network: nn.Module) -> nn.Module:
     return staged
 
 
-class _WithActivation(nn.Module):
-    """The network (bratsx's, or an imported one returning logits) followed by its contract's output activation:
-    what the exported graph computes."""
+class _Exported(nn.Module):
+    """What the exported graph computes: the network (bratsx's, or an imported one returning logits) with staged
+    normalisations, followed by its contract's output activation when the contract's outputs are probabilities."""
 
-    def __init__(self, network: nn.Module, output_mode: OutputMode) -> None:
+    def __init__(self, network: nn.Module, output_mode: OutputMode, activated: bool) -> None:
         super().__init__()
         self.network = _with_staged_norms(network)
-        self.output_mode = OutputMode(output_mode)
+        self.output_mode, self.activated = OutputMode(output_mode), activated
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.network(image), self.output_mode)
+        logits = self.network(image)
+        return probabilities(logits, self.output_mode) if self.activated else logits
 
 
 def set_precision(model: onnx.ModelProto, precision: str) -> None:
@@ -165,7 +166,8 @@ def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_
     Returns:
         ``out``.
     """
-    wrapper = _WithActivation(trained.network, trained.contract.output_mode).eval()
+    contract = trained.contract
+    wrapper = _Exported(trained.network, contract.output_mode, contract.activated).eval()
     # A batch of two keeps the exporter from specialising the batch to a constant (it does for a batch
     # of one, and then rejects max_batch 1); the batch stays symbolic in the graph either way.
     example = torch.zeros(2, len(trained.contract.modality_order), *trained.contract.patch_size)
@@ -175,7 +177,7 @@ def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_
         with warnings.catch_warnings(), _quiet_exporter():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, (example,), str(scratch), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                wrapper, (example,), str(scratch), input_names=[INPUT_NAME], output_names=[contract.outputs],
                 dynamic_shapes={"image": {0: batch}}, opset_version=opset, dynamo=True, external_data=False,
                 verbose=False,
             )
@@ -184,12 +186,12 @@ def onnx_from_checkpoint(trained: TrainedModel, out: Path, opset: int = DEFAULT_
         scratch.unlink(missing_ok=True)
     model.producer_name, model.producer_version = "bratsx", __version__
     model.doc_string = (
-        f"bratsx {trained.contract.output_mode.value} model: input '{INPUT_NAME}' float32 [N, 4, "
-        f"{', '.join(map(str, trained.contract.patch_size))}] (FLAIR, T1, T1ce, T2, z-scored in the brain), "
-        f"output '{OUTPUT_NAME}' float32 [N, {len(trained.contract.channel_names)}, ...] "
-        f"({', '.join(trained.contract.channel_names)})"
+        f"bratsx {contract.output_mode.value} model: input '{INPUT_NAME}' float32 [N, {len(contract.modality_order)}, "
+        f"{', '.join(map(str, contract.patch_size))}] ({', '.join(contract.modality_order)}), "
+        f"output '{contract.outputs}' float32 [N, {len(contract.channel_names)}, ...] "
+        f"({', '.join(contract.channel_names)})"
     )
     entry = model.metadata_props.add()
-    entry.key, entry.value = CONTRACT_METADATA_KEY, json.dumps(trained.contract.to_dict())
+    entry.key, entry.value = CONTRACT_METADATA_KEY, json.dumps(contract.to_dict())
     set_precision(model, "fp32")
     return save_onnx_atomic(model, out)

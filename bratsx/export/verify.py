@@ -72,16 +72,19 @@ def compare_with_torch(
     """Run each input through ``run`` (a model file's backend) and through PyTorch; the worst differences.
 
     Args:
-        run: maps a float32 ``(N, 4, *patch)`` batch to probabilities.
+        run: maps a float32 ``(N, 4, *patch)`` batch to what the model file returns (probabilities, or logits
+            when its contract's ``outputs`` say so).
         trained: the PyTorch network and contract.
         inputs: named batches, from :func:`verification_inputs`.
     """
     from ..network.unet import probabilities
 
+    contract = trained.contract
     max_abs, max_rel = 0.0, 0.0
     for batch in inputs.values():
         with torch.no_grad():
-            expected = probabilities(trained.network(torch.from_numpy(batch)), trained.contract.output_mode).numpy()
+            logits = trained.network(torch.from_numpy(batch))
+            expected = (probabilities(logits, contract.output_mode) if contract.activated else logits).numpy()
         got = np.asarray(run(batch), dtype=np.float32)
         if got.shape != expected.shape:
             raise BratsxError(f"the exported model returned shape {got.shape}, PyTorch {expected.shape}")

@@ -239,7 +239,7 @@ def contract_from_results(results: NnunetResults, channels: Mapping[int, Modalit
                  "arch_kwargs_requiring_import": architecture.get("_kw_requires_import", [])},
         spacing=tuple(canonical_spacing), modality_order=modalities, crop_margin=0,
         channel_normalization=_normalization(results), target_spacing=tuple(target), resampling=resampling,
-        transpose_forward=tuple(transpose), model_labels=model_labels,
+        transpose_forward=tuple(transpose), model_labels=model_labels, outputs="logits",
         source={"framework": "nnunetv2", "results": str(results.path.resolve()),
                 "configuration": results.configuration_name, "folds": list(results.checkpoints)},
     )

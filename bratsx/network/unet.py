@@ -159,8 +159,9 @@ def predict_tiles(
     output_mode: OutputMode,
     device: torch.device | str,
     autocast_dtype: torch.dtype | None = None,
+    activated: bool = True,
 ) -> np.ndarray:
-    """Probabilities of a batch of tiles: what validation and the torch backend both run.
+    """Probabilities (or logits) of a batch of tiles: what validation and the torch backend both run.
 
     Args:
         network: the U-Net, in eval mode.
@@ -168,6 +169,7 @@ def predict_tiles(
         output_mode: how logits become probabilities.
         device: where ``network`` lives.
         autocast_dtype: autocast to this dtype (bf16 on CPU, fp16 on CUDA), or ``None`` for fp32.
+        activated: return probabilities; ``False``: the logits (a contract whose ``outputs`` are logits).
 
     Returns:
         float32 ``(N, C, *patch)`` on the CPU.
@@ -176,4 +178,5 @@ def predict_tiles(
     inputs = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(device)
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype,
                                                 enabled=autocast_dtype is not None):
-        return probabilities(network(inputs).float(), output_mode).cpu().numpy()
+        logits = network(inputs).float()
+        return (probabilities(logits, output_mode) if activated else logits).cpu().numpy()

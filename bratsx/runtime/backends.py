@@ -373,4 +373,5 @@ class TorchBackend(BackendBase):
     def run(self, batch: np.ndarray) -> np.ndarray:
         from ..network.unet import predict_tiles
 
-        return predict_tiles(self.network, batch, self.contract.output_mode, self.device, self.autocast)
+        return predict_tiles(self.network, batch, self.contract.output_mode, self.device, self.autocast,
+                             self.contract.activated)

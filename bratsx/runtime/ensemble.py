@@ -118,10 +118,11 @@ def model_identity(opened: Sequence[OpenedModel]) -> dict[str, Any]:
 class AveragedBackend(BackendBase):
     """The members of an ensemble model folder as one backend: each tile's logits averaged over the members, the
     activation applied once (as :func:`~bratsx.runtime.segment.tile_predictor` averages ``--model A --model B``),
-    so every consumer of :func:`~bratsx.runtime.models.open_model` (infer, bench, serve) runs the whole ensemble."""
+    so every consumer of :func:`~bratsx.runtime.models.open_model` (infer, bench, serve) runs the whole ensemble.
+    It returns what its members return: probabilities when ``activated``, else the averaged logits."""
 
-    def __init__(self, members: Sequence[Backend], output_mode: OutputMode) -> None:
-        self.members, self.output_mode = list(members), OutputMode(output_mode)
+    def __init__(self, members: Sequence[Backend], output_mode: OutputMode, activated: bool = True) -> None:
+        self.members, self.output_mode, self.activated = list(members), OutputMode(output_mode), activated
         first = self.members[0]
         self.name, self.device, self.precision = first.name, first.device, first.precision
         self.input_shape, self.output_shape = first.input_shape, first.output_shape
@@ -131,11 +132,11 @@ class AveragedBackend(BackendBase):
         return self.members[0].preferred_batch
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        from .segment import logits_from_probabilities, probabilities_from_logits
+        from .segment import logits_from_outputs, probabilities_from_logits
 
-        total = sum(logits_from_probabilities(np.asarray(m.run(batch), dtype=np.float32), self.output_mode)
-                    for m in self.members)
-        return probabilities_from_logits(total / np.float32(len(self.members)), self.output_mode)
+        total = sum(logits_from_outputs(m.run(batch), self.output_mode, self.activated) for m in self.members)
+        mean = total / np.float32(len(self.members))
+        return probabilities_from_logits(mean, self.output_mode) if self.activated else mean
 
     def close(self) -> None:
         for member in self.members:
@@ -155,11 +156,12 @@ def open_ensemble_folder(folder: ModelFolder, open_member: Callable[[Path], Open
     try:
         opened = [stack.enter_context(open_member(member.path)) for member in folder.members]
         if any(o.contract.patch_size != contract.patch_size or o.contract.output_mode != contract.output_mode
-               for o in opened):
-            raise BratsxError(f"{folder.path}: its members must share the patch size and output mode it records")
+               or o.contract.outputs != contract.outputs for o in opened):
+            raise BratsxError(f"{folder.path}: its members must share the patch size, output mode and outputs "
+                              "(probabilities or logits) it records")
     except BaseException:
         stack.close()
         raise
     stack.pop_all()
-    return OpenedModel(AveragedBackend([o.backend for o in opened], contract.output_mode), contract,
+    return OpenedModel(AveragedBackend([o.backend for o in opened], contract.output_mode, contract.activated), contract,
                        folder.path / MODEL_JSON)

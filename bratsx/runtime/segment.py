@@ -2,10 +2,12 @@
 
 Tiles, mirrorings and models are averaged as logits, and the output activation applied once to the blend,
 as nnU-Net and MONAI do with the same network (averaging probabilities instead thresholds differently where
-overlapping tiles disagree). Backends return probabilities (the activation is inside every model file), so
-each output is mapped back to logits first. Every backend computes that activation in float32 (the fp16
-export keeps Sigmoid/Softmax in fp32 and TensorRT builds it strongly typed, the torch backend casts its logits
-to float, OpenVINO bf16 returns f32 sigmoids), so one cap, where a float32 sigmoid rounds to 1, serves all.
+overlapping tiles disagree). An imported model's file returns its logits (its contract's ``outputs``), used as
+they are. bratsx's own model files return probabilities (the activation inside), so each output is mapped back to
+logits first. Every backend computes that activation in float32 (the fp16 export keeps Sigmoid/Softmax in fp32 and
+TensorRT builds it strongly typed, the torch backend casts its logits to float, OpenVINO bf16 returns f32
+sigmoids), so one cap, where a float32 sigmoid rounds to 1, serves all; a model whose logits go beyond it
+(a trained nnU-Net network's do) is exported with logits out for that reason.
 
 :func:`segment_case` is the single path from a case to its segmentation, given a
 :class:`~bratsx.runtime.runner.Runner` (models, contract, settings). :func:`~bratsx.runtime.batch.run_batch`
@@ -46,8 +48,8 @@ if TYPE_CHECKING:  # the runner builds on this module: named here for the annota
     from .runner import Runner
 
 __all__ = ["LOGIT_CAP", "STAGES", "STAGE_PARTS", "PreparedCase", "SegmentOptions", "Segmentation", "Window",
-           "check_model_labels", "check_window", "logits_from_probabilities", "overlap_for", "prepare_case",
-           "probabilities_from_logits", "segment_case", "tile_predictor", "tiled_logits"]
+           "check_model_labels", "check_window", "logits_from_outputs", "logits_from_probabilities", "overlap_for",
+           "prepare_case", "probabilities_from_logits", "segment_case", "tile_predictor", "tiled_logits"]
 
 #: Stages timed for every case, in order; they add up to the case's time.
 STAGES = ("load", "preprocess", "inference", "postprocess", "write")
@@ -62,6 +64,8 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 #: Largest logit magnitude a float32 sigmoid tells apart from certainty (beyond it the probability rounds to
 #: 1): logit(1 - 2**-24). Logits are capped symmetrically at it.
 LOGIT_CAP = 16.6
+#: Logits beyond which exp overflows float32 (an imported model's raw logits can); their sigmoid is 0 or 1 there.
+SIGMOID_RANGE = np.float32(88.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +155,13 @@ def logits_from_probabilities(probabilities: np.ndarray, output_mode: OutputMode
     return np.clip(np.log(clipped) - np.log1p(-clipped), -cap, cap)
 
 
+def logits_from_outputs(outputs: np.ndarray, output_mode: OutputMode, activated: bool) -> np.ndarray:
+    """A backend's outputs as float32 logits: a model file's logits as they are (``activated`` false: its contract's
+    ``outputs`` are logits), its probabilities mapped back by :func:`logits_from_probabilities`."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    return logits_from_probabilities(outputs, output_mode) if activated else outputs
+
+
 def probabilities_from_logits(logits: np.ndarray, output_mode: OutputMode) -> np.ndarray:
     """The output activation (sigmoid or softmax over the channels) on float32 ``(C, ...)`` logits, in place."""
     if OutputMode(output_mode) is OutputMode.LABELS:
@@ -158,6 +169,7 @@ def probabilities_from_logits(logits: np.ndarray, output_mode: OutputMode) -> np
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=0, keepdims=True)
         return logits
+    np.clip(logits, -SIGMOID_RANGE, SIGMOID_RANGE, out=logits)  # exp stays finite; the sigmoid is 0 or 1 there anyway
     np.negative(logits, out=logits)
     np.exp(logits, out=logits)
     logits += 1
@@ -165,14 +177,17 @@ def probabilities_from_logits(logits: np.ndarray, output_mode: OutputMode) -> np
 
 
 def tile_predictor(backends: Sequence[Backend], tta: bool, output_mode: OutputMode = OutputMode.REGIONS,
-                   flips_batched: bool = True, mirror_axes: Sequence[int] = (0, 1, 2)) -> Predictor:
+                   flips_batched: bool = True, mirror_axes: Sequence[int] = (0, 1, 2),
+                   activated: bool = True) -> Predictor:
     """One tile predictor averaging, as logits, several models and, with ``tta``, the 8 mirrorings of each tile.
 
     With ``flips_batched`` the mirrored copies travel in one batch with the tiles, so a backend sees
     ``8 x`` larger batches rather than 8 times as many calls; without it (a whole brain box, whose
     activations would not fit 8 times over) each mirroring is its own call. The predictor returns logits
-    (see :func:`logits_from_probabilities`); :func:`probabilities_from_logits` turns their blend back.
-    ``mirror_axes`` are the spatial axes TTA mirrors (a contract's ``mirror_axes``; all three by default).
+    (see :func:`logits_from_outputs`); :func:`probabilities_from_logits` turns their blend back.
+    ``mirror_axes`` are the spatial axes TTA mirrors (a contract's ``mirror_axes``; all three by default);
+    ``activated``: the backends return probabilities, not logits (a contract's :attr:`activated
+    <bratsx.contract.ModelContract.activated>`).
     """
     tile_axes = tuple(axis + 2 for axis in mirror_axes)
     flips = [axes for n in range(len(tile_axes) + 1) for axes in itertools.combinations(tile_axes, n)] if tta else [()]
@@ -183,7 +198,7 @@ def tile_predictor(backends: Sequence[Backend], tta: bool, output_mode: OutputMo
         for group in groups:
             stacked = np.concatenate([np.flip(tiles, axes) if axes else tiles for axes in group])
             for backend in backends:
-                out = logits_from_probabilities(np.asarray(backend.run(stacked), dtype=np.float32), output_mode)
+                out = logits_from_outputs(backend.run(stacked), output_mode, activated)
                 for i, axes in enumerate(group):
                     part = out[i * len(tiles) : (i + 1) * len(tiles)]
                     part = np.flip(part, axes) if axes else part
@@ -241,14 +256,15 @@ def _divisor(contract: ModelContract) -> int:
 def tiled_logits(image: np.ndarray, patch: tuple[int, int, int], backends: Sequence[Backend], output_mode: OutputMode,
                  *, tta: bool = False, overlap: float = 0.5, batch_size: int = 1, mask: np.ndarray | None = None,
                  on_tiles: Callable[[int, int], None] | None = None, mirror_axes: Sequence[int] = (0, 1, 2),
-                 placement: Placement = Placement.EVEN, blend: Blend = Blend.GAUSSIAN) -> np.ndarray:
+                 placement: Placement = Placement.EVEN, blend: Blend = Blend.GAUSSIAN,
+                 activated: bool = True) -> np.ndarray:
     """Blended logits of ``backends`` over a preprocessed ``image``, tile by tile (what inference and the
     trainer's validation both compute; :func:`probabilities_from_logits` turns them into probabilities).
 
     Voxels no tile covers (tiles without brain) are certain background. ``placement`` and ``blend`` are the
-    model's (its contract's ``tile_placement`` and ``gaussian``).
+    model's (its contract's ``tile_placement`` and ``gaussian``), and so is ``activated`` (see :func:`tile_predictor`).
     """
-    predict = tile_predictor(backends, tta, output_mode, mirror_axes=mirror_axes)
+    predict = tile_predictor(backends, tta, output_mode, mirror_axes=mirror_axes, activated=activated)
     return sliding_window_predict(image, patch, predict, overlap, batch_size,
                                   mask, on_tiles, _certain_background(output_mode), placement, blend)
 
@@ -329,7 +345,7 @@ def segment_case(
     started = time.perf_counter()
     if box:
         predict = tile_predictor(timed, options.tta, contract.output_mode, flips_batched=False,
-                                 mirror_axes=contract.mirror_axes)
+                                 mirror_axes=contract.mirror_axes, activated=contract.activated)
         logits = box_predict(ready.image, _divisor(contract), predict)
         if on_tiles is not None:
             on_tiles(1, 1)
@@ -338,7 +354,8 @@ def segment_case(
                               overlap=overlap_for(options, contract), batch_size=sw_batch, mask=ready.mask,
                               on_tiles=on_tiles, mirror_axes=contract.mirror_axes,
                               placement=Placement(contract.tile_placement),
-                              blend=Blend.GAUSSIAN if contract.gaussian else Blend.CONSTANT)
+                              blend=Blend.GAUSSIAN if contract.gaussian else Blend.CONSTANT,
+                              activated=contract.activated)
     blended = time.perf_counter()
     logits = logits_on_case_grid(logits, ready, loaded.geometry.canonical_spacing, contract)
     resampled = time.perf_counter()

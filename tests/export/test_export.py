@@ -11,7 +11,7 @@ pytest.importorskip("onnxscript")
 from bratsx.contract import ModelContract, read_onnx_contract
 from bratsx.errors import BratsxError
 from bratsx.export.fp16 import accuracy_gate, calibration_cases, fp16_from_onnx
-from bratsx.export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from bratsx.export.onnx_export import INPUT_NAME
 from bratsx.export.pipeline import ExportOptions, export_model
 from bratsx.export.verify import FP32_TOLERANCE, compare_with_torch, verification_inputs
 from bratsx.network.checkpoint import model_from_checkpoint
@@ -35,7 +35,7 @@ def test_the_graph_has_named_io_with_the_activation_inside(exported):
     report, _ = exported
     model = onnx.load(str(report.onnx))
     assert [i.name for i in model.graph.input] == [INPUT_NAME]
-    assert [o.name for o in model.graph.output] == [OUTPUT_NAME]
+    assert [o.name for o in model.graph.output] == ["probabilities"]
     assert "Sigmoid" in {n.op_type for n in model.graph.node}
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [4, 16, 16, 16]

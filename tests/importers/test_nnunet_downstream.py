@@ -68,7 +68,7 @@ def test_the_box_window_runs_an_imported_folder_on_its_own_grid(imported, cases_
 
 @pytest.mark.parametrize("tta", [False, True], ids=["plain", "mirror"])
 def test_bench_compares_an_imported_folder_with_nnunet_on_its_own_results_folder(imported, cases_dir, tta):
-    folder = imported(LABELS, None)  # the label fixture: parity holds (test_nnunet_import's SIGMOID_CAP)
+    folder = imported(REGIONS, None)  # the region fixture: its logits reach ~200, averaged raw as nnU-Net does
     report = run_bench(BenchConfig(backends=("ort", "torch"), model=folder, cases_dir=cases_dir, compare=("nnunet",),
                                    tta=tta, repeat=1))
     assert report["tta"] is tta  # bratsx mirrors as nnU-Net mirrors (the peer row runs with the same flag)

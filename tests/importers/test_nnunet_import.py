@@ -73,15 +73,6 @@ def _nnunet_segmentations(results: Path, folds, mirroring: bool, cases, modality
         yield case, *predictor.predict_single_npy_array(images, properties, None, None, True)
 
 
-#: Why the region (sigmoid) settings fail on the seeded fixtures: bratsx's model files end in the output activation,
-#: and float32 sigmoid rounds to 1 above a logit of about 16.6, so the runtime recovers logits capped at
-#: ``LOGIT_CAP`` before averaging overlapping tiles, mirrorings and folds; nnU-Net averages the raw logits. The
-#: seeded region network's logits reach about 200, so where a saturated tile overlaps a negative one the averages
-#: differ (up to 0.23 in probability; on a real case all-folds region Dice 0.9995 / 0.995 / 0.995). The softmax
-#: label network keeps its log-probabilities and passes.
-SIGMOID_CAP = pytest.mark.xfail(reason="sigmoid outputs saturate in the model file: logits above LOGIT_CAP (16.6) "
-                                       "are averaged capped, nnU-Net averages them raw", raises=AssertionError,
-                                strict=False)
 PARITY_RUNS = [
     (REGIONS, (0,), "ort", False), (REGIONS, (0,), "ort", True), (REGIONS, None, "ort", False),
     (REGIONS, None, "ort", True), (REGIONS, None, "openvino", False), (REGIONS, (0,), "openvino", True),
@@ -90,7 +81,7 @@ PARITY_RUNS = [
 
 
 @pytest.mark.parametrize(("dataset", "folds", "backend", "mirroring"),
-                         [pytest.param(*run, marks=SIGMOID_CAP) if run[0] is REGIONS else run for run in PARITY_RUNS],
+                         PARITY_RUNS,
                          ids=[f"{d.name}-folds{f or 'all'}-{b}-{'mirror' if m else 'plain'}"
                               for d, f, b, m in PARITY_RUNS])
 def test_bratsx_segments_as_nnunet_predictor(imported, nnunet_root, cases_dir, dataset, folds, backend, mirroring):

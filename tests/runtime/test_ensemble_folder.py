@@ -30,3 +30,15 @@ def test_members_logits_are_averaged_and_the_activation_applied_once():
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-(4.0 - 1.0 + 0.5) / 3)), rtol=1e-5)
     averaged.close()
     assert all(m.closed for m in members)
+
+
+class _RawLogits(_Constant):
+    """A member whose model file returns its logits (``outputs="logits"``)."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.full((len(batch), 3, *batch.shape[2:]), self.logit, np.float32)
+
+
+def test_members_returning_logits_give_their_mean_logits():
+    averaged = AveragedBackend([_RawLogits(30.0), _RawLogits(-10.0)], OutputMode.REGIONS, activated=False)
+    np.testing.assert_allclose(averaged.run(np.zeros((1, 4, 4, 4, 4), np.float32)), 10.0)

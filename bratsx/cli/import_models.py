@@ -129,6 +129,11 @@ def monai_bundle(
                            ] = None,
     fp16: Fp16Option = False,
     int8: Int8Option = False,
+    calib_dir: CalibDirOption = None,
+    calib_cases: CalibCasesOption = default_of(ExportOptions, "calibration_cases"),
+    int8_gate_dir: Int8GateDirOption = None,
+    int8_method: Int8MethodOption = Int8Method.PTQ,
+    int8_keep_ends: Int8KeepEndsOption = default_of(ExportOptions, "int8_keep_ends"),
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import a MONAI bundle: its network_def instantiated by monai.bundle.ConfigParser, its weights loaded with
@@ -140,6 +145,8 @@ def monai_bundle(
     """
     from ..importers.monai_bundle import import_monai_bundle
 
-    options = MonaiBundleImport(orientation=orientation, export=ExportOptions(fp16=fp16, int8=int8))
+    export = ExportOptions(fp16=fp16, int8=int8, calibration_dir=calib_dir, calibration_cases=calib_cases,
+                           int8_gate_dir=int8_gate_dir, int8_method=int8_method.value, int8_keep_ends=int8_keep_ends)
+    options = MonaiBundleImport(orientation=orientation, export=export)
     _import_into_workspace(bundle, name or bundle.resolve().name, workspace,
                            lambda out, on_step: import_monai_bundle(bundle, out, options, on_step=on_step))

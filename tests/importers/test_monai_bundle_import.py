@@ -220,3 +220,24 @@ def test_bench_refuses_torch_rows_on_an_imported_bundle(bundle, tmp_path):
                      "bundle": str(bundle)}, {})
     with pytest.raises(BratsxError, match="imported from a MONAI bundle.*leave out torch"):
         run_bench(BenchConfig(backends=("ort", "torch"), model=folder, compare=("monai",)))
+
+
+def test_cli_passes_the_int8_calibration_and_gate_options_to_the_importer(bundle, tmp_path, monkeypatch):
+    import bratsx.importers.monai_bundle as importer
+
+    seen = {}
+
+    def record(source, out, options, on_step=None):
+        seen["export"] = options.export
+        raise BratsxError("recorded")  # nothing is written
+
+    monkeypatch.setattr(importer, "import_monai_bundle", record)
+    calibration, held_out = tmp_path / "calibration", tmp_path / "held-out"
+    calibration.mkdir(), held_out.mkdir()
+    result = CliRunner().invoke(app, ["import", "monai-bundle", str(bundle), "--int8", "--calib-dir", str(calibration),
+                                      "--calib-cases", "3", "--int8-gate-dir", str(held_out), "--int8-method",
+                                      "accuracy-control", "--no-int8-keep-ends", "-w", str(tmp_path / "ws")])
+    assert result.exit_code != 0 and "recorded" in result.output
+    export = seen["export"]
+    assert (export.int8, export.calibration_dir, export.calibration_cases) == (True, calibration, 3)
+    assert (export.int8_gate_dir, export.int8_method, export.int8_keep_ends) == (held_out, "accuracy-control", False)

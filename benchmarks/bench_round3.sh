@@ -21,6 +21,11 @@
 #            tiles; against nnU-Net v2 on the same weights (mirroring off); the stage table of the fastest
 #            counted row (round3_peers-<date>.json)
 #   mirror   the same with mirroring on, against nnU-Net's mirroring (round3_mirror-<date>.json; not by default)
+#   fullsize the full-size nnU-Net model (NNUNET_RESULTS: its results folder, from benchmarks/nnunet_fullsize.py):
+#            bratsx import nnunet --folds 0 --int8 (calibrated on 2 training cases, gated on the 3 held-out ones), then
+#            the peers' cases on ort, openvino f32/bf16 (and int8 when its gate passed) against nnUNetPredictor on the
+#            same results folder, mirroring off (round3_fullsize-<date>.json; not by default: ~30 minutes)
+#   fullsize-mirror  the same with mirroring on, on the real case only (round3_fullsize_mirror-<date>.json)
 # About 20-30 minutes on a quiet 2-core machine for the default tables (nnU-Net's fp32 PyTorch is most of it).
 set -euo pipefail
 # shellcheck source=benchmarks/bench_lib.sh
@@ -70,5 +75,25 @@ fi
 if [[ $tables == *,mirror,* ]]; then
     table mirror --model "$folder" --cases "$work/peers" --backends "${backends%,torch}" --window tiles \
         --compare nnunet --tta --repeat 1
+fi
+if [[ $tables == *,fullsize* ]]; then
+    nnunet_results=${NNUNET_RESULTS:?set NNUNET_RESULTS to the full-size nnU-Net results folder}
+    fullsize="$BRATSX_HOME/models/fullsize"
+    if [ ! -f "$fullsize/model.json" ]; then
+        echo "== round3 fullsize import: $(uptime)"
+        bratsx import nnunet "$nnunet_results" --folds 0 --name fullsize --int8 --calib-dir "$work/train" \
+            --calib-cases 2 --int8-gate-dir "$work/held-out" | tee "$results/round3_fullsize_import-$date.txt"
+    fi
+    full_backends=ort,openvino,openvino-bf16
+    [ -f "$fullsize/model.int8.xml" ] && full_backends=$full_backends,openvino-int8
+fi
+if [[ $tables == *,fullsize,* ]]; then
+    table fullsize --model "$fullsize" --cases "$work/peers" --backends "$full_backends" --window tiles \
+        --compare nnunet --repeat 1
+fi
+if [[ $tables == *,fullsize-mirror,* ]]; then
+    link_cases "$work/real" "$data/real" BraTS-GLI-00001-000
+    table fullsize_mirror --model "$fullsize" --cases "$work/real" --backends "${full_backends#ort,}" \
+        --window tiles --compare nnunet --tta --repeat 1
 fi
 echo "round3: results in $results (work folder $work)"

@@ -68,6 +68,12 @@ def _newest(pattern: str) -> Path | None:
 
 def main(date: str | None = None) -> None:
     day = date or ""
+    fullsize = _newest(f"round3_fullsize-{day}*.json")
+    if fullsize is not None:
+        print(f"### The full-size nnU-Net model against nnU-Net v2 on its own results folder\n\n{table(fullsize)}\n")
+    fullsize_mirror = _newest(f"round3_fullsize_mirror-{day}*.json")
+    if fullsize_mirror is not None:
+        print(f"### The full-size nnU-Net model, mirroring on\n\n{table(fullsize_mirror)}\n")
     peers = _newest(f"round3_peers-{day}*.json")
     if peers is not None:
         report = json.loads(peers.read_text())

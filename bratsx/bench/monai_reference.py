@@ -26,8 +26,9 @@ import numpy as np
 from ..cases import Case
 from ..contract import ModelContract
 from ..geometry import Geometry
-from ..labels import MODALITY_ORDER, LabelConvention, labels_from_regions, regions_from_probabilities
+from ..labels import MODALITY_ORDER, labels_from_regions, regions_from_probabilities
 from ..preprocessing import brain_mask, zscore_in_mask
+from .peer_labels import peer_convention
 
 __all__ = ["BundleReference", "bundle_segment_case", "monai_segment_case", "open_bundle_reference"]
 
@@ -67,7 +68,7 @@ def monai_segment_case(case: Case, network, contract: ModelContract, out_dir: Pa
     seconds["inference"] = time.perf_counter() - start
     start = time.perf_counter()
     regions = regions_from_probabilities(probabilities, contract.output_mode)
-    labels = labels_from_regions(regions, LabelConvention.BRATS2020)
+    labels = labels_from_regions(regions, peer_convention(contract))
     seconds["postprocess"] = time.perf_counter() - start
     start = time.perf_counter()
     header = images[0].header.copy()

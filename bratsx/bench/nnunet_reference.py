@@ -35,8 +35,9 @@ from ..contract import ModelContract
 from ..errors import BratsxError
 from ..extras import optional_import
 from ..geometry import CANONICAL_ORIENTATION
-from ..labels import MODALITY_ORDER, LabelConvention, OutputMode, Tissue
+from ..labels import MODALITY_ORDER, OutputMode, Tissue
 from ..printed import printed_to_debug_log
+from .peer_labels import peer_convention
 
 __all__ = ["NNUNET_CONFIGURATION", "nnunet_dataset_json", "nnunet_plans", "nnunet_predictor",
            "nnunet_results_predictor", "nnunet_segment_case", "nnunet_tile_count"]
@@ -53,16 +54,16 @@ TILE_STEP = 0.5
 
 def nnunet_dataset_json(contract: ModelContract) -> dict[str, Any]:
     """nnU-Net's ``dataset.json`` for a bratsx model: channels in bratsx's order and labels that come out
-    in a BraTS convention (2018-2021 for region models, 2023 for label models)."""
+    in the peers' BraTS convention (:func:`~bratsx.bench.peer_labels.peer_convention`)."""
     channels = {str(i): name for i, name in enumerate(contract.modality_order)}
+    values = peer_convention(contract).tissue_values
     if contract.output_mode is OutputMode.REGIONS:
-        values = LabelConvention.BRATS2020.tissue_values
         edema, core, enhancing = (values[t] for t in (Tissue.EDEMA, Tissue.NECROTIC_CORE, Tissue.ENHANCING))
         labels: dict[str, Any] = {"background": 0, "whole tumor": [edema, core, enhancing],
                                   "tumor core": [core, enhancing], "enhancing tumor": [enhancing]}
         order: list[int] | None = [edema, core, enhancing]
     else:
-        labels = {"background": 0, **{t.name.lower(): v for t, v in LabelConvention.BRATS2023.tissue_values.items()}}
+        labels = {"background": 0, **{t.name.lower(): v for t, v in values.items()}}
         order = None
     dataset = {"channel_names": channels, "labels": labels, "numTraining": 0, "file_ending": ".nii.gz"}
     if order is not None:

@@ -36,6 +36,7 @@ import numpy as np
 from .. import __version__
 from ..cases import Case, discover_cases
 from ..errors import BratsxError
+from ..labels import LabelConvention
 from ..metrics import dice
 from ..runtime.backends import BackendName, TorchOptions
 from ..runtime.evaluate import evaluate_directories, segmentation_files
@@ -44,6 +45,7 @@ from ..runtime.segment import STAGE_PARTS, STAGES, Window
 from .flops import tile_flops
 from .machine import machine_info
 from .peak import machine_peaks
+from .peer_labels import peer_convention
 
 if TYPE_CHECKING:
     from ..modelfolder import ModelFolder
@@ -283,15 +285,16 @@ def stage_table(report: dict[str, Any]) -> dict[str, Any] | None:
     return {"row": row, "case_mean_s": total, "seconds": seconds, "share": share, "above_10_percent": flagged}
 
 
-def _mean_dice(predictions: Path, references: Path, model_regions: Sequence[Sequence[int]] | None = None
-               ) -> dict[str, float]:
+def _mean_dice(predictions: Path, references: Path, model_regions: Sequence[Sequence[int]] | None = None,
+               labels: LabelConvention | None = None) -> dict[str, float]:
     """Mean per-region Dice of the segmentations in ``predictions`` against those in ``references``.
 
     ``model_regions``: both folders hold an imported model's own labels (its ``dataset.json`` values, as
-    nnU-Net writes them and ``--labels model``), read as WT/TC/ET through the values of each region.
+    nnU-Net writes them and ``--labels model``), read as WT/TC/ET through the values of each region. ``labels``:
+    both hold this BraTS label set (else each file's set is read from its values and case id).
     """
     if model_regions is None:
-        results = [r.metrics for r in evaluate_directories(predictions, references) if r.metrics]
+        results = [r.metrics for r in evaluate_directories(predictions, references, labels) if r.metrics]
     else:
         predicted, referenced = segmentation_files(predictions).found, segmentation_files(references).found
         results = []
@@ -380,6 +383,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         "torch_flags": list(config.torch_flags),
         # peers do not post-process: with peers, bratsx's rows do not either, so that agreement compares like with like
         "postprocess": "none" if config.compare else "model",
+        # and write the peers' label set, in which the agreement is read (an imported model's rows: its own labels)
+        "labels": peer_convention(contract).value if config.compare and imported is None else None,
         "model": str(config.model or "default network, random weights (seed 0)"),
         "patch": list(contract.patch_size), "tile_gflop": flops / 1e9, "peaks": peaks,
         "backends": {},
@@ -394,7 +399,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
                 "bundle": str(bundle) if bundle is not None else None,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
                 "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"],
-                "model_labels": imported is not None, "nnunet_results": imported}
+                "model_labels": imported is not None, "nnunet_results": imported, "convention": report["labels"]}
         measured = _measure(task, work)
         report["backends"][row] = {"window": window, **_summarise(measured, flops, peaks["measured_gflops"],
                                                                    patch_voxels, len(cases))}
@@ -404,27 +409,30 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         references = _reference_folder(labelled, work / "references")
         for row, _, _ in rows:
             report["backends"][row]["dice_vs_reference"] = _mean_dice(work / "out" / row, references)
-    _compare(report, [row for row, _, _ in rows], config.compare, work / "out", model_regions)
+    _compare(report, [row for row, _, _ in rows], config.compare, work / "out", model_regions,
+             LabelConvention(report["labels"]) if report["labels"] else None)
     report["stage_table"] = stage_table(report)
     report["load_average"] = {"start": list(load_at_start), "end": list(os.getloadavg())}
     return report
 
 
 def _compare(report: dict[str, Any], rows: list[str], peers: Sequence[str], outputs: Path,
-             model_regions: Sequence[Sequence[int]] | None = None) -> None:
+             model_regions: Sequence[Sequence[int]] | None = None, labels: LabelConvention | None = None) -> None:
     """Agreement with the fp32 tiled row, and with each peer and the speed ratio to it (counted or not);
-    ``model_regions``: the outputs hold an imported model's own labels (see :func:`_mean_dice`)."""
+    ``model_regions``: the outputs hold an imported model's own labels (see :func:`_mean_dice`); ``labels``: the
+    label set every output was written in (with peers, :func:`~bratsx.bench.peer_labels.peer_convention`)."""
     entries = report["backends"]
     reference = next((row for row in FP32_REFERENCES if row in entries), None)
     report["fp32_reference"] = reference
     for row in rows:
         if reference is not None and row != reference:
-            entries[row]["agreement_with_fp32_tiles"] = _mean_dice(outputs / row, outputs / reference, model_regions)
+            entries[row]["agreement_with_fp32_tiles"] = _mean_dice(outputs / row, outputs / reference, model_regions,
+                                                                   labels)
     for peer in peers:
         for row in rows:
             if row in PEERS:
                 continue
-            agreement = _mean_dice(outputs / row, outputs / peer, model_regions)
+            agreement = _mean_dice(outputs / row, outputs / peer, model_regions, labels)
             entry = entries[row]
             ratio = entries[peer]["case_p50_s"] / entry["case_p50_s"]
             entry[f"agreement_with_{peer}"] = agreement

@@ -66,7 +66,7 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         cases = discover_cases(task["cases"])
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
                                  postprocess=postprocess_override(task["postprocess"], contract.postprocess),
-                                 model_labels=task["model_labels"])
+                                 model_labels=task["model_labels"], convention=task.get("convention"))
         runner = Runner.from_backends([backend], contract, segment)
         latencies, walls = [], []
         for _ in range(task["repeat"]):

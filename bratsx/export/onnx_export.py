@@ -27,7 +27,7 @@ from ..atomic import atomic_path
 from ..contract import CONTRACT_METADATA_KEY, PRECISION_METADATA_KEY
 from ..labels import OutputMode
 from ..network.checkpoint import TrainedModel
-from ..network.unet import probabilities
+from ..network.unet import model_outputs
 from .options import DEFAULT_OPSET
 
 __all__ = [
@@ -121,8 +121,7 @@ class _Exported(nn.Module):
         self.output_mode, self.activated = OutputMode(output_mode), activated
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.network(image)
-        return probabilities(logits, self.output_mode) if self.activated else logits
+        return model_outputs(self.network(image), self.output_mode, self.activated)
 
 
 def set_precision(model: onnx.ModelProto, precision: str) -> None:

@@ -77,14 +77,14 @@ def compare_with_torch(
         trained: the PyTorch network and contract.
         inputs: named batches, from :func:`verification_inputs`.
     """
-    from ..network.unet import probabilities
+    from ..network.unet import model_outputs
 
     contract = trained.contract
     max_abs, max_rel = 0.0, 0.0
     for batch in inputs.values():
         with torch.no_grad():
-            logits = trained.network(torch.from_numpy(batch))
-            expected = (probabilities(logits, contract.output_mode) if contract.activated else logits).numpy()
+            expected = model_outputs(trained.network(torch.from_numpy(batch)), contract.output_mode,
+                                     contract.activated).numpy()
         got = np.asarray(run(batch), dtype=np.float32)
         if got.shape != expected.shape:
             raise BratsxError(f"the exported model returned shape {got.shape}, PyTorch {expected.shape}")

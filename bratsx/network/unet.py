@@ -153,6 +153,12 @@ def probabilities(logits: torch.Tensor, output_mode: OutputMode) -> torch.Tensor
     return torch.softmax(logits, dim=1)
 
 
+def model_outputs(logits: torch.Tensor, output_mode: OutputMode, activated: bool) -> torch.Tensor:
+    """What a model file returns for ``logits``: probabilities when its contract's outputs are ``activated``
+    (:attr:`~bratsx.contract.ModelContract.activated`), else the logits themselves."""
+    return probabilities(logits, output_mode) if activated else logits
+
+
 def predict_tiles(
     network: nn.Module,
     tiles: np.ndarray,
@@ -178,5 +184,4 @@ def predict_tiles(
     inputs = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(device)
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype,
                                                 enabled=autocast_dtype is not None):
-        logits = network(inputs).float()
-        return (probabilities(logits, output_mode) if activated else logits).cpu().numpy()
+        return model_outputs(network(inputs).float(), output_mode, activated).cpu().numpy()

@@ -17,6 +17,7 @@ from .errors import BratsxError
 from .geometry import CANONICAL_ORIENTATION
 from .labels import MODALITY_ORDER, REGION_ORDER, LabelConvention, OutputMode, Tissue
 from .preprocessing import DEFAULT_MARGIN
+from .sliding_window import Blend
 
 __all__ = [
     "CONTRACT_METADATA_KEY",
@@ -90,8 +91,10 @@ class ModelContract:
         transpose_forward: canonical axes in the order the network sees them (nnU-Net's ``transpose_forward``).
         tile_step: tile step as a fraction of the patch (nnU-Net's ``tile_step_size``; ``1 - overlap`` of a MONAI
             inferer): the sliding window's overlap unless the user sets one.
-        gaussian: Gaussian-weighted blending of tiles; ``False``: every voxel of a tile weighs the same (MONAI's
-            ``constant`` mode).
+        blend: how overlapping tiles are weighed (:class:`bratsx.sliding_window.Blend`): ``gaussian``, nnU-Net's
+            importance map; ``constant``, every voxel of a tile alike (MONAI's default mode); ``monai-gaussian``,
+            MONAI's ``mode="gaussian"`` map. Model folders written before this field said ``gaussian: true|false``,
+            read as ``gaussian`` or ``constant``.
         tile_placement: how tiles are spread (:class:`bratsx.sliding_window.Placement`: ``even``, as nnU-Net;
             ``interval``, as MONAI's ``sliding_window_inference``).
         crop_to_nonzero: crop the case to its non-zero box before the network (nnU-Net); ``False``: the whole
@@ -130,7 +133,7 @@ class ModelContract:
     resampling: dict[str, dict[str, Any]] | None = None
     transpose_forward: tuple[int, int, int] = (0, 1, 2)
     tile_step: float = 0.5
-    gaussian: bool = True
+    blend: str = "gaussian"
     mirror_axes: tuple[int, ...] = (0, 1, 2)
     tile_placement: str = "even"
     crop_to_nonzero: bool = True
@@ -141,6 +144,7 @@ class ModelContract:
     def __post_init__(self) -> None:
         if self.outputs not in MODEL_OUTPUTS:
             raise ValueError(f"outputs must be one of {', '.join(MODEL_OUTPUTS)}, not {self.outputs!r}")
+        object.__setattr__(self, "blend", Blend(self.blend).value)
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "modality_order", tuple(self.modality_order))
@@ -193,6 +197,8 @@ class ModelContract:
     def from_dict(cls, values: dict[str, Any]) -> ModelContract:
         """Inverse of :meth:`to_dict` (derived keys such as ``channel_names`` are ignored)."""
         known = {name for name in cls.__dataclass_fields__}
+        if "gaussian" in values and "blend" not in values:  # written before ``blend``
+            values = {**values, "blend": "gaussian" if values["gaussian"] else "constant"}
         return cls(**{k: v for k, v in values.items() if k in known})
 
 

@@ -11,8 +11,9 @@ batch of tiles to a batch of probabilities.
 
 Models imported from MONAI bundles were validated with MONAI's ``sliding_window_inference``, which places
 tiles differently (:attr:`Placement.INTERVAL`: a fixed step ``int(patch * (1 - overlap))`` from the first
-voxel, the last tile moved back to end at the last voxel) and may weigh every voxel of a tile alike
-(:attr:`Blend.CONSTANT`); both are choices here, so such a model's tiles and blend are MONAI's.
+voxel, the last tile moved back to end at the last voxel) and weigh every voxel of a tile alike
+(:attr:`Blend.CONSTANT`, MONAI's default) or by MONAI's own Gaussian (:attr:`Blend.MONAI_GAUSSIAN`); these are
+choices here, so such a model's tiles and blend are MONAI's.
 
 :func:`box_predict` is the other :class:`Window`: the network is fully convolutional, so one forward pass
 over the whole brain box (padded to the network's divisor) replaces the overlapping tiles at a fraction of
@@ -28,8 +29,9 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["Blend", "Placement", "TileAccumulator", "Window", "box_predict", "gaussian_importance_map", "plan_tiles",
-           "planned_tiles", "sliding_window_predict", "tile_starts"]
+__all__ = ["Blend", "Placement", "TileAccumulator", "Window", "box_predict", "gaussian_importance_map",
+           "importance_map", "monai_gaussian_importance_map", "plan_tiles", "planned_tiles", "sliding_window_predict",
+           "tile_starts"]
 
 Tile = tuple[slice, slice, slice]
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -51,11 +53,13 @@ class Placement(str, Enum):
 
 
 class Blend(str, Enum):
-    """How overlapping tiles are weighed: nnU-Net's ``gaussian`` importance map, or ``constant`` (MONAI's
-    default mode: the plain mean of the tiles covering a voxel)."""
+    """How overlapping tiles are weighed: nnU-Net's ``gaussian`` importance map (:func:`gaussian_importance_map`),
+    ``constant`` (MONAI's default mode: the plain mean of the tiles covering a voxel), or ``monai-gaussian``
+    (MONAI's ``mode="gaussian"``: :func:`monai_gaussian_importance_map`)."""
 
     GAUSSIAN = "gaussian"
     CONSTANT = "constant"
+    MONAI_GAUSSIAN = "monai-gaussian"
 
 
 def tile_starts(size: int, patch: int, overlap: float, placement: Placement = Placement.EVEN) -> list[int]:
@@ -106,13 +110,18 @@ def plan_tiles(
     return tiles
 
 
+def _separable(axes: list[np.ndarray]) -> np.ndarray:
+    """The 3D map that is the outer product of three float32 1D profiles."""
+    return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+
+
 @lru_cache(maxsize=8)
 def _cached_gaussian(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
     axes = []
     for length in patch:
         sigma = length * sigma_scale
         axes.append(np.exp(-0.5 * ((np.arange(length) - length // 2) / sigma) ** 2))
-    weights = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    weights = _separable(axes)
     weights = (weights / weights.max()).astype(np.float32)
     weights[weights == 0] = weights[weights > 0].min()
     weights.flags.writeable = False
@@ -132,6 +141,42 @@ def gaussian_importance_map(patch: tuple[int, int, int], sigma_scale: float = 0.
     return _cached_gaussian(tuple(int(p) for p in patch), float(sigma_scale))
 
 
+#: MONAI's floor under its Gaussian weights (``compute_importance_map``).
+MONAI_MIN_WEIGHT = 1e-3
+
+
+@lru_cache(maxsize=8)
+def _cached_monai_gaussian(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    axes = []
+    for length in patch:
+        offsets = np.arange(-(length - 1) / 2.0, (length - 1) / 2.0 + 1, dtype=np.float32)
+        axes.append(np.exp(offsets**2 / np.float32(-2 * (length * sigma_scale) ** 2)))
+    weights = _separable(axes)
+    weights = np.maximum(weights, max(float(weights.min()), MONAI_MIN_WEIGHT)).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
+def monai_gaussian_importance_map(patch: tuple[int, int, int], sigma_scale: float = 0.125) -> np.ndarray:
+    """MONAI's Gaussian weights over a tile (``compute_importance_map(mode="gaussian")``, MONAI 1.x), in float32.
+
+    Unlike nnU-Net's map it is centred between the two middle voxels of an even axis (offsets ``-(patch - 1) / 2``
+    to ``(patch - 1) / 2``), not scaled to a peak of 1, and every weight is raised to at least 1e-3 (MONAI's floor),
+    so a tile's corners weigh far more than in nnU-Net's. Cached per patch size; the returned array is read-only.
+    """
+    return _cached_monai_gaussian(tuple(int(p) for p in patch), float(sigma_scale))
+
+
+def importance_map(blend: Blend, patch: tuple[int, int, int]) -> np.ndarray:
+    """The weights :class:`TileAccumulator` gives each voxel of a tile under ``blend``."""
+    blend = Blend(blend)
+    if blend is Blend.GAUSSIAN:
+        return gaussian_importance_map(patch)
+    if blend is Blend.MONAI_GAUSSIAN:
+        return monai_gaussian_importance_map(patch)
+    return np.ones(patch, dtype=np.float32)
+
+
 class TileAccumulator:
     """Weighted sum of tile predictions over a volume, in float32.
 
@@ -139,15 +184,14 @@ class TileAccumulator:
         channels: number of predicted channels.
         shape: spatial shape of the (padded) volume.
         patch: tile shape.
-        blend: nnU-Net's Gaussian weights, or the same weight for every voxel of a tile.
+        blend: how a tile's voxels are weighed (:func:`importance_map`).
     """
 
     def __init__(self, channels: int, shape: tuple[int, int, int], patch: tuple[int, int, int],
                  blend: Blend = Blend.GAUSSIAN) -> None:
         self.values = np.zeros((channels, *shape), dtype=np.float32)
         self.weights = np.zeros(shape, dtype=np.float32)
-        self.importance = (gaussian_importance_map(patch) if Blend(blend) is Blend.GAUSSIAN
-                           else np.ones(patch, dtype=np.float32))
+        self.importance = importance_map(blend, patch)
 
     def add(self, prediction: np.ndarray, tile: Tile) -> None:
         """Add one tile's ``(channels, *patch)`` prediction."""

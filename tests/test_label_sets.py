@@ -210,6 +210,13 @@ def test_the_contract_records_its_label_set_and_old_contracts_still_load():
     assert ModelContract.from_dict(old).label_set is None
 
 
+@pytest.mark.parametrize(("gaussian", "blend"), [(True, "gaussian"), (False, "constant")])
+def test_a_contract_written_before_blend_reads_its_gaussian_flag(gaussian, blend):
+    old = ModelContract((32, 32, 32), "regions", {}).to_dict()
+    del old["blend"]
+    assert ModelContract.from_dict({**old, "gaussian": gaussian}).blend == blend
+
+
 def test_an_unlabelled_pediatric_case_needs_its_label_set_unless_the_model_states_one(tmp_path):
     case = Case("BraTS-PED-00030-000", Layout.BRATS2023, tmp_path, {})
     with pytest.raises(CaseError, match="brats-ped2023, brats-ped2024.*--labels"):

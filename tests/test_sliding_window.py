@@ -4,6 +4,7 @@ import pytest
 from bratsx.sliding_window import (
     TileAccumulator,
     gaussian_importance_map,
+    monai_gaussian_importance_map,
     plan_tiles,
     sliding_window_predict,
     tile_starts,
@@ -39,6 +40,17 @@ def test_gaussian_map_is_nnunets_peaked_at_the_middle_voxel_and_positive():
     torch = pytest.importorskip("torch")
     theirs = nnunet.compute_gaussian((16, 12, 9), 1 / 8, 1, torch.float32, torch.device("cpu")).numpy()
     np.testing.assert_allclose(weights, theirs, rtol=1e-5)
+
+
+@pytest.mark.parametrize("patch", [(16, 12, 9), (32, 32, 32), (128, 128, 128)])
+def test_monai_gaussian_map_is_monais_own(patch):
+    """MONAI's map: centred between the middle voxels, not scaled to 1, floored at 1e-3 (the 128^3 corners)."""
+    weights = monai_gaussian_importance_map(patch)
+    assert weights.shape == patch and weights.dtype == np.float32 and not weights.flags.writeable
+    monai_utils = pytest.importorskip("monai.data.utils")
+    theirs = monai_utils.compute_importance_map(patch, mode="gaussian", sigma_scale=0.125).numpy()
+    np.testing.assert_allclose(weights, theirs, rtol=1e-6, atol=0)
+    assert weights.min() == theirs.min()
 
 
 def test_plan_skips_tiles_without_brain():

@@ -138,7 +138,7 @@ def monai_bundle(
 ) -> None:
     """Import a MONAI bundle: its network_def instantiated by monai.bundle.ConfigParser, its weights loaded with
     torch.load(weights_only=True), exported to ONNX and verified against PyTorch, and its preprocessing
-    (orientation, spacing, NormalizeIntensityd), sliding window (roi_size, overlap, constant blending) and
+    (orientation, spacing, NormalizeIntensityd), sliding window (roi_size, overlap, constant or Gaussian blending) and
     post-processing (sigmoid regions at 0.5, BraTS labels) in its contract, so that bratsx infer, bench and serve
     segment as the bundle does. A setting bratsx cannot reproduce is refused, named, and nothing is written. The
     folder becomes the workspace's default model.

@@ -236,9 +236,10 @@ def import_monai_bundle(bundle_dir: Path | str, out_dir: Path, options: MonaiBun
         spacing=_canonical(spacing, orientation) if spacing else (1.0, 1.0, 1.0), modality_order=modalities,
         crop_margin=0, canonical_orientation=orientation, label_set=LabelConvention.BRATS2020,
         channel_normalization=(inference.normalization,) * len(modalities), target_spacing=spacing,
-        resampling=inference.resampling, tile_step=inference.tile_step, gaussian=False, tile_placement="interval",
-        crop_to_nonzero=False, outputs="logits", source={"framework": "monai", "bundle": str(bundle.path.resolve()),
-                                       "name": bundle.metadata.get("name"), "version": bundle.metadata.get("version")},
+        resampling=inference.resampling, tile_step=inference.tile_step, blend=inference.blend,
+        tile_placement="interval", crop_to_nonzero=False, outputs="logits",
+        source={"framework": "monai", "bundle": str(bundle.path.resolve()), "name": bundle.metadata.get("name"),
+                "version": bundle.metadata.get("version")},
     ).with_checkpoint(file_sha256(bundle.weights))
     trained = TrainedModel(RegionOrder(network, order).eval(), contract, bundle.weights)
     source = {"description": f"MONAI bundle {bundle.metadata.get('name') or bundle.path.name} "

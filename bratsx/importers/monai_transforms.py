@@ -8,13 +8,11 @@ refused in one line that names it (nothing is written). Supported, as in MONAI's
   orientation the network sees), ``Spacingd`` (the spacing it sees; bilinear), ``NormalizeIntensityd`` (channel-
   wise, with or without ``nonzero``, no fixed subtrahend or divisor);
 - inferer: ``SlidingWindowInferer`` with a fixed ``roi_size`` (the tile), one ``overlap`` (tile step
-  ``1 - overlap``, MONAI's tile placement), ``mode="constant"``, zero padding;
+  ``1 - overlap``, MONAI's tile placement), ``mode="constant"`` or ``mode="gaussian"`` with the default
+  ``sigma_scale`` 0.125 (:attr:`bratsx.sliding_window.Blend.MONAI_GAUSSIAN`), zero padding;
 - post-processing: ``Activationsd(sigmoid=True)``, ``Invertd`` (bratsx writes every output on its input's grid),
   ``AsDiscreted(threshold=0.5)``, the model zoo's ``Lambdad`` painting ET, then TC, then WT as BraTS labels 4, 1, 2
   (what bratsx's :func:`~bratsx.labels.labels_from_regions` does), ``SaveImaged`` (bratsx writes its own files).
-
-MONAI's ``gaussian`` mode is refused: its importance map integrates a Gaussian over each voxel (``erf``), not
-nnU-Net's sampled one that bratsx blends with, so tiles would be weighed differently.
 """
 
 from __future__ import annotations
@@ -26,10 +24,13 @@ from typing import Any
 
 from ..errors import BratsxError
 from ..resample import Resampling
+from ..sliding_window import Blend
 
 __all__ = ["BundleInference", "inference_from_bundle", "instantiated"]
 
 _PREPROCESSING = "LoadImaged, EnsureChannelFirstd, EnsureTyped, Orientationd, Spacingd, NormalizeIntensityd"
+#: MONAI inferer modes and the blends that compute them.
+_BLENDS = {"constant": Blend.CONSTANT, "gaussian": Blend.MONAI_GAUSSIAN}
 _POSTPROCESSING = "Activationsd, Invertd, AsDiscreted, Lambdad (BraTS labels), SaveImaged"
 #: The model zoo's label painting: ``torch.where(x[[ET]] > 0, 4, torch.where(x[[TC]] > 0, 1, torch.where(x[[WT]] >
 #: 0, 2, 0)))``, read with its three channel indices.
@@ -48,6 +49,7 @@ class BundleInference:
         normalization: one ``NormalizeIntensity`` scheme per input channel.
         patch_size: the inferer's ``roi_size``.
         tile_step: ``1 - overlap``.
+        blend: the inferer's ``mode`` as a :class:`~bratsx.sliding_window.Blend` value.
         sw_batch_size: the inferer's windows per forward pass (speed only).
     """
 
@@ -57,6 +59,7 @@ class BundleInference:
     normalization: dict[str, Any]
     patch_size: tuple[int, int, int]
     tile_step: float
+    blend: str
     sw_batch_size: int
 
 
@@ -111,7 +114,7 @@ def _preprocessing(transforms: Sequence[Any], where: str) -> dict[str, Any]:
     return found
 
 
-def _inferer(inferer: Any, where: str, divisor: int) -> tuple[tuple[int, int, int], float, int]:
+def _inferer(inferer: Any, where: str, divisor: int) -> tuple[tuple[int, int, int], float, str, int]:
     from monai.inferers import SlidingWindowInferer
 
     if type(inferer) is not SlidingWindowInferer:
@@ -124,14 +127,15 @@ def _inferer(inferer: Any, where: str, divisor: int) -> tuple[tuple[int, int, in
     if len(overlaps) != 1 or not 0.0 <= float(next(iter(overlaps))) < 1.0:
         raise _refuse(where, f"SlidingWindowInferer overlap {inferer.overlap}", "one overlap in [0, 1) for all axes")
     mode = str(getattr(inferer.mode, "value", inferer.mode))
-    if mode != "constant":
-        raise _refuse(where, f"SlidingWindowInferer mode {mode!r} (MONAI's erf-integrated importance map)",
-                      "mode 'constant' (and nnU-Net's sampled Gaussian, which MONAI does not compute)")
+    sigmas = set(inferer.sigma_scale) if isinstance(inferer.sigma_scale, Sequence) else {inferer.sigma_scale}
+    if mode not in _BLENDS or (mode == "gaussian" and sigmas != {0.125}):
+        raise _refuse(where, f"SlidingWindowInferer mode {mode!r} (sigma_scale {inferer.sigma_scale})",
+                      "mode 'constant', or 'gaussian' with the default sigma_scale 0.125")
     padding = str(getattr(inferer.padding_mode, "value", inferer.padding_mode))
     if padding != "constant" or float(inferer.cval) != 0.0 or inferer.with_coord:
         raise _refuse(where, f"SlidingWindowInferer padding {padding!r} (cval {inferer.cval}, with_coord "
                       f"{inferer.with_coord})", "zero padding, without coordinates")
-    return roi, 1.0 - float(next(iter(overlaps))), int(inferer.sw_batch_size)
+    return roi, 1.0 - float(next(iter(overlaps))), _BLENDS[mode].value, int(inferer.sw_batch_size)
 
 
 def _target_name(entry: Any) -> str:
@@ -196,10 +200,10 @@ def inference_from_bundle(parser: Any, where: str, divisor: int, regions: Sequen
                               "preprocessing, inferer and postprocessing")
     preprocessing = instantiated(parser, "preprocessing", where)
     found = _preprocessing(getattr(preprocessing, "transforms", [preprocessing]), where)
-    patch, tile_step, sw_batch_size = _inferer(instantiated(parser, "inferer", where), where, divisor)
+    patch, tile_step, blend, sw_batch_size = _inferer(instantiated(parser, "inferer", where), where, divisor)
     _postprocessing(parser.get("postprocessing"), where, regions)
     spacing = found["spacing"]
     linear = Resampling(order=1, force_separate_z=False).to_dict()
     resampling = None if spacing is None else {"data": linear, "logits": linear}
     return BundleInference(found["orientation"], spacing, resampling, found["normalization"], patch, tile_step,
-                           sw_batch_size)
+                           blend, sw_batch_size)

@@ -354,7 +354,7 @@ def segment_case(
                               overlap=overlap_for(options, contract), batch_size=sw_batch, mask=ready.mask,
                               on_tiles=on_tiles, mirror_axes=contract.mirror_axes,
                               placement=Placement(contract.tile_placement),
-                              blend=Blend.GAUSSIAN if contract.gaussian else Blend.CONSTANT,
+                              blend=Blend(contract.blend),
                               activated=contract.activated)
     blended = time.perf_counter()
     logits = logits_on_case_grid(logits, ready, loaded.geometry.canonical_spacing, contract)

@@ -68,15 +68,12 @@ def imported(bundle, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["ort", "openvino"])
-def test_bratsx_infer_segments_as_the_bundles_own_inference(bundle, imported, cases_dir, tmp_path, backend):
-    if backend == "openvino":
-        pytest.importorskip("openvino")
+def _assert_segments_as_the_bundle(bundle: Path, imported: Path, cases_dir: Path, out: Path, backend: str) -> None:
+    """``bratsx infer`` with the imported folder writes the bundle's own labels (Dice >= :data:`PARITY` per region),
+    on each input's grid, and its probabilities are MONAI's within :data:`PROBABILITY_TOLERANCE`."""
     from bratsx.bench.monai_reference import bundle_segment_case, open_bundle_reference
     from bratsx.runtime import ModelSpec, RunnerSpec
 
-    out = tmp_path / "out"
     result = CliRunner().invoke(app, ["infer", str(cases_dir), "--model", str(imported), "--backend", backend,
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -101,6 +98,28 @@ def test_bratsx_infer_segments_as_the_bundles_own_inference(bundle, imported, ca
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_bratsx_infer_segments_as_the_bundles_own_inference(bundle, imported, cases_dir, tmp_path, backend):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    _assert_segments_as_the_bundle(bundle, imported, cases_dir, tmp_path / "out", backend)
+
+
+@pytest.mark.slow
+def test_a_gaussian_mode_bundle_blends_its_tiles_as_monai(cases_dir, tmp_path):
+    """``mode="gaussian"``: MONAI's own importance map (not nnU-Net's) weighs the overlapping windows."""
+    from bratsx.importers.monai_bundle import import_monai_bundle
+    from bratsx.runtime import open_model
+
+    bundle = write_bundle(tmp_path / "bundle", inference=changed("inferer#mode", "gaussian"))
+    imported = tmp_path / "model"
+    import_monai_bundle(bundle, imported)
+    with open_model(imported, "ort") as opened:
+        assert opened.contract.blend == "monai-gaussian"
+    _assert_segments_as_the_bundle(bundle, imported, cases_dir, tmp_path / "out", "ort")
+
+
+@pytest.mark.slow
 def test_imported_folder_is_an_ordinary_model(imported, tmp_path):
     from bratsx.runtime import open_model
 
@@ -109,7 +128,7 @@ def test_imported_folder_is_an_ordinary_model(imported, tmp_path):
     assert contract.patch_size == (32, 32, 32)
     assert contract.modality_order == ("t1ce", "t1", "t2", "flair")
     assert contract.canonical_orientation == "RAS" and contract.target_spacing == (1.0, 1.0, 1.0)
-    assert (contract.tile_step, contract.gaussian, contract.tile_placement) == (0.5, False, "interval")
+    assert (contract.tile_step, contract.blend, contract.tile_placement) == (0.5, "constant", "interval")
     assert contract.channel_normalization == ({"scheme": "NormalizeIntensity", "nonzero": True},) * 4
     assert contract.network["output_channels"] == ["TC", "WT", "ET"]
 
@@ -159,7 +178,7 @@ def test_unsafe_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.parametrize(("path", "value", "named"), [
     ("preprocessing#transforms#3", {"_target_": "ScaleIntensityd", "keys": "image"}, "ScaleIntensityd"),
-    ("inferer#mode", "gaussian", "mode 'gaussian'"),
+    ("inferer", {**INFERENCE["inferer"], "mode": "gaussian", "sigma_scale": 0.25}, r"gaussian. \(sigma_scale 0.25"),
     ("inferer#roi_size", [30, 32, 32], "roi_size"),
     ("postprocessing#transforms#0#softmax", True, "Activationsd"),
     ("postprocessing#transforms#3#func", "$lambda x: x", "Lambdad"),
@@ -184,11 +203,11 @@ def test_unmappable_channels_are_refused(tmp_path):
 
 
 def test_cli_refusal_is_one_red_line_and_writes_nothing(tmp_path):
-    bundle = _bundle_with(tmp_path, changed("inferer#mode", "gaussian"))
+    bundle = _bundle_with(tmp_path, changed("inferer#padding_mode", "reflect"))
     workspace = tmp_path / "workspace"
     result = CliRunner().invoke(app, ["import", "monai-bundle", str(bundle), "-w", str(workspace)])
     assert result.exit_code == 2
-    assert "mode 'gaussian'" in result.output
+    assert "padding 'reflect'" in result.output
     assert not (workspace / "models").exists() or not any((workspace / "models").iterdir())
     shutil.rmtree(bundle)
 

@@ -4,7 +4,10 @@ For each fixture results folder (made by nnU-Net itself: ``tests/nnunet_fixtures
 then every case is segmented by nnU-Net's predictor (its own stages: read, preprocess, sliding window, export,
 write) and by bratsx (``segment_case`` + ``write_label_map``, as ``bratsx infer`` runs them) on each backend. Both
 written label files are read back and compared per region (WT, TC, ET: nnU-Net's raw labels through the
-dataset's label set, bratsx's through the case's BraTS convention). Seconds per case are wall times on this
+dataset's label set, bratsx's through the case's BraTS convention); each row also counts the voxels where the two
+label maps differ and how many of them nnU-Net's own probabilities leave undecided (within its fp16 noise of the
+decision: ``undecided_by_nnunet``), so a Dice below 1 says whether it is nnU-Net's rounding or a real difference.
+Seconds per case are wall times on this
 machine, both runs in one process, one after the other. Settings are fold sets (``--folds all,0``: every fold
 averaged, then fold 0 alone) times mirroring (``--mirroring off,on``); ``--mirroring-cases`` caps the cases run with
 mirroring (8 passes per tile: nnU-Net's mirrored prediction of a real volume takes minutes on a small CPU). The
@@ -33,12 +36,16 @@ from nnunet_fixtures import DATASETS, build_fixtures, results_folder  # noqa: E4
 
 from bratsx.atomic import write_bytes_atomic  # noqa: E402
 from bratsx.bench.machine import machine_info  # noqa: E402
-from bratsx.bench.nnunet_reference import nnunet_results_predictor, nnunet_segment_case  # noqa: E402
+from bratsx.bench.nnunet_reference import (  # noqa: E402
+    nnunet_results_predictor,
+    nnunet_segment_case,
+    undecided_by_nnunet,
+)
 from bratsx.cases import discover_cases  # noqa: E402
 from bratsx.imageio import read_label_file, write_label_map  # noqa: E402
 from bratsx.importers.nnunet import import_nnunet  # noqa: E402
 from bratsx.importers.options import NnunetImport  # noqa: E402
-from bratsx.labels import regions_from_labels  # noqa: E402
+from bratsx.labels import OutputMode, regions_from_labels  # noqa: E402
 from bratsx.metrics import dice  # noqa: E402
 from bratsx.runtime import open_model  # noqa: E402
 from bratsx.runtime.runner import Runner  # noqa: E402
@@ -68,9 +75,12 @@ def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, 
         contract = opened[backends[0]].contract
         for case in cases:
             load = os.getloadavg()[0]
-            seconds = nnunet_segment_case(predictor, case, nnunet_out, contract.modality_order)
+            probabilities_file = nnunet_out / f"{case.case_id}-probabilities.npy"
+            seconds = nnunet_segment_case(predictor, case, nnunet_out, contract.modality_order, probabilities_file)
             raw, _ = read_label_file(nnunet_out / f"{case.case_id}.nii.gz", case.case_id)
             theirs = np.stack([np.isin(raw, values) for values in contract.model_labels["regions"]])
+            undecided = undecided_by_nnunet(np.load(probabilities_file), contract.output_mode is OutputMode.REGIONS)
+            probabilities_file.unlink()
             for backend, model_open in opened.items():
                 started = time.perf_counter()
                 runner = Runner.from_backends([model_open.backend], contract, SegmentOptions(tta=mirroring))
@@ -80,10 +90,13 @@ def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, 
                 bratsx_seconds = time.perf_counter() - started
                 ours_labels, _ = read_label_file(path, case.case_id)
                 ours = regions_from_labels(ours_labels, result.convention)
+                differing = (ours != theirs).any(axis=0)
                 on_row({"dataset": dataset.folder, "backend": backend, "case": case.case_id,
                         "folds": list(contract.source["folds"]), "mirroring": mirroring,
                         "dice_wt_tc_et": _regions_dice(ours, theirs),
                         "voxels_wt_tc_et_nnunet": [int(r.sum()) for r in theirs],
+                        "voxels_differing": int(differing.sum()),
+                        "voxels_differing_undecided_by_nnunet": int((differing & undecided).sum()),
                         "seconds_nnunet": round(sum(seconds.values()), 2),
                         "seconds_nnunet_stages": {k: round(v, 2) for k, v in seconds.items()},
                         "seconds_bratsx": round(bratsx_seconds, 2), "seconds_bratsx_stages":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nib
+import numpy as np
 
 from ..cases import Case
 from ..contract import ModelContract
@@ -39,8 +40,9 @@ from ..labels import MODALITY_ORDER, OutputMode, Tissue
 from ..printed import printed_to_debug_log
 from .peer_labels import peer_convention
 
-__all__ = ["NNUNET_CONFIGURATION", "nnunet_dataset_json", "nnunet_plans", "nnunet_predictor",
-           "nnunet_results_predictor", "nnunet_segment_case", "nnunet_tile_count"]
+__all__ = ["NNUNET_CONFIGURATION", "NNUNET_PROBABILITY_NOISE", "nnunet_dataset_json", "nnunet_plans",
+           "nnunet_predictor", "nnunet_results_predictor", "nnunet_segment_case", "nnunet_tile_count",
+           "undecided_by_nnunet"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,10 +178,13 @@ def _check_orientation(case: Case, path: Path) -> None:
 
 
 def nnunet_segment_case(predictor, case: Case, out_dir: Path,
-                        modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER)) -> dict[str, float]:
+                        modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER),
+                        probabilities_out: Path | None = None) -> dict[str, float]:
     """Segment one case through nnU-Net's own stages into ``out_dir/<id>.nii.gz``; seconds per stage.
 
-    ``modality_order`` is the model's channel order (an imported model's contract says it).
+    ``modality_order`` is the model's channel order (an imported model's contract says it). With
+    ``probabilities_out``, nnU-Net's probabilities on the case's grid (what its ``--save_probabilities`` keeps) are
+    also saved there, float32 ``(channels, *file voxel axes)`` ``.npy``: what :func:`undecided_by_nnunet` reads.
 
     Raises:
         BratsxError: a case not stored as L,P,S (see the module docstring).
@@ -206,14 +211,34 @@ def nnunet_segment_case(predictor, case: Case, out_dir: Path,
         logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
         seconds["inference"] = time.perf_counter() - start
         start = time.perf_counter()
-        segmentation = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, plans, configuration, predictor.label_manager, properties)
+        converted = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, plans, configuration, predictor.label_manager, properties,
+            return_probabilities=probabilities_out is not None)
+        segmentation = converted if probabilities_out is None else converted[0]
         seconds["postprocess"] = time.perf_counter() - start
         start = time.perf_counter()
         reader.write_seg(segmentation, str(out_dir / f"{case.case_id}{predictor.dataset_json['file_ending']}"),
                          properties)
         seconds["write"] = time.perf_counter() - start
+    if probabilities_out is not None:  # SimpleITK's (z, y, x) arrays are the file's voxel axes reversed
+        np.save(probabilities_out, np.ascontiguousarray(converted[1].transpose(0, 3, 2, 1), dtype=np.float32))
     return seconds
+
+
+#: How close to its decision nnU-Net's own probabilities may be for its label to be noise: nnU-Net accumulates
+#: logits in fp16 (relative error ~1e-3, a few rounding steps per voxel), which moves probabilities by up to a few
+#: 1e-3; a wrong axis, spacing or normalisation moves them by tenths.
+NNUNET_PROBABILITY_NOISE = 2e-2
+
+
+def undecided_by_nnunet(probabilities: np.ndarray, regions: bool,
+                        tolerance: float = NNUNET_PROBABILITY_NOISE) -> np.ndarray:
+    """Voxels whose label nnU-Net's own fp16 precision cannot settle: a region's probability within ``tolerance`` of
+    0.5 (``regions``: sigmoid outputs), or the two most likely labels within twice that of each other (softmax)."""
+    if regions:
+        return (np.abs(probabilities - 0.5) < tolerance).any(axis=0)
+    ranked = np.sort(probabilities, axis=0)
+    return ranked[-1] - ranked[-2] < 2 * tolerance
 
 
 def nnunet_tile_count(predictor, shape: tuple[int, int, int]) -> int:

@@ -152,9 +152,10 @@ def render_export(title: str, report: ExportReport) -> None:
     table = Table(title=title)
     table.add_column("file")
     table.add_column("check")
-    agreement = report.agreement
-    table.add_row(report.onnx.name, f"ORT vs PyTorch: max abs {agreement.max_abs:.2e}, "
-                                    f"relative {agreement.max_rel:.2e} (limit 1e-4)")
+    checks = [("ORT", report.agreement), ("OpenVINO f32", report.openvino_agreement)]
+    table.add_row(report.onnx.name, "; ".join(f"{runtime} vs PyTorch: max abs {agreement.max_abs:.2e}, relative "
+                                              f"{agreement.max_rel:.2e}" for runtime, agreement in checks
+                                              if agreement is not None) + " (limit 1e-4)")
     if report.int8:
         int8 = report.gates["int8"]
         table.add_row(f"{report.int8.name} (+ .bin)",

@@ -176,6 +176,30 @@ def test_export_writes_a_model_folder_that_describes_itself(exported):
     assert folder.precisions == ["fp32"]
 
 
+def test_export_checks_openvino_f32_against_pytorch_too(exported):
+    pytest.importorskip("openvino")
+    from bratsx.modelfolder import ModelFolder
+
+    report, _ = exported
+    assert report.openvino_agreement.max_rel < FP32_TOLERANCE
+    recorded = ModelFolder.read(report.onnx.parent).info["gates"]["fp32"]["openvino"]
+    assert recorded["max_rel"] == report.openvino_agreement.max_rel
+
+
+def test_an_export_openvino_computes_inexactly_is_refused_and_nothing_is_written(tiny_run, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    import bratsx.runtime.backends as backends
+
+    class Skewed(backends.OpenVinoBackend):
+        def run(self, batch):
+            return super().run(batch) * 1.01
+
+    monkeypatch.setattr(backends, "OpenVinoBackend", Skewed)
+    with pytest.raises(BratsxError, match="OpenVINO f32 differs from PyTorch by 1.*e-02 .relative."):
+        export_model(tiny_run, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 def test_export_refuses_to_replace_a_folder_that_is_not_a_model_folder(tiny_run, tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     with pytest.raises(BratsxError, match="is not a model folder"):

@@ -106,8 +106,9 @@ def test_fp16_gate_passes_a_sane_model(tiny_run, tmp_path):
     assert read_onnx_contract(report.fp16_onnx) == read_onnx_contract(report.onnx)
     typed = onnx.shape_inference.infer_shapes(onnx.load(str(report.fp16_onnx)))
     types = {v.name: v.type.tensor_type.elem_type for v in typed.graph.value_info}
-    reductions = [n.output[0] for n in typed.graph.node if n.op_type == "ReduceMean"]
-    assert reductions and all(types[r] == onnx.TensorProto.FLOAT for r in reductions)  # normalisation in fp32
+    reductions = [n for n in typed.graph.node if n.op_type.startswith("Reduce")]
+    assert {n.op_type for n in reductions} == {"ReduceSum", "ReduceMean"}  # the staged norms' two kinds
+    assert all(types[n.output[0]] == onnx.TensorProto.FLOAT for n in reductions)  # normalisation in fp32
     convolutions = [n.output[0] for n in typed.graph.node if n.op_type == "Conv"]
     assert all(types.get(c) == onnx.TensorProto.FLOAT16 for c in convolutions[:-1])  # the rest in fp16
 

@@ -48,3 +48,31 @@ def test_openvino_keeps_the_staged_reductions_of_a_norm_after_a_convolution(norm
     output = compiled(image.numpy())[0]
     relative = float(((output - reference) ** 2).sum() ** 0.5 / (reference**2).sum() ** 0.5)
     assert relative < 1e-6
+
+
+def test_an_exported_staged_norm_runs_on_another_size_than_the_export_s(tmp_path):
+    """The box window runs the tile's graph, its spatial axes made free, on a whole brain box: no length of the
+    export may be baked into the normalisation."""
+    import onnx
+
+    ort = pytest.importorskip("onnxruntime")
+    from bratsx.export.onnx_export import _with_staged_norms
+
+    torch.manual_seed(0)
+    network = _with_staged_norms(nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.InstanceNorm3d(4, affine=True)))
+    network = network.eval()
+    path = tmp_path / "norm.onnx"
+    torch.onnx.export(network, (torch.randn(1, 2, 8, 8, 8),), str(path), opset_version=18, dynamo=True,
+                      external_data=False, verbose=False)
+    model = onnx.load(str(path))
+    for value in (*model.graph.input, *model.graph.output):
+        for dim, name in zip(value.type.tensor_type.shape.dim[2:], ("depth", "height", "width")):
+            dim.Clear()
+            dim.dim_param = name
+    del model.graph.value_info[:]
+    other = torch.randn(1, 2, 12, 16, 8) * 3 + 1
+    with torch.no_grad():
+        expected = network(other).numpy()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: other.numpy()})[0]
+    assert abs(got - expected).max() < 1e-4

@@ -48,9 +48,9 @@ GATE_DICE = 0.999
 #: through fp32 kernels on x86, so on a CPU the gate measures the rounding of weights and activations to
 #: fp16, not fp16 accumulation; on CUDA the fp16 model computes in fp16 and may differ a little more.
 FP16_GATE_ARITHMETIC = "ONNX Runtime CPU: fp16 weights and activations, fp32 accumulation"
-#: Operators kept in fp32 in fp16 models: the normalisations (exported as staged ReduceSum and ReduceMean,
-#: Sub, Mul, Add, Sqrt, Div, the only element-wise arithmetic in the graph) and the activation. A ReduceSum in
-#: fp16 would round a stage's sum to 11 bits and overflow past 65504 (128 squared deviations of 23).
+#: Operators kept in fp32 in fp16 models: the normalisations (exported as staged ReduceMean with identity ReduceSum
+#: between the stages, Sub, Mul, Add, Sqrt, Div, the only element-wise arithmetic in the graph) and the activation;
+#: a ReduceSum left to fp16 would round the norm's partial means to fp16 between its fp32 stages.
 FP32_OPS = ("InstanceNormalization", "ReduceSum", "ReduceMean", "Sub", "Mul", "Add", "Sqrt", "Div", "Sigmoid",
             "Softmax")
 

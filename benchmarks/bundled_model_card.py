@@ -3,9 +3,9 @@
 Run by ``package_bundled.sh`` after the export. It makes the model folder's ``source`` independent of
 the machine it was trained on (no absolute paths: the training command and split instead), then runs
 the bundled model exactly as a user would (``RunnerSpec`` + ``run_batch``, the auto backend) on the
-held-out BraTS 2018 cases (Dice against the expert labels, whole-case and BraTS 2023 lesion-wise) and
-on the two real unlabelled cases (latency, and that each output keeps its input's shape, affine and
-orientation), and writes one JSON with the machine.
+held-out BraTS 2018 cases without post-processing (Dice against the expert labels, whole-case and BraTS
+2023 lesion-wise) and, with the folder's post-processing, on the two real unlabelled cases (latency, and
+that each output keeps its input's shape, affine and orientation), and writes one JSON with the machine.
 
     python benchmarks/bundled_model_card.py MODEL_DIR --run RUN --held-out DIR --real DIR --out RESULT.json
 """
@@ -25,7 +25,8 @@ from bratsx.atomic import write_bytes_atomic
 from bratsx.bench.machine import machine_info
 from bratsx.cases import discover_cases
 from bratsx.modelfolder import MODEL_JSON
-from bratsx.runtime import ModelSpec, RunnerSpec, run_batch
+from bratsx.postprocess import postprocess_override
+from bratsx.runtime import ModelSpec, RunnerSpec, SegmentOptions, run_batch
 from bratsx.runtime.records import case_seconds
 from bratsx.runtime.summary import aggregate
 
@@ -65,12 +66,15 @@ def portable_source(model_dir: Path, run: Path, checkpoint: str) -> dict:
     return info["source"]
 
 
-def run_cases(model_dir: Path, cases_dir: Path, out: Path) -> tuple[list, dict]:
+def run_cases(model_dir: Path, cases_dir: Path, out: Path, postprocess: str) -> tuple[list, dict]:
+    """``run_batch`` as ``bratsx infer --postprocess POSTPROCESS`` runs it; the records and the backend used."""
     with RunnerSpec(ModelSpec(paths=(model_dir,))).open() as runner:
+        runner = runner.with_options(SegmentOptions(postprocess=postprocess_override(postprocess,
+                                                                                    runner.contract.postprocess)))
         result = run_batch(discover_cases(cases_dir), runner, out)
         identity = runner.identity
         backend = {"backend": identity["backend"], "device": identity["device"], "precision": identity["precision"],
-                   "file": Path(identity["files"][0]).name}
+                   "file": Path(identity["files"][0]).name, "postprocess": postprocess}
     return result.records, {**backend, "wall_s": result.wall_seconds}
 
 
@@ -93,8 +97,10 @@ def main() -> None:
 
     source = portable_source(args.model_dir, args.run, args.checkpoint)
     with tempfile.TemporaryDirectory() as scratch:
-        held_out, held_backend = run_cases(args.model_dir, args.held_out, Path(scratch) / "held-out")
-        real, real_backend = run_cases(args.model_dir, args.real, Path(scratch) / "real")
+        # the held-out Dice before any post-processing (whether or not the folder holds a tuned spec yet: its effect
+        # is measured leave-one-out by postprocess_loo.py); the real cases as a user runs them
+        held_out, held_backend = run_cases(args.model_dir, args.held_out, Path(scratch) / "held-out", "none")
+        real, real_backend = run_cases(args.model_dir, args.real, Path(scratch) / "real", "model")
         cases = {c.case_id: c for c in discover_cases(args.real)}
         geometry = {r.case_id: same_geometry(Path(scratch) / "real" / r.output,
                                              next(iter(cases[r.case_id].images.values()))) for r in real}

@@ -1,6 +1,7 @@
 """Finding BraTS cases on disk, whatever layout they come in.
 
-A *case* is four co-registered MRI volumes (FLAIR, T1, T1ce, T2) and an optional label map.
+A *case* is four co-registered MRI volumes (FLAIR, T1, T1ce, T2) and an optional label map; for a model
+imported with other input channels (an ADC map), the volumes its contract names, found by those names.
 :func:`discover` walks a directory and returns one :class:`Case` per case folder (or per MSD
 image), detecting the layout of each folder on its own, so one directory may mix layouts, plus every
 folder it passed over and why. Discovery looks at names and at what kind of entry each one is; the
@@ -24,7 +25,14 @@ from pathlib import Path
 
 from .datasetjson import label_set_from_dataset_json
 from .errors import BratsxError, CaseError, LabelError
-from .labels import DEFAULT_CANDIDATES, MODALITY_ORDER, LabelConvention, Modality, candidate_sets
+from .labels import (
+    BRATS_CHANNELS,
+    DEFAULT_CANDIDATES,
+    LabelConvention,
+    Modality,
+    candidate_sets,
+    check_channel_name,
+)
 
 __all__ = ["Case", "Discovery", "Layout", "Skipped", "discover", "discover_cases", "match_file_name", "nifti_stem"]
 
@@ -42,6 +50,9 @@ class Layout(str, Enum):
     * ``brats2023``: ``<id>/<id>-{t2f,t1n,t1c,t2w}.nii.gz`` and ``<id>-seg`` (BraTS 2023+)
     * ``msd``: ``imagesTr|imagesTs/BRATS_###.nii.gz`` 4D, ``labelsTr/BRATS_###.nii.gz`` (MSD Task01)
     * ``plain``: ``<case>/{flair,t1,t1ce|t1c,t2}.nii[.gz]`` and an optional ``seg``
+
+    A channel that is no BraTS modality is found by its name in each folder layout: ``<id>_adc``,
+    ``<id>-adc``, ``adc`` (MSD's 4D images hold the four modalities only).
     """
 
     BRATS2020 = "brats2020"
@@ -79,11 +90,19 @@ _LAYOUT_CONVENTION: dict[Layout, LabelConvention | None] = {
 
 @dataclass(frozen=True)
 class _FolderPattern:
-    """How the files of one case folder are named: stem suffixes (prefixed layouts) or whole stems."""
+    """How the files of one case folder are named: stem suffixes (prefixed layouts) or whole stems; a channel
+    that is no BraTS modality is named by ``other`` (``"_{}"``: ``<id>_adc``)."""
 
     modalities: Mapping[Modality, tuple[str, ...]]
     label: tuple[str, ...]
     prefixed: bool  # True: the names end with the suffix after the case id; False: the whole stem
+    other: str
+
+    def names(self, channel: str | None) -> tuple[str, ...]:
+        """The stem suffixes (or stems) of a channel's file; ``None``: of the label's."""
+        if channel is None:
+            return self.label
+        return self.modalities.get(channel) or (self.other.format(channel),)
 
     def matches(self, stem: str, names: tuple[str, ...]) -> bool:
         stem = stem.lower()
@@ -91,9 +110,8 @@ class _FolderPattern:
             return any(stem.endswith(n) and len(stem) > len(n) for n in names)
         return stem in names
 
-    def describe(self, modality: Modality | None) -> str:
-        names = self.label if modality is None else self.modalities[modality]
-        return " or ".join(f"*{n}.nii.gz" if self.prefixed else f"{n}.nii.gz" for n in names)
+    def describe(self, channel: str | None) -> str:
+        return " or ".join(f"*{n}.nii.gz" if self.prefixed else f"{n}.nii.gz" for n in self.names(channel))
 
 
 _FOLDER_PATTERNS: dict[Layout, _FolderPattern] = {
@@ -101,16 +119,19 @@ _FOLDER_PATTERNS: dict[Layout, _FolderPattern] = {
         {Modality.FLAIR: ("_flair",), Modality.T1: ("_t1",), Modality.T1CE: ("_t1ce",), Modality.T2: ("_t2",)},
         label=("_seg",),
         prefixed=True,
+        other="_{}",
     ),
     Layout.BRATS2023: _FolderPattern(
         {Modality.FLAIR: ("-t2f",), Modality.T1: ("-t1n",), Modality.T1CE: ("-t1c",), Modality.T2: ("-t2w",)},
         label=("-seg",),
         prefixed=True,
+        other="-{}",
     ),
     Layout.PLAIN: _FolderPattern(
         {Modality.FLAIR: ("flair",), Modality.T1: ("t1",), Modality.T1CE: ("t1ce", "t1c"), Modality.T2: ("t2",)},
         label=("seg",),
         prefixed=False,
+        other="{}",
     ),
 }
 
@@ -124,7 +145,8 @@ class Case:
         layout: the layout its files follow (for a folder that cannot be listed: the forced layout,
             else ``plain``).
         folder: the case folder (for MSD, the dataset folder holding ``imagesTr``).
-        images: path of each modality; for MSD all four point to the same 4D file.
+        images: path of each input channel, by its name (:data:`~bratsx.labels.BRATS_CHANNELS`, or the names
+            the model asked :func:`discover` for), in that order; for MSD all four point to the same 4D file.
         label: path of the reference segmentation, if there is one.
         problems: what discovery found wrong (missing or doubled files, entries that are no readable
             file, a folder it cannot list); problems of the reference alone are
@@ -135,7 +157,7 @@ class Case:
     case_id: str
     layout: Layout
     folder: Path
-    images: Mapping[Modality, Path]
+    images: Mapping[str, Path]
     label: Path | None = None
     problems: tuple[CaseError, ...] = field(default=())
     stated_labels: LabelConvention | None = None
@@ -180,7 +202,7 @@ class Case:
     @property
     def files(self) -> tuple[Path, ...]:
         """Every distinct input file of the case, label included."""
-        paths = dict.fromkeys(self.images[m] for m in MODALITY_ORDER if m in self.images)
+        paths = dict.fromkeys(self.images.values())
         if self.label is not None:
             paths[self.label] = None
         return tuple(paths)
@@ -262,15 +284,15 @@ def _natural_key(text: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
-def _detect_folder_layout(files: list[Path]) -> Layout | None:
-    """The folder layout whose modality names match the most files (``None`` if none match)."""
+def _detect_folder_layout(files: list[Path], channels: tuple[str, ...]) -> Layout | None:
+    """The folder layout whose names for ``channels`` match the most files (``None`` if none match)."""
     best, best_hits = None, 0
     for layout, pattern in _FOLDER_PATTERNS.items():
         hits = sum(
             1
             for path in files
-            for names in pattern.modalities.values()
-            if pattern.matches(nifti_stem(path) or "", names)
+            for channel in channels
+            if pattern.matches(nifti_stem(path) or "", pattern.names(channel))
         )
         if hits > best_hits:
             best, best_hits = layout, hits
@@ -292,36 +314,37 @@ def _folder_case_id(folder: Path) -> str:
     return case_id
 
 
-def _case_from_folder(folder: Path, files: list[Path], layout: Layout, case_id: str) -> Case:
-    """Assign each entry of a case folder to its modality, recording what is missing, doubled or unreadable."""
+def _case_from_folder(folder: Path, files: list[Path], layout: Layout, case_id: str,
+                      channels: tuple[str, ...]) -> Case:
+    """Assign each entry of a case folder to its channel, recording what is missing, doubled or unreadable."""
     pattern = _FOLDER_PATTERNS[layout]
     problems: list[CaseError] = []
 
-    def pick(names: tuple[str, ...], what: str, modality: Modality | None) -> Path | None:
-        error = CaseError if modality is not None else LabelError
-        found = [p for p in files if pattern.matches(nifti_stem(p) or "", names)]
+    def pick(channel: str | None, what: str) -> Path | None:
+        error = CaseError if channel is not None else LabelError
+        found = [p for p in files if pattern.matches(nifti_stem(p) or "", pattern.names(channel))]
         if len(found) > 1:
             listed = ", ".join(p.name for p in found)
             problems.append(error(case_id, f"two files for {what} ({listed}); keep one", folder))
-        elif not found and modality is not None:
-            problems.append(error(case_id, f"missing {what} image (expected {pattern.describe(modality)})", folder))
+        elif not found and channel is not None:
+            problems.append(error(case_id, f"missing {what} image (expected {pattern.describe(channel)})", folder))
         elif found and (reason := _not_a_file(found[0])):
             problems.append(error(case_id, f"{what} file {reason}", found[0]))
         return found[0] if found else None
 
     images = {}
-    for modality in MODALITY_ORDER:
-        path = pick(pattern.modalities[modality], modality.value.upper(), modality)
+    for channel in channels:
+        path = pick(channel, channel.upper())
         if path is not None:
-            images[modality] = path
-    label = pick(pattern.label, "the label", None)
+            images[channel] = path
+    label = pick(None, "the label")
     return Case(case_id, layout, folder, images, label, tuple(problems))
 
 
-def _msd_cases(dataset: Path) -> list[Case]:
+def _msd_cases(dataset: Path, channels: tuple[str, ...]) -> list[Case]:
     """One case per 4D image in ``imagesTr``/``imagesTs``, labels from ``labelsTr``, in the label set
     the dataset's ``dataset.json`` states (MSD's own when it has none; a damaged one is a problem of
-    each case's reference)."""
+    each case's reference). The 4D images hold the four BraTS modalities: another channel is a problem."""
     label_folder = dataset / MSD_LABEL_FOLDER
     stated, dataset_problem = None, None
     try:
@@ -354,13 +377,17 @@ def _msd_cases(dataset: Path) -> list[Case]:
                 problems.append(LabelError(stem, f"the label file {reason}", found[0]))
             if found and dataset_problem:
                 problems.append(LabelError(stem, dataset_problem, dataset))
-            images = dict.fromkeys(MODALITY_ORDER, paths[0])
+            problems.extend(CaseError(stem, f"the model takes {channel.upper()}, and an MSD 4D image holds FLAIR, T1, "
+                                      f"T1ce and T2 only; give the case as a folder with its {channel} file", paths[0])
+                            for channel in channels if channel not in BRATS_CHANNELS)
+            images = {channel: paths[0] for channel in channels if channel in BRATS_CHANNELS}
             cases.append(Case(stem, Layout.MSD, dataset, images, found[0] if found else None, tuple(problems),
                               stated))
     return cases
 
 
-def _cases_in_folder(folder: Path, layout: Layout | None, case_id: str | None = None) -> list[Case] | str:
+def _cases_in_folder(folder: Path, layout: Layout | None, channels: tuple[str, ...],
+                     case_id: str | None = None) -> list[Case] | str:
     """The cases a folder holds (an MSD dataset, or one case folder), or why it holds none.
 
     Raises:
@@ -368,16 +395,25 @@ def _cases_in_folder(folder: Path, layout: Layout | None, case_id: str | None = 
         BratsxError: a case folder's name cannot be its id (see :func:`_folder_case_id`).
     """
     if _is_msd_dataset(folder) and layout in (None, Layout.MSD):
-        return _msd_cases(folder) or "MSD dataset without images"
+        return _msd_cases(folder, channels) or "MSD dataset without images"
     if layout is Layout.MSD:
         return "not an MSD dataset (no imagesTr or imagesTs folder)"
     files = _nifti_entries(folder)
     if not files:
         return "no NIfTI file"
-    chosen = layout or _detect_folder_layout(files)
+    chosen = layout or _detect_folder_layout(files, channels)
     if chosen is None:
-        return f"no file named like a FLAIR, T1, T1ce or T2 image ({len(files)} NIfTI file(s))"
-    return [_case_from_folder(folder, files, chosen, case_id or _folder_case_id(folder))]
+        return f"no file named like a {_spoken(channels, 'or')} image ({len(files)} NIfTI file(s))"
+    return [_case_from_folder(folder, files, chosen, case_id or _folder_case_id(folder), channels)]
+
+
+def _spoken(channels: tuple[str, ...], conjunction: str) -> str:
+    """``FLAIR, T1, T1ce or T2``: channel names as a sentence says them."""
+    names = [_SPOKEN.get(c, c.upper()) for c in channels]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
+_SPOKEN = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 
 
 def _unlistable_case(folder: Path, layout: Layout | None, error: OSError) -> Case:
@@ -387,7 +423,7 @@ def _unlistable_case(folder: Path, layout: Layout | None, error: OSError) -> Cas
     return Case(folder.name, layout or Layout.PLAIN, folder, {}, None, (problem,))
 
 
-def _subfolder_cases(root: Path, layout: Layout | None) -> tuple[list[Case], list[Skipped]]:
+def _subfolder_cases(root: Path, layout: Layout | None, channels: tuple[str, ...]) -> tuple[list[Case], list[Skipped]]:
     """The cases of every visible subfolder of ``root``, and the entries passed over with why."""
     cases: list[Case] = []
     skipped: list[Skipped] = []
@@ -400,7 +436,7 @@ def _subfolder_cases(root: Path, layout: Layout | None) -> tuple[list[Case], lis
             skipped.append(Skipped(entry, "hidden folder (its name starts with '.')"))
         else:
             try:
-                found = _cases_in_folder(entry, layout, entry.name)
+                found = _cases_in_folder(entry, layout, channels, entry.name)
             except OSError as error:
                 found = [_unlistable_case(entry, layout, error)]
             if isinstance(found, str):
@@ -412,7 +448,7 @@ def _subfolder_cases(root: Path, layout: Layout | None) -> tuple[list[Case], lis
 
 def _source(case: Case) -> Path:
     """Where a case comes from, to tell two cases apart: its folder, or its MSD image file."""
-    return case.images[MODALITY_ORDER[0]] if case.layout is Layout.MSD and case.images else case.folder
+    return next(iter(case.images.values())) if case.layout is Layout.MSD and case.images else case.folder
 
 
 def _refuse_duplicate_ids(cases: list[Case]) -> None:
@@ -442,7 +478,8 @@ def _refuse_duplicate_ids(cases: list[Case]) -> None:
     raise BratsxError(f"{what}{more}; outputs are named after case ids, so rename or move one")
 
 
-def discover(root: Path | str, layout: Layout | str | None = None) -> Discovery:
+def discover(root: Path | str, layout: Layout | str | None = None,
+             channels: tuple[str, ...] = BRATS_CHANNELS) -> Discovery:
     """Find every case under ``root``, and every folder passed over with the reason.
 
     ``root`` may be a directory of case folders (layouts may differ between folders), a single
@@ -455,6 +492,8 @@ def discover(root: Path | str, layout: Layout | str | None = None) -> Discovery:
     Args:
         root: where to look.
         layout: force one layout for every folder instead of detecting it per folder.
+        channels: the input channels to find, by name (a model's ``modality_order``): the four BraTS
+            modalities by default; a case without one of them has that problem.
 
     Returns:
         The cases in natural order of their ids (a case with missing, doubled or unreadable files
@@ -468,9 +507,10 @@ def discover(root: Path | str, layout: Layout | str | None = None) -> Discovery:
     if not root.is_dir():
         raise BratsxError(f"{root}: not a directory")
     forced = Layout(layout) if layout is not None else None
+    channels = tuple(map(check_channel_name, channels))
     try:
-        found = _cases_in_folder(root, forced)
-        cases, skipped = (found, []) if isinstance(found, list) else _subfolder_cases(root, forced)
+        found = _cases_in_folder(root, forced, channels)
+        cases, skipped = (found, []) if isinstance(found, list) else _subfolder_cases(root, forced, channels)
     except OSError as error:
         raise BratsxError(f"{root}: cannot list the folder ({error.strerror or error}); check its permissions") \
             from error
@@ -478,19 +518,21 @@ def discover(root: Path | str, layout: Layout | str | None = None) -> Discovery:
         hint = f" in the {forced.value} layout" if forced else ""
         passed = "".join(f"; skipped {s.path.name}: {s.reason}" for s in skipped[:3])
         raise BratsxError(
-            f"{root}: no BraTS case found{hint} (expected case folders with FLAIR, T1, T1ce and T2 "
+            f"{root}: no BraTS case found{hint} (expected case folders with {_spoken(channels, 'and')} "
             f"NIfTI files, or an MSD dataset with imagesTr/){passed}"
         )
     _refuse_duplicate_ids(cases)
     return Discovery(tuple(sorted(cases, key=lambda c: _natural_key(c.case_id))), tuple(skipped))
 
 
-def discover_cases(root: Path | str, layout: Layout | str | None = None) -> list[Case]:
+def discover_cases(root: Path | str, layout: Layout | str | None = None,
+                   channels: tuple[str, ...] = BRATS_CHANNELS) -> list[Case]:
     """The cases of :func:`discover`, for callers that need no account of what was skipped (logged).
 
     Args:
         root: where to look.
         layout: force one layout for every folder instead of detecting it per folder.
+        channels: as :func:`discover`.
 
     Returns:
         The cases in natural order of their ids.
@@ -498,7 +540,7 @@ def discover_cases(root: Path | str, layout: Layout | str | None = None) -> list
     Raises:
         BratsxError: as :func:`discover`.
     """
-    found = discover(root, layout)
+    found = discover(root, layout, channels)
     for skipped in found.skipped:
         logger.info("skipped %s: %s", skipped.path, skipped.reason)
     return list(found.cases)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from . import __version__
 from .errors import BratsxError
 from .geometry import CANONICAL_ORIENTATION
-from .labels import MODALITY_ORDER, REGION_ORDER, LabelConvention, OutputMode, Tissue
+from .labels import BRATS_CHANNELS, REGION_ORDER, LabelConvention, OutputMode, Tissue, check_channel_name
 from .preprocessing import DEFAULT_MARGIN
 from .sliding_window import Blend
 
@@ -25,6 +26,7 @@ __all__ = [
     "NORMALIZATION",
     "PRECISION_METADATA_KEY",
     "ModelContract",
+    "ensemble_differences",
     "file_sha256",
     "read_onnx_contract",
 ]
@@ -58,7 +60,8 @@ class ModelContract:
         network: the network configuration (``NetworkConfig.to_dict()``).
         spacing: median voxel spacing (mm, canonical axes) of the training data; inputs are not
             resampled, so cases should come at about this spacing.
-        modality_order: input channels.
+        modality_order: input channels, by name: BraTS modalities (:data:`~bratsx.labels.BRATS_CHANNELS`) or, for
+            an imported model, others (``adc``), whose files a case names (:func:`bratsx.cases.discover`).
         normalization: input normalisation scheme.
         crop_margin: voxels the training cache kept around the brain's bounding box (inference crops
             the box exactly, as nnU-Net: :data:`bratsx.preprocessing.INFERENCE_MARGIN`).
@@ -116,7 +119,7 @@ class ModelContract:
     output_mode: OutputMode
     network: dict[str, Any]
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER)
+    modality_order: tuple[str, ...] = BRATS_CHANNELS
     normalization: str = NORMALIZATION
     crop_margin: int = DEFAULT_MARGIN
     canonical_orientation: str = CANONICAL_ORIENTATION
@@ -147,7 +150,9 @@ class ModelContract:
         object.__setattr__(self, "blend", Blend(self.blend).value)
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
-        object.__setattr__(self, "modality_order", tuple(self.modality_order))
+        object.__setattr__(self, "modality_order", tuple(map(check_channel_name, self.modality_order)))
+        if len(set(self.modality_order)) != len(self.modality_order):
+            raise ValueError(f"modality_order names a channel twice: {', '.join(self.modality_order)}")
         object.__setattr__(self, "transpose_forward", tuple(int(a) for a in self.transpose_forward))
         object.__setattr__(self, "mirror_axes", tuple(int(a) for a in self.mirror_axes))
         if self.channel_normalization is not None:
@@ -200,6 +205,18 @@ class ModelContract:
         if "gaussian" in values and "blend" not in values:  # written before ``blend``
             values = {**values, "blend": "gaussian" if values["gaussian"] else "constant"}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+#: What the models of an ensemble must share: their tiles are averaged, so they take the same inputs (shape and
+#: channels) and return the same outputs.
+_ENSEMBLE_FIELDS = {"patch_size": "patch size", "output_mode": "output mode", "modality_order": "input channels"}
+
+
+def ensemble_differences(contracts: Sequence[ModelContract]) -> list[str]:
+    """What the models of a would-be ensemble do not share (see :data:`_ENSEMBLE_FIELDS`), by name; empty when
+    they can be averaged."""
+    return [name for field_name, name in _ENSEMBLE_FIELDS.items()
+            if len({getattr(c, field_name) for c in contracts}) > 1]
 
 
 def file_sha256(path: Path | str) -> str:

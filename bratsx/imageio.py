@@ -30,10 +30,9 @@ from .errors import BratsxError, CaseError, LabelError
 from .extras import optional_module
 from .geometry import Geometry, affine_problem
 from .labels import (
-    MODALITY_ORDER,
+    BRATS_CHANNELS,
     LabelConvention,
     LabelSetError,
-    Modality,
     candidate_sets,
     detect_convention,
     unexpected_values,
@@ -65,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 #: Largest difference allowed between the affine entries of a case's files (mm).
 AFFINE_TOLERANCE = 1e-3
-_MSD_CHANNELS = len(MODALITY_ORDER)
+_MSD_CHANNELS = len(BRATS_CHANNELS)
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes read (and decompressed) to check a header alone: a NIfTI-2 header is 540.
 _HEADER_READ = 4096
@@ -121,9 +120,10 @@ class LoadedCase:
 
     Attributes:
         case: where it came from.
-        image: float32 ``(4, *geometry.canonical_shape)``, i.e. ``(4, z, y, x)`` for BraTS volumes, in
-            canonical orientation (:data:`~bratsx.geometry.CANONICAL_ORIENTATION`), channels FLAIR, T1, T1ce, T2,
-            intensities as stored (after the file's scaling, before any normalisation).
+        image: float32 ``(C, *geometry.canonical_shape)``, i.e. ``(4, z, y, x)`` for BraTS volumes, in
+            canonical orientation (:data:`~bratsx.geometry.CANONICAL_ORIENTATION`), one channel per entry of the
+            case's ``images`` in their order (:attr:`channels`: FLAIR, T1, T1ce, T2 unless a model asked discovery
+            for others), intensities as stored (after the file's scaling, before any normalisation).
         geometry: the stored grid, to write outputs back in the input's geometry.
         label: uint8 canonical label map in ``convention``, if the case has one.
         convention: label convention of ``label`` (for plain folders, detected from its values).
@@ -134,6 +134,11 @@ class LoadedCase:
     geometry: Geometry
     label: np.ndarray | None = None
     convention: LabelConvention | None = None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The name of each channel of :attr:`image`, in order."""
+        return tuple(self.case.images)
 
 
 @dataclass(frozen=True)
@@ -381,6 +386,11 @@ def _read_label(case: Case, geometry: Geometry, convention: LabelConvention | No
     return np.ascontiguousarray(geometry.to_canonical(data), dtype=np.uint8), convention
 
 
+def _whose(channel: str) -> str:
+    """The reference grid's owner in a grid error: ``FLAIR's``."""
+    return f"{channel.upper()}'s"
+
+
 def _split_problems(case: Case) -> tuple[list[CaseError], list[CaseError]]:
     """The problems discovery recorded on a case: those of its images, and those of its reference alone."""
     of_label = [p for p in case.problems if isinstance(p, LabelError)]
@@ -392,10 +402,10 @@ def load_case(
 ) -> LoadedCase:
     """Read a case into a canonical float32 array, checking everything on the way.
 
-    The files are read concurrently. Checks: every modality present once as a readable file,
-    images 3D (4D with 4 channels for MSD), a usable orientation, equal shapes and affines (within
-    :data:`AFFINE_TOLERANCE`), no NaN/Inf (after the file's scaling, in float32), no all-zero
-    modality, the file complete, label values within the convention. A file is read by its content:
+    The files are read concurrently, one channel per entry of ``case.images``. Checks: every channel
+    present once as a readable file, images 3D (4D with 4 channels for MSD), a usable orientation, equal
+    shapes and affines (within :data:`AFFINE_TOLERANCE`), no NaN/Inf (after the file's scaling, in float32),
+    no all-zero channel, the file complete, label values within the convention. A file is read by its content:
     gzip data in a ``.nii`` file and uncompressed data in a ``.nii.gz`` file are both read.
 
     Args:
@@ -414,7 +424,8 @@ def load_case(
     image_problems, label_problems = _split_problems(case)
     if image_problems:
         raise image_problems[0]
-    paths = list(dict.fromkeys(case.images[m] for m in MODALITY_ORDER))
+    channels = tuple(case.images)
+    paths = list(dict.fromkeys(case.images.values()))
     four_d = case.layout is Layout.MSD
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
         volumes = dict(zip(paths, pool.map(lambda p: _read_volume(p, case.case_id), paths)))
@@ -426,19 +437,20 @@ def load_case(
             volume = volumes[path]
             _check_same_grid(
                 case.case_id, path, _spatial_shape(case.case_id, path, volume.data.shape, four_d),
-                volume.stored.affine, geometry, "FLAIR's",
+                volume.stored.affine, geometry, _whose(channels[0]),
             )
 
-        image = np.empty((_MSD_CHANNELS, *geometry.canonical_shape), dtype=np.float32)
+        image = np.empty((len(channels), *geometry.canonical_shape), dtype=np.float32)
 
-        def fill(channel: int, modality: Modality) -> None:
-            path = case.images[modality]
+        def fill(index: int, channel: str) -> None:
+            path = case.images[channel]
             volume = volumes[path]
-            data = volume.data[..., channel] if four_d else volume.data.reshape(shape, order="F")
-            name = f"{modality.value.upper()} channel" if four_d else modality.value.upper()
-            _to_canonical_float32(case.case_id, path, volume, data, geometry, image[channel], name)
+            data = (volume.data[..., BRATS_CHANNELS.index(channel)] if four_d
+                    else volume.data.reshape(shape, order="F"))
+            name = f"{channel.upper()} channel" if four_d else channel.upper()
+            _to_canonical_float32(case.case_id, path, volume, data, geometry, image[index], name)
 
-        list(pool.map(fill, range(_MSD_CHANNELS), MODALITY_ORDER))
+        list(pool.map(fill, range(len(channels)), channels))
 
     label, label_convention = None, None
     if with_label and label_problems:
@@ -491,7 +503,7 @@ def inspect_case(case: Case, *, read_voxels: bool = False) -> CaseReport:
                     geometry = Geometry(shape, stored.affine, stored.header)
                 else:
                     _check_same_grid(case.case_id, path, shape, stored.affine, geometry,
-                                     "the images'" if is_label else "FLAIR's")
+                                     "the images'" if is_label else _whose(next(iter(case.images))))
         except CaseError as error:
             problems.append(error)
             break

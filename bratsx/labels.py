@@ -31,6 +31,7 @@ import numpy as np
 from .errors import BratsxError
 
 __all__ = [
+    "BRATS_CHANNELS",
     "CLASS_CONVENTION",
     "DEFAULT_CANDIDATES",
     "LABEL_SETS",
@@ -47,6 +48,7 @@ __all__ = [
     "Tissue",
     "TissueLabel",
     "candidate_sets",
+    "check_channel_name",
     "convert_labels",
     "detect_convention",
     "evaluated_region_masks",
@@ -71,6 +73,26 @@ class Modality(str, Enum):
 
 #: Channel order of every image array inside bratsx (and of every model's input).
 MODALITY_ORDER: tuple[Modality, ...] = (Modality.FLAIR, Modality.T1, Modality.T1CE, Modality.T2)
+#: The input channels a case has when no model names others: the four modalities' names, in
+#: :data:`MODALITY_ORDER`. A model imported with other channels (an ADC or DWI map) names them in its contract
+#: (``modality_order``), and its cases' files are found by those names (:func:`bratsx.cases.discover`).
+BRATS_CHANNELS: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER)
+#: What a channel name may be: it becomes part of a file name (``<id>_adc.nii.gz``), so lower-case letters and
+#: digits only, and never the reference segmentation's name.
+_CHANNEL_NAME = re.compile(r"[a-z0-9]+")
+_RESERVED_CHANNEL_NAMES = ("seg", "label", "labels")
+
+
+def check_channel_name(name: str) -> str:
+    """``name`` when it can name a channel's files (see :data:`BRATS_CHANNELS`).
+
+    Raises:
+        BratsxError: anything but lower-case letters and digits, or a name a segmentation file has.
+    """
+    if not _CHANNEL_NAME.fullmatch(name) or name in _RESERVED_CHANNEL_NAMES:
+        raise BratsxError(f"{name!r} cannot name an input channel: a channel's name is part of its files' names, so "
+                          f"lower-case letters and digits only, and none of {', '.join(_RESERVED_CHANNEL_NAMES)}")
+    return name
 
 
 class Tissue(IntEnum):

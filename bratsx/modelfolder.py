@@ -28,7 +28,7 @@ from typing import Any
 
 from . import __version__
 from .atomic import write_bytes_atomic
-from .contract import ModelContract, file_sha256
+from .contract import ModelContract, ensemble_differences, file_sha256
 from .errors import BratsxError
 from .postprocess import PostprocessSpec, read_spec
 
@@ -181,17 +181,17 @@ def write_ensemble_json(folder: Path, name: str, members: list[str]) -> Path:
     their shared contract, each member's source and validation Dice, and no file of its own.
 
     Raises:
-        BratsxError: fewer than 2 members, or members that differ in patch size or output mode.
+        BratsxError: fewer than 2 members, or members that differ in patch size, output mode or input channels.
     """
     folders = [ModelFolder.read(folder / member) for member in members]
     if len(folders) < 2:
         raise BratsxError(f"{folder}: an ensemble needs at least 2 members, got {len(folders)}")
     contract = folders[0].contract
-    if any(f.contract.patch_size != contract.patch_size or f.contract.output_mode != contract.output_mode
-           for f in folders):
-        raise BratsxError("the members of an ensemble must share their patch size and output mode; these differ: "
-                          + ", ".join(f"{f.name} {f.contract.patch_size} {f.contract.output_mode.value}"
-                                      for f in folders))
+    differences = ensemble_differences([f.contract for f in folders])
+    if differences:
+        raise BratsxError(f"the members of an ensemble must share their {' and '.join(differences)}; these differ: "
+                          + ", ".join(f"{f.name} {f.contract.patch_size} {f.contract.output_mode.value} "
+                                      f"{'+'.join(f.contract.modality_order)}" for f in folders))
     source = {"description": f"ensemble of {len(folders)} runs, logits averaged",
               "members": [{"name": f.name, "source": f.info.get("source"),
                            "validation_dice": f.contract.validation_dice} for f in folders],

@@ -3,7 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
-from casefiles import write_folder_case, write_msd_case
+from casefiles import modality_volume, save, write_folder_case, write_msd_case
 
 from bratsx.cases import Layout, discover, discover_cases
 from bratsx.errors import BratsxError, LabelError
@@ -260,3 +260,50 @@ def test_a_plain_folder_may_name_t1ce_t1c(tmp_path):
     (folder / "t1ce.nii.gz").rename(folder / "t1c.nii.gz")
     [case] = discover_cases(folder)
     assert case.images[Modality.T1CE].name == "t1c.nii.gz" and not case.problems
+
+
+@pytest.mark.parametrize(("layout", "case_id", "adc_name"), [
+    (Layout.BRATS2020, "BraTS20_Training_001", "BraTS20_Training_001_adc.nii.gz"),
+    (Layout.BRATS2023, "BraTS-GLI-00001-000", "BraTS-GLI-00001-000-adc.nii.gz"),
+    (Layout.PLAIN, "patient7", "ADC.nii.gz"),
+])
+def test_a_model_channel_that_is_no_brats_modality_is_found_by_its_name(tmp_path, layout, case_id, adc_name):
+    folder = write_folder_case(tmp_path, layout, case_id)
+    save(modality_volume(Modality.T2), folder / adc_name)
+    next(p for p in folder.iterdir() if "flair" in p.name or "t2f" in p.name).unlink()  # the model does not take it
+    [case] = discover_cases(tmp_path, channels=("t1ce", "adc"))
+    assert list(case.images) == ["t1ce", "adc"] and case.images["adc"].name == adc_name
+    assert case.images[Modality.T1CE] == case.images["t1ce"]  # modalities look up their channel names
+    assert case.problems == ()
+    assert case.layout is layout
+
+
+def test_a_case_without_the_models_other_channel_names_the_file_it_expected(tmp_path):
+    write_folder_case(tmp_path, Layout.BRATS2020, "BraTS20_Training_001")
+    [case] = discover_cases(tmp_path, channels=("flair", "adc"))
+    assert [p.problem for p in case.problems] == ["missing ADC image (expected *_adc.nii.gz)"]
+
+
+def test_a_folder_of_other_channels_only_is_a_case_for_a_model_taking_them(tmp_path):
+    folder = tmp_path / "patient1"
+    folder.mkdir()
+    for name in ("adc", "dwi"):
+        save(modality_volume(Modality.T1), folder / f"{name}.nii.gz")
+    with pytest.raises(BratsxError, match="FLAIR, T1, T1ce and T2"):
+        discover(tmp_path)
+    [case] = discover_cases(tmp_path, channels=("dwi", "adc"))
+    assert (case.layout, list(case.images), case.problems) == (Layout.PLAIN, ["dwi", "adc"], ())
+
+
+def test_an_msd_image_has_no_other_channel(tmp_path):
+    dataset = write_msd_case(tmp_path / "Task01_BrainTumour", "BRATS_001")
+    [case] = discover_cases(dataset, channels=("t1", "adc"))
+    assert list(case.images) == ["t1"]
+    assert "MSD 4D image holds FLAIR, T1, T1ce and T2 only" in case.problems[0].problem
+
+
+def test_channel_names_that_cannot_name_files_are_refused(tmp_path):
+    write_folder_case(tmp_path, Layout.PLAIN, "patient7")
+    for name in ("ADC", "seg", "a_b"):
+        with pytest.raises(BratsxError, match="cannot name an input channel"):
+            discover(tmp_path, channels=("t1", name))

@@ -44,6 +44,22 @@ def test_msd_4d_image_loads_its_channels_in_order(tmp_path):
     assert loaded.convention is LabelConvention.MSD
 
 
+@pytest.mark.parametrize("layout", [Layout.BRATS2020, Layout.MSD])
+def test_a_case_found_for_a_models_channels_loads_them_in_the_models_order(tmp_path, layout):
+    if layout is Layout.MSD:
+        write_msd_case(tmp_path, "BRATS_001")
+        channels, codes = ("t2", "flair"), [40, 10]
+    else:
+        folder = write_folder_case(tmp_path, layout, "case_a")
+        adc = modality_volume(Modality.FLAIR)
+        save(np.where(adc > 0, 77, 0).astype(np.int16), folder / "case_a_adc.nii.gz")
+        channels, codes = ("t2", "adc", "t1"), [40, 77, 20]
+    [case] = discover_cases(tmp_path, channels=channels)
+    loaded = load_case(case)
+    assert loaded.channels == channels
+    assert [float(loaded.image[c].max()) for c in range(len(channels))] == codes
+
+
 @pytest.mark.parametrize("values,expected", [
     ((1, 2), LabelConvention.BRATS2023),  # every adult glioma set reads core and edema alike
     ((1, 2, 3), LabelConvention.BRATS2023),

@@ -136,11 +136,9 @@ def bundle_segment_case(reference: BundleReference, case: Case, out_dir: Path | 
     """
     import torch
 
-    from ..labels import Modality
-
     seconds = {}
     start = time.perf_counter()
-    files = [str(case.images[Modality(m)]) for m in reference.modalities]
+    files = [str(case.images[m]) for m in reference.modalities]
     data = reference.preprocessing({"image": files})
     seconds["load+preprocess"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -36,7 +36,7 @@ from ..contract import ModelContract
 from ..errors import BratsxError
 from ..extras import optional_import
 from ..geometry import CANONICAL_ORIENTATION
-from ..labels import MODALITY_ORDER, OutputMode, Tissue
+from ..labels import BRATS_CHANNELS, OutputMode, Tissue
 from ..printed import printed_to_debug_log
 from .peer_labels import peer_convention
 
@@ -178,7 +178,7 @@ def _check_orientation(case: Case, path: Path) -> None:
 
 
 def nnunet_segment_case(predictor, case: Case, out_dir: Path,
-                        modality_order: tuple[str, ...] = tuple(m.value for m in MODALITY_ORDER),
+                        modality_order: tuple[str, ...] = BRATS_CHANNELS,
                         probabilities_out: Path | None = None) -> dict[str, float]:
     """Segment one case through nnU-Net's own stages into ``out_dir/<id>.nii.gz``; seconds per stage.
 
@@ -191,8 +191,7 @@ def nnunet_segment_case(predictor, case: Case, out_dir: Path,
     """
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 
-    by_name = {m.value: m for m in MODALITY_ORDER}
-    files = [str(case.images[by_name[name]]) for name in modality_order]
+    files = [str(case.images[name]) for name in modality_order]
     _check_orientation(case, Path(files[0]))
     plans, configuration = predictor.plans_manager, predictor.configuration_manager
     reader = plans.image_reader_writer_class()

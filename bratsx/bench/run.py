@@ -370,7 +370,7 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         step(f"synthesising {config.synthetic} case(s)")
         cases_dir = work / "cases"
         write_synthetic_dataset(cases_dir, config.synthetic, seed=7)
-    cases = discover_cases(cases_dir)
+    cases = discover_cases(cases_dir, channels=contract.modality_order)
     step("measuring the peaks (fp32, bf16, int8: MatMul and 3D convolution through OpenVINO/oneDNN)")
     peaks = machine_peaks()
     flops = tile_flops(onnx_path)
@@ -395,7 +395,8 @@ def _run_bench(config: BenchConfig, work: Path, step: Callable[[str], None]) -> 
         step(f"measuring {row}")
         task = {"row": row, "backend": backend, "window": window, "onnx": str(onnx_path),
                 "checkpoint": str(checkpoint), "int8": str(int8) if int8 else None, "cases": str(cases_dir),
-                "out": str(work / "out" / row), "repeat": config.repeat, "overlap": overlap,
+                "channels": list(contract.modality_order), "out": str(work / "out" / row), "repeat": config.repeat,
+                "overlap": overlap,
                 "bundle": str(bundle) if bundle is not None else None,
                 "tta": config.tta, "device": config.device, "engine": str(config.engine) if config.engine else None,
                 "torch_flags": list(config.torch_flags), "postprocess": report["postprocess"],

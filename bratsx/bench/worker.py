@@ -63,7 +63,7 @@ def _measure_bratsx(task: dict[str, Any]) -> dict[str, Any]:
         channels = len(contract.modality_order)
         tiles_per_s = tile_throughput(backend.run, contract.patch_size, batch, task["repeat"], channels) if tiled \
             else None
-        cases = discover_cases(task["cases"])
+        cases = discover_cases(task["cases"], channels=tuple(task["channels"]))
         segment = SegmentOptions(window=task["window"], overlap=task["overlap"], sw_batch=batch, tta=task["tta"],
                                  postprocess=postprocess_override(task["postprocess"], contract.postprocess),
                                  model_labels=task["model_labels"], convention=task.get("convention"))
@@ -91,7 +91,7 @@ def _measure_peer(task: dict[str, Any], build: Callable[[], Segmenter]) -> dict[
     start = time.perf_counter()
     segment = build()
     build_s = time.perf_counter() - start
-    cases = discover_cases(task["cases"])
+    cases = discover_cases(task["cases"], channels=tuple(task["channels"]))
     out = Path(task["out"])
     out.mkdir(parents=True, exist_ok=True)
     latencies, walls = [], []

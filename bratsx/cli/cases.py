@@ -10,7 +10,17 @@ from rich.table import Table
 
 from ..cases import Layout, discover
 from ..imageio import CaseReport, inspect_case
+from ..labels import BRATS_CHANNELS
 from .common import console, literal, progress_bar, reports_errors
+
+
+def _input_channels(model: Path) -> tuple[str, ...]:
+    """The input channels a model folder's or ONNX file's contract names."""
+    from ..contract import read_onnx_contract
+    from ..modelfolder import ModelFolder
+
+    contract = ModelFolder.read(model).contract if model.is_dir() else read_onnx_contract(model)
+    return contract.modality_order
 
 
 def _problems(report: CaseReport) -> str:
@@ -32,6 +42,11 @@ def cases(
         bool, typer.Option("--check", help="Also read every voxel: finds corrupt data, NaNs, empty modalities, "
                                            "bad labels.")
     ] = False,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", exists=True, help=(
+            "Look for this model's input channels (a model folder or .onnx file) instead of FLAIR, T1, T1ce and T2: "
+            "an imported model may take fewer, or others, such as an ADC map found as <id>_adc.nii.gz."))
+    ] = None,
 ) -> None:
     """List the cases found in DIRECTORY with their geometry and any problem.
 
@@ -41,7 +56,7 @@ def cases(
     (hidden, without NIfTI files, or with files of no layout) are listed after the table. Exits
     with code 1 when any case has a problem.
     """
-    found = discover(directory, layout)
+    found = discover(directory, layout, _input_channels(model) if model else BRATS_CHANNELS)
     reports = []
     with progress_bar() as progress:
         task = progress.add_task("checking" if check else "reading headers", total=len(found.cases))

@@ -80,8 +80,9 @@ def nnunet(
     name: Annotated[Optional[str], typer.Option(
         help="Model folder name under WORKSPACE/models. [default: DATASET-CONFIGURATION]", show_default=False)] = None,
     channels: Annotated[Optional[str], typer.Option(
-        help="Map input channels to modalities, e.g. '0=t1,1=t1ce,2=t2,3=flair'. [default: from dataset.json's "
-             "channel_names]", show_default=False)] = None,
+        help="Name each input channel's image, e.g. '0=t1,1=t1ce,2=t2,3=flair'; a name that is no BraTS modality "
+             "(3=adc) is read from each case's file of that name (<id>_adc.nii.gz, <id>-adc.nii.gz or adc.nii.gz). "
+             "[default: from dataset.json's channel_names]", show_default=False)] = None,
     fp16: Fp16Option = False,
     trt: TrtOption = False,
     int8: Int8Option = False,

@@ -137,13 +137,7 @@ def infer(
     unprepared = 0
     if prepare:
         cases_dir, unprepared = _prepared_cases(cases_dir, out, skull_strip)
-    found = discover(cases_dir, layout)
-    for skipped in found.skipped:
-        console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
     part = Part(num_parts, part_id) if num_parts > 1 else None
-    cases = found.cases
-    if convention is not None:  # --labels: the set of every reference and output, stated, never read from values
-        cases = [dataclasses.replace(case, stated_labels=convention) for case in cases]
     references = segmentation_files(labels).found if labels else None
     scheduler = choose_scheduler(workers=workers, devices=devices.split(",") if devices else None, threads=threads,
                                  ray=ray)
@@ -154,6 +148,12 @@ def infer(
     options = InferOptions(save_probabilities=save_probabilities, overwrite=overwrite)
     with RunnerSpec(models, segment).open(device, threads) as runner:  # here first: a bad model stops the run
         check_model_labels(runner.contract, segment)
+        found = discover(cases_dir, layout, runner.contract.modality_order)  # the files of the model's channels
+        for skipped in found.skipped:
+            console.print(literal(f"skipped {skipped.path}: {skipped.reason}", "yellow"))
+        cases = found.cases
+        if convention is not None:  # --labels: the set of every reference and output, stated, never read from values
+            cases = [dataclasses.replace(case, stated_labels=convention) for case in cases]
         # the post-processing every record names: --postprocess, else the model's own (tuned) spec
         runner = runner.with_options(dataclasses.replace(segment, postprocess=postprocess_override(
             postprocess, runner.contract.postprocess)))

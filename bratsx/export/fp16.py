@@ -23,7 +23,7 @@ from ..cases import Case, discover_cases
 from ..contract import ModelContract
 from ..errors import BratsxError
 from ..extras import optional_import
-from ..labels import REGION_ORDER
+from ..labels import BRATS_CHANNELS, REGION_ORDER
 from ..metrics import dice
 from ..runtime.backends import Backend
 from ..runtime.runner import Runner
@@ -111,17 +111,22 @@ class GateResult:
 def calibration_cases(
     contract: ModelContract, scratch: Path, calibration_dir: Path | None = None, count: int = 2, seed: int = 0
 ) -> list[Case]:
-    """Cases to gate on: the first ``count`` readable cases of ``calibration_dir``, or synthetic ones.
+    """Cases to gate on: the first ``count`` readable cases of ``calibration_dir`` (with the model's channels), or
+    synthetic ones (for a model of BraTS modalities only).
 
     Synthetic cases are written to ``scratch`` in the BraTS layout, sized at 1.5 patches (and at
     least 96 voxels) per axis, so the sliding window blends several tiles and tumours are large
     enough that a few boundary voxels do not decide the Dice; the gate then reads them as any case.
     """
     if calibration_dir is not None:
-        cases = [c for c in discover_cases(calibration_dir) if not c.problems][:count]
+        cases = [c for c in discover_cases(calibration_dir, channels=contract.modality_order) if not c.problems][:count]
         if not cases:
             raise BratsxError(f"{calibration_dir}: no readable case to calibrate on")
         return cases
+    others = [c.upper() for c in contract.modality_order if c not in BRATS_CHANNELS]
+    if others:
+        raise BratsxError(f"the model takes {', '.join(others)}, which synthetic cases do not have; give real cases "
+                          "with --calib-dir")
     shape = tuple(max(int(p * 1.5), 96) for p in reversed(contract.patch_size))  # synth takes (x, y, z)
     write_synthetic_dataset(scratch, count, shape, seed=seed)
     return discover_cases(scratch)

@@ -141,18 +141,21 @@ def int8_cases(contract: ModelContract, scratch: Path, calibration_dir: Path | N
         BratsxError: real calibration cases with no held-out case to gate on, or a gate case that is also a
             calibration case.
     """
+    def readable(folder: Path) -> list[Case]:
+        return [c for c in discover_cases(folder, channels=contract.modality_order) if not c.problems]
+
     if gate_dir is not None:
-        gate = [c for c in discover_cases(gate_dir) if not c.problems]
+        gate = readable(gate_dir)
         source = f"--int8-gate-dir {gate_dir}"
         held = {c.case_id for c in gate}
-        pool = ([c for c in discover_cases(calibration_dir) if not c.problems and c.case_id not in held]
+        pool = ([c for c in readable(calibration_dir) if c.case_id not in held]
                 if calibration_dir is not None else calibration_cases(contract, scratch / "calibration", None, count))
         calibration = pool[:count]
     elif calibration_dir is not None:
         if not split or not split.get("val"):
             raise BratsxError(f"--int8 --calib-dir {calibration_dir}: the model records no train/val split, so no "
                               "case is known to be held out; give the gate's held-out cases with --int8-gate-dir")
-        found = {c.case_id: c for c in discover_cases(calibration_dir) if not c.problems}
+        found = {c.case_id: c for c in readable(calibration_dir)}
         calibration = [found[i] for i in split.get("train", []) if i in found][:count]
         gate = [found[i] for i in split["val"] if i in found]
         source = f"the validation cases of the model's split, found in {calibration_dir}"

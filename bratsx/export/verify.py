@@ -18,8 +18,8 @@ import onnx
 import torch
 
 from ..errors import BratsxError
+from ..labels import BRATS_CHANNELS
 from ..preprocessing import preprocess
-from ..runtime.model_grid import model_channels
 from ..synth import synthesize_case
 from .onnx_export import TrainedModel
 
@@ -56,7 +56,10 @@ def verification_inputs(trained: TrainedModel, seed: int = 0) -> dict[str, np.nd
     shape = tuple(max(int(p * 1.5), 32) for p in reversed(patch))  # synth takes (x, y, z)
     case = synthesize_case(shape, seed=seed, index=1)
     image = np.ascontiguousarray(case.image.transpose(0, 3, 2, 1), dtype=np.float32)  # to (z, y, x)
-    image = model_channels(image, trained.contract)  # an imported model may take fewer, in its own order
+    # an imported model may take fewer channels, in its own order, or others (an ADC map): those get the synthetic
+    # FLAIR, brain-like intensities, for comparing two runtimes on one input (not for accuracy)
+    image = np.stack([image[BRATS_CHANNELS.index(c) if c in BRATS_CHANNELS else 0]
+                      for c in trained.contract.modality_order])
     ready = preprocess(image)
     tumour = np.argwhere(case.labels.T[ready.box.slices] > 0)
     centre = tumour.mean(axis=0).astype(int) if len(tumour) else np.array(ready.image.shape[1:]) // 2

@@ -1,8 +1,11 @@
-"""Which bratsx modality feeds each input channel of an imported model.
+"""Which of a case's images feeds each input channel of an imported model.
 
 Frameworks name their channels freely (nnU-Net's ``dataset.json`` ``channel_names``: ``"T1ce"``, ``"t2f"``,
-``"FLAIR"``...). :func:`modalities_for_channels` maps each name to a BraTS modality by its common spellings, or
-takes the user's ``--channels 0=t1,1=t1ce,...``, and refuses, in one line, a channel it cannot map.
+``"FLAIR"``, ``"ADC"``...). :func:`modalities_for_channels` maps each name to a BraTS modality by its common
+spellings, or takes the user's ``--channels 0=t1,1=t1ce,...``; a channel that is no BraTS modality (an ADC or DWI
+map) keeps its own name, lower-case letters and digits (``adc``), and each case names its file so
+(``<id>_adc.nii.gz``, ``<id>-adc.nii.gz`` or ``adc.nii.gz``: :func:`bratsx.cases.discover`). A name that cannot
+name a file, or two channels mapped to one image, is refused in one line.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 from collections.abc import Mapping
 
 from ..errors import BratsxError
-from ..labels import Modality
+from ..labels import Modality, check_channel_name
 
 __all__ = ["REGION_NAMES", "parse_channel_option", "modalities_for_channels", "regions_for_channels"]
 
@@ -32,35 +35,51 @@ def _simplified(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def parse_channel_option(text: str) -> dict[int, Modality]:
-    """``"0=t1,1=t1ce"`` as ``{0: T1, 1: T1CE}``.
+def _channel(name: str) -> str:
+    """The channel a framework's or the user's name stands for: a BraTS modality by any of its spellings, else
+    the name itself, simplified (``"ADC"``: ``adc``).
 
     Raises:
-        BratsxError: an entry that is not ``INDEX=MODALITY`` with a modality bratsx knows.
+        BratsxError: a name that simplifies to nothing a file can be named by (see
+            :func:`~bratsx.labels.check_channel_name`).
     """
-    mapping: dict[int, Modality] = {}
+    modality = _BY_ALIAS.get(_simplified(name))
+    return modality.value if modality is not None else check_channel_name(_simplified(name))
+
+
+def parse_channel_option(text: str) -> dict[int, str]:
+    """``"0=t1,1=T1Gd,2=adc"`` as ``{0: "t1", 1: "t1ce", 2: "adc"}``: each channel's image, a BraTS modality by any
+    of its spellings, or another name its files carry.
+
+    Raises:
+        BratsxError: an entry that is not ``INDEX=NAME``, or a name that cannot name files.
+    """
+    mapping: dict[int, str] = {}
     for entry in filter(None, (part.strip() for part in text.split(","))):
         index, _, name = entry.partition("=")
-        modality = _BY_ALIAS.get(_simplified(name))
-        if not index.strip().isdigit() or modality is None:
+        if not index.strip().isdigit() or not _simplified(name):
             choices = ", ".join(m.value for m in Modality)
-            raise BratsxError(f"--channels: {entry!r} is not INDEX=MODALITY with a modality among {choices}")
-        mapping[int(index)] = modality
+            raise BratsxError(f"--channels: {entry!r} is not INDEX=NAME with a name such as {choices} or adc")
+        try:
+            mapping[int(index)] = _channel(name)
+        except BratsxError as error:
+            raise BratsxError(f"--channels: {entry!r}: {error}") from error
     return mapping
 
 
-def modalities_for_channels(channel_names: Mapping[str, str], override: Mapping[int, Modality] | None = None,
+def modalities_for_channels(channel_names: Mapping[str, str], override: Mapping[int, str] | None = None,
                             where: str = "dataset.json") -> tuple[str, ...]:
-    """The bratsx modality of each channel, in channel order.
+    """The name of each channel's image, in channel order: a BraTS modality's, or the channel's own.
 
     Args:
         channel_names: channel index (as a string) -> the framework's name for it.
-        override: the user's mapping for some or all channels; it wins over the names.
+        override: the user's mapping for some or all channels (from :func:`parse_channel_option`); it wins over
+            the names.
         where: the file the names come from, for the error.
 
     Raises:
-        BratsxError: a channel whose name is not a BraTS modality (and not overridden), an override for a
-            channel the model does not have, or two channels mapped to one modality.
+        BratsxError: a name that cannot name files (and not overridden), an override for a channel the model
+            does not have, or two channels mapped to one image.
     """
     override = dict(override or {})
     count = len(channel_names)
@@ -70,13 +89,13 @@ def modalities_for_channels(channel_names: Mapping[str, str], override: Mapping[
     modalities = []
     for index in range(count):
         name = channel_names[str(index)]
-        modality = override.get(index) or _BY_ALIAS.get(_simplified(name))
-        if modality is None:
-            raise BratsxError(f"{where}: channel {index} ({name!r}) is not a BraTS modality bratsx knows; map it with "
-                              f"--channels {index}=flair|t1|t1ce|t2")
-        modalities.append(modality.value)
+        try:
+            modalities.append(override[index] if index in override else _channel(name))
+        except BratsxError as error:
+            raise BratsxError(f"{where}: channel {index} ({name!r}): {error}; name its files with "
+                              f"--channels {index}=NAME") from error
     if len(set(modalities)) != len(modalities):
-        raise BratsxError(f"{where}: two channels map to one modality ({', '.join(modalities)}); give each its own "
+        raise BratsxError(f"{where}: two channels map to one image ({', '.join(modalities)}); give each its own "
                           "with --channels")
     return tuple(modalities)
 

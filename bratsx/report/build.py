@@ -227,7 +227,7 @@ def build_batch_report(
     pred_dir = Path(pred_dir)
     out_dir = Path(out_dir) if out_dir is not None else pred_dir / "report"
     verdicts = read_qc(options.qc) if options.qc is not None else {}
-    entries = collect_batch(pred_dir, cases_dir)
+    entries = collect_batch(pred_dir, cases_dir, (options.render.background.value,))
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _render_all(entries, out_dir / CASES_FOLDER, options, on_case) if cases_dir is not None else {}
     rows = [ReportRow(e, images.get(e.case_id), prepare=prepare_html(e)) for e in entries]

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..cases import Case, discover_cases, nifti_stem
 from ..errors import BratsxError
+from ..labels import BRATS_CHANNELS
 from ..runtime.records import case_seconds, read_records
 
 __all__ = ["FAILED", "CaseEntry", "collect_batch", "read_summary"]
@@ -121,12 +122,15 @@ def _prediction_files(pred_dir: Path) -> dict[str, Path]:
             if path.is_file() and (stem := nifti_stem(path)) and not stem.endswith("_probabilities")}
 
 
-def collect_batch(pred_dir: Path, cases_dir: Path | None = None) -> list[CaseEntry]:
+def collect_batch(pred_dir: Path, cases_dir: Path | None = None,
+                  channels: tuple[str, ...] = BRATS_CHANNELS) -> list[CaseEntry]:
     """Every case an inference output folder knows, with its input case when ``cases_dir`` has it.
 
     Args:
         pred_dir: a ``bratsx infer`` output folder.
         cases_dir: the cases it was run on (for the pictures' backgrounds and references).
+        channels: the input channels the caller reads (a report, its background's alone: a case of a model that
+            takes no FLAIR is drawn over another modality without one).
 
     Returns:
         One entry per case id, sorted as :func:`~bratsx.cases.discover_cases` sorts (unknown ids last).
@@ -144,7 +148,8 @@ def collect_batch(pred_dir: Path, cases_dir: Path | None = None) -> list[CaseEnt
     if not entries:
         raise BratsxError(f"{pred_dir}: no prediction, metrics.csv or records/ found; is it a bratsx infer output "
                           "folder?")
-    cases = {case.case_id: case for case in discover_cases(cases_dir)} if cases_dir is not None else {}
+    found = discover_cases(cases_dir, channels=channels) if cases_dir is not None else []
+    cases = {case.case_id: case for case in found}
     order = {case_id: i for i, case_id in enumerate(cases)}
     collected = [
         replace(entry, prediction=entry.prediction or (files.get(case_id) if entry.status != FAILED else None),

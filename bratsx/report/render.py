@@ -20,7 +20,7 @@ from ..cases import Case, Layout
 from ..errors import BratsxError, CaseError
 from ..geometry import Geometry
 from ..imageio import AFFINE_TOLERANCE, label_convention, load_case, prediction_convention, read_label_file
-from ..labels import CLASS_CONVENTION, MODALITY_ORDER, LabelConvention, Modality, convert_labels
+from ..labels import CLASS_CONVENTION, LabelConvention, Modality, convert_labels
 from .gif import flythrough_gif
 from .options import RenderOptions
 from .overlay import CaseVolumes, figure, screen_volumes, thumbnail, tissue_volumes_ml, touches_border
@@ -81,7 +81,7 @@ def _background(case: Case, modality: Modality) -> tuple[np.ndarray, Geometry]:
     """The background modality, canonical, with the case's geometry (only that file is read)."""
     if case.layout is Layout.MSD:  # one 4D file holds every modality
         loaded = load_case(case, with_label=False)
-        return loaded.image[MODALITY_ORDER.index(modality)], loaded.geometry
+        return loaded.image[loaded.channels.index(modality)], loaded.geometry
     if case.problems:
         raise case.problems[0]
     data, geometry = read_label_file(case.images[modality], case.case_id)

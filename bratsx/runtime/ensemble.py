@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..contract import ModelContract, file_sha256
+from ..contract import ModelContract, ensemble_differences, file_sha256
 from ..errors import BratsxError
 from ..labels import OutputMode
 from ..modelfolder import MODEL_JSON, ModelFolder, find_model_folder
@@ -87,9 +87,10 @@ class ModelSpec:
             opened = [stack.enter_context(open_model(path, self.backend, device=device, threads=threads,
                                                      ort_tensorrt=self.ort_tensorrt)) for path in self.paths]
             contract = opened[0].contract
-            if any(o.contract.patch_size != contract.patch_size or o.contract.output_mode != contract.output_mode
-                   for o in opened):
-                raise BratsxError("the models of an ensemble must share their patch size and output mode")
+            differences = ensemble_differences([o.contract for o in opened])
+            if differences:
+                raise BratsxError(f"the models of an ensemble must share their {' and '.join(differences)}; "
+                                  f"{', '.join(str(path) for path in self.paths)} do not")
         except BaseException:
             stack.close()
             raise

@@ -32,7 +32,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, ornt_transform
 
 from ..contract import ModelContract
 from ..geometry import CANONICAL_ORIENTATION
-from ..labels import MODALITY_ORDER, OutputMode, regions_from_probabilities
+from ..labels import BRATS_CHANNELS, OutputMode, regions_from_probabilities
 from ..preprocessing import INFERENCE_MARGIN, CropBox, Preprocessed, brain_mask, crop_box, preprocess
 from ..resample import Resampling, resample_to_shape, shape_at_spacing
 
@@ -45,8 +45,6 @@ NNUNET_NORMALIZATION_SCHEMES = ("ZScoreNormalization", "CTNormalization", "NoNor
                                 "RescaleTo01Normalization")
 #: Every scheme the runtime reproduces: nnU-Net's, and MONAI's ``NormalizeIntensity`` (channel-wise).
 NORMALIZATION_SCHEMES = (*NNUNET_NORMALIZATION_SCHEMES, "NormalizeIntensity")
-#: Channel order of a loaded case (:func:`bratsx.imageio.load_case`).
-_LOADED_ORDER = [m.value for m in MODALITY_ORDER]
 #: nnU-Net's smallest standard deviation or range it divides by (for float32 targets).
 _EPS = 1e-8
 
@@ -56,11 +54,25 @@ def on_model_grid(contract: ModelContract) -> bool:
     return contract.channel_normalization is not None
 
 
-def model_channels(image: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """The channels of a loaded ``(4, ...)`` image the model takes, in its order (a view for bratsx's own models,
-    whose order is the loaded one)."""
-    order = [_LOADED_ORDER.index(m) for m in contract.modality_order]
-    return image if order == list(range(len(_LOADED_ORDER))) else image[order]
+def model_channels(image: np.ndarray, contract: ModelContract,
+                   channels: Sequence[str] = BRATS_CHANNELS) -> np.ndarray:
+    """The channels of a loaded ``(C, ...)`` image the model takes, in its order (the image itself when the order
+    is the loaded one, as for bratsx's own models).
+
+    Args:
+        image: a loaded case's image.
+        contract: the model's contract (``modality_order`` names its channels).
+        channels: the name of each channel of ``image`` (:attr:`bratsx.imageio.LoadedCase.channels`).
+
+    Raises:
+        ValueError: ``image`` lacks a channel the model takes (discovery given the model's channels records that
+            as the case's problem first).
+    """
+    missing = [c for c in contract.modality_order if c not in channels]
+    if missing:
+        raise ValueError(f"the image has channels {', '.join(channels)}, not the model's {', '.join(missing)}")
+    order = [list(channels).index(c) for c in contract.modality_order]
+    return image if order == list(range(len(image))) else image[order]
 
 
 def normalize_channel(channel: np.ndarray, mask: np.ndarray, scheme: dict[str, Any]) -> None:
@@ -128,9 +140,10 @@ def _reordered(values: Sequence[float], source: str, target: str) -> tuple[float
     return tuple(reordered)
 
 
-def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract: ModelContract) -> Preprocessed:
+def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract: ModelContract,
+                          channels: Sequence[str] = BRATS_CHANNELS) -> Preprocessed:
     """Select the model's channels, then crop, reorient, transpose, normalise and resample a canonical
-    ``(4, z, y, x)`` image as ``contract`` says.
+    ``(C, z, y, x)`` image as ``contract`` says.
 
     bratsx's own models get :func:`bratsx.preprocessing.preprocess` as always.
 
@@ -138,14 +151,15 @@ def prepare_on_model_grid(image: np.ndarray, spacing: Sequence[float], contract:
         image: float32 canonical image (left untouched).
         spacing: its voxel spacing along the canonical axes.
         contract: the model's contract.
+        channels: the name of each channel of ``image`` (see :func:`model_channels`).
 
     Returns:
         ``image`` on the network's grid and axes; ``box`` and ``full_shape`` are canonical (where the logits
         go back to), and ``mask`` covers every voxel, so every tile runs, as in nnU-Net.
     """
+    image = model_channels(image, contract, channels)
     if not on_model_grid(contract):
         return preprocess(image, INFERENCE_MARGIN)
-    image = model_channels(image, contract)
     mask = brain_mask(image)
     box = crop_box(mask, margin=0) if contract.crop_to_nonzero else CropBox((0, 0, 0), tuple(mask.shape))
     orientation, axes = contract.canonical_orientation, contract.transpose_forward

@@ -172,7 +172,7 @@ def read_records(out_dir: Path, strict: bool = False) -> dict[str, CaseRecord]:
 
 def input_fingerprint(case: Case) -> dict[str, dict[str, Any]]:
     """Size and modification time of every file of a case: cheap, and changes whenever a file does."""
-    named = {modality.value: path for modality, path in case.images.items()}
+    named = dict(case.images)  # by channel name: flair, t1, ...
     if case.label is not None:
         named["label"] = case.label
     fingerprint = {}

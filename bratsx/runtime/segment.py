@@ -29,7 +29,7 @@ import numpy as np
 from ..cases import Case
 from ..choices import look_up
 from ..contract import ModelContract
-from ..errors import BratsxError, LabelError
+from ..errors import BratsxError, CaseError, LabelError
 from ..imageio import LoadedCase, load_case
 from ..labels import LabelConvention, OutputMode, labels_from_regions
 from ..postprocess import PostprocessSpec, apply_postprocess, spec_of
@@ -224,8 +224,12 @@ def prepare_case(case: Case, contract: ModelContract, labels: LabelConvention | 
         loaded = load_case(case, with_label=case.label is not None, convention=labels)
     except LabelError as error:
         loaded, label_error = load_case(case, with_label=False), str(error)
+    missing = [channel.upper() for channel in contract.modality_order if channel not in loaded.channels]
+    if missing:  # found for other channels than the model's (discovery given the model's records it at once)
+        raise CaseError(case.case_id, f"the model takes {', '.join(missing)}, and the case has no {missing[0]} image",
+                        case.folder)
     loaded_at = time.perf_counter()
-    ready = prepare_on_model_grid(loaded.image, loaded.geometry.canonical_spacing, contract)
+    ready = prepare_on_model_grid(loaded.image, loaded.geometry.canonical_spacing, contract, loaded.channels)
     seconds = {"load": loaded_at - started, "preprocess": time.perf_counter() - loaded_at}
     return PreparedCase(loaded, ready, seconds, label_error)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BratsxError
+from ..labels import BRATS_CHANNELS
 from ..runtime.backends import BackendName
 from ..runtime.ensemble import ModelSpec
 from ..runtime.runner import Runner, RunnerSpec
@@ -128,17 +129,24 @@ class AppState:
             raise BratsxError("nothing to serve: give a model to segment uploads, or --cases and --predictions to "
                               "review a batch")
         review = ReviewBatch(settings.cases_dir, settings.predictions_dir, settings.labels) if settings.review else None
+        model = None
+        if settings.model:
+            spec = RunnerSpec(ModelSpec(paths=(settings.model,), backend=BackendName(settings.backend).value))
+            model = RunnerPool.open(spec, settings.jobs_per_model, settings.threads)
+            others = [c.upper() for c in model.runners[0].contract.modality_order if c not in BRATS_CHANNELS]
+            if others:  # uploads are FLAIR, T1, T1ce and T2 (and a segmentation): say so before a page is served
+                model.close()
+                raise BratsxError(f"{settings.model}: the model takes {', '.join(others)}, and the web app uploads "
+                                  "FLAIR, T1, T1ce and T2 only; segment such cases with bratsx infer")
         try:
             if settings.data_dir is not None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)
                 remove_stale_jobs(settings.data_dir, settings.expire_seconds)
             data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="bratsx-serve-"))
         except OSError as error:
+            if model is not None:
+                model.close()
             raise BratsxError(f"--data-dir {settings.data_dir}: cannot use it ({error.strerror or error})") from None
-        model = None
-        if settings.model:
-            spec = RunnerSpec(ModelSpec(paths=(settings.model,), backend=BackendName(settings.backend).value))
-            model = RunnerPool.open(spec, settings.jobs_per_model, settings.threads)
         jobs = JobQueue(model.run, settings.jobs_per_model, settings.expire_seconds) if model else None
         return cls(settings, data_dir, model, jobs, review, settings.data_dir is None)
 

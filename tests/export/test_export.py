@@ -211,3 +211,12 @@ def test_export_refuses_to_replace_a_folder_that_is_not_a_model_folder(tiny_run,
 def test_max_batch_one_exports(tiny_run, tmp_path):
     report = export_model(tiny_run, tmp_path / "m", ExportOptions(max_batch=1))
     assert OrtBackend(report.onnx).run(np.zeros((1, 4, 16, 16, 16), np.float32)).shape == (1, 3, 16, 16, 16)
+
+
+def test_gates_of_a_model_taking_other_channels_need_real_cases(tmp_path):
+    from bratsx.contract import ModelContract
+
+    contract = ModelContract(patch_size=(16, 16, 16), output_mode="regions", network={}, modality_order=("t1", "adc"))
+    with pytest.raises(BratsxError, match="the model takes ADC, which synthetic cases do not have; give real cases"):
+        calibration_cases(contract, tmp_path / "scratch")
+    assert not (tmp_path / "scratch").exists()

@@ -159,3 +159,53 @@ def test_a_model_of_two_brats_channels_reads_only_those_files_in_its_order(cases
     inner = ndimage.binary_erosion(ours.probabilities.sum(axis=0) > 0, iterations=2)
     assert theirs[:, inner].std(axis=1).min() > 1e-3  # random weights, but a map that varies
     assert np.abs(ours.probabilities - theirs)[:, inner].max() <= 1e-2
+
+
+def test_a_model_channel_that_is_no_brats_modality_is_read_from_the_files_named_after_it(imported, nnunet_root,
+                                                                                          cases_dir, tmp_path):
+    """Dataset901's trained network with its FLAIR channel renamed ADC: `bratsx infer` reads each case's `_adc` file
+    for it (no FLAIR file needed) and segments exactly as the original model does on the FLAIR file; a case without
+    the file fails alone, in one line naming it."""
+    import json
+
+    import nibabel as nib
+
+    from bratsx.importers.nnunet import import_nnunet
+    from bratsx.importers.options import NnunetImport
+
+    results = tmp_path / REGIONS.folder / results_folder(nnunet_root, REGIONS).name
+    shutil.copytree(results_folder(nnunet_root, REGIONS), results)
+    description = json.loads((results / "dataset.json").read_text())
+    flair = next(index for index, name in description["channel_names"].items() if name.lower() == "flair")
+    description["channel_names"][flair] = "ADC"
+    (results / "dataset.json").write_text(json.dumps(description))
+    import_nnunet(results, tmp_path / "adc-model", NnunetImport(folds=(0,)))
+
+    renamed = tmp_path / "adc-cases"
+    shutil.copytree(cases_dir, renamed)
+    for index, folder in enumerate(sorted(renamed.iterdir())):
+        [flair_file] = folder.glob("*_flair.nii.gz")
+        if index == 0:
+            flair_file.rename(folder / f"{folder.name}_adc.nii.gz")
+        else:
+            flair_file.unlink()  # this case has no ADC image
+    first, second = sorted(p.name for p in renamed.iterdir())
+    checked = CliRunner().invoke(app, ["cases", str(renamed), "--model", str(tmp_path / "adc-model")],
+                                 env={"COLUMNS": "200"})
+    assert checked.exit_code == 1 and "1 of 2 case(s) have problems" in checked.output
+    assert "missing ADC image" in checked.output and "FLAIR" not in checked.output  # the model takes no FLAIR
+    from bratsx.serve.state import AppState, ServeSettings
+
+    with pytest.raises(BratsxError, match="the model takes ADC, and the web app uploads FLAIR, T1, T1ce and T2 only"):
+        AppState.open(ServeSettings(model=tmp_path / "adc-model", backend="ort"))
+    result = CliRunner().invoke(app, ["infer", str(renamed), "--model", str(tmp_path / "adc-model"), "--backend",
+                                      "ort", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "missing ADC image (expected *_adc.nii.gz)" in result.output and second in result.output
+    assert not (tmp_path / "out" / f"{second}.nii.gz").exists()
+
+    original = CliRunner().invoke(app, ["infer", str(cases_dir / first), "--model", str(imported(REGIONS, (0,))),
+                                        "--backend", "ort", "--out", str(tmp_path / "original")])
+    assert original.exit_code == 0, original.output
+    by_adc, by_flair = (np.asarray(nib.load(tmp_path / out / f"{first}.nii.gz").dataobj) for out in ("out", "original"))
+    assert by_adc.any() and np.array_equal(by_adc, by_flair)

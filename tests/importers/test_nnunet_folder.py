@@ -41,6 +41,12 @@ def test_label_results_map_tissues_by_name(tmp_path):
     assert contract.model_labels["regions"] == [[1, 2, 3], [1, 3], [3]]
 
 
+def test_channels_that_are_no_brats_modality_keep_their_own_names(tmp_path):
+    folder = _with_checkpoints(write_results_folder(tmp_path, plans(), dataset(
+        channel_names=("T1", "T1ce", "ADC", "DWI b1000"))))
+    assert contract_from_results(read_results_folder(folder)).modality_order == ("t1", "t1ce", "adc", "dwib1000")
+
+
 def test_all_folds_are_found_and_named_folds_are_kept_in_order(tmp_path):
     folder = _with_checkpoints(write_results_folder(tmp_path, plans(), dataset(), folds=(0, 1, 3)), (0, 1, 3))
     assert list(read_results_folder(folder).checkpoints) == [0, 1, 3]
@@ -55,7 +61,7 @@ def test_all_folds_are_found_and_named_folds_are_kept_in_order(tmp_path):
     ("missing fold", "no fold_4 folder"),
     ("missing checkpoint", "fold_0/checkpoint_final.pth: missing"),
     ("unknown normalisation", "normalisation scheme 'FancyNormalization' is not supported"),
-    ("unmappable channel", "channel 2 ('ADC') is not a BraTS modality"),
+    ("unmappable channel", "channel 2 ('Seg'): 'seg' cannot name an input channel"),
     ("not BraTS labels", "do not name the BraTS tissues"),
 ])
 def test_bad_results_folders_are_refused_in_one_line(tmp_path, damage, message):
@@ -71,7 +77,7 @@ def test_bad_results_folders_are_refused_in_one_line(tmp_path, damage, message):
     elif damage == "unknown normalisation":
         plans_dict = plans(schemes=("FancyNormalization",) * 4)
     elif damage == "unmappable channel":
-        dataset_dict = dataset(channel_names=("T1", "T1ce", "ADC", "Flair"))
+        dataset_dict = dataset(channel_names=("T1", "T1ce", "Seg", "Flair"))
     elif damage == "not BraTS labels":
         dataset_dict = {**dataset(regions=False), "labels": {"background": 0, "liver": 1, "tumour": 2, "cyst": 3}}
     folder = write_results_folder(tmp_path, plans_dict, dataset_dict, folds, name)
@@ -91,9 +97,11 @@ def test_channel_option_overrides_names_and_refuses_typos():
     names = {"0": "a", "1": "b", "2": "c", "3": "d"}
     override = parse_channel_option("0=t1,1=t1ce,2=t2,3=flair")
     assert modalities_for_channels(names, override) == ("t1", "t1ce", "t2", "flair")
-    with pytest.raises(BratsxError, match="not INDEX=MODALITY"):
-        parse_channel_option("0=adc")
-    with pytest.raises(BratsxError, match="two channels map to one modality"):
+    assert parse_channel_option("0=T1Gd,1=ADC") == {0: "t1ce", 1: "adc"}  # another image keeps its own name
+    for typo in ("x=t1", "0=", "0=seg"):
+        with pytest.raises(BratsxError, match="--channels"):
+            parse_channel_option(typo)
+    with pytest.raises(BratsxError, match="two channels map to one image"):
         modalities_for_channels({"0": "t1", "1": "T1"})
     with pytest.raises(BratsxError, match="names channel 5"):
         modalities_for_channels(names, {5: Modality.T1})

@@ -105,3 +105,14 @@ def test_real_cases_are_drawn(tmp_path, folder):
     assert images.error is None and images.figure.stat().st_size > 10_000
     with Image.open(images.figure) as picture:
         assert picture.width > 200 and picture.height > 400
+
+
+def test_a_background_is_its_own_modality_from_a_case_found_for_it_alone(tmp_path):
+    from casefiles import write_msd_case
+
+    from bratsx.labels import Modality
+
+    write_msd_case(tmp_path / "msd", "BRATS_001")  # one 4D file: the frame is picked by the modality
+    [case] = discover_cases(tmp_path / "msd", channels=("t2",))
+    volumes = load_volumes(case, None, RenderOptions(background=Modality.T2))
+    assert float(volumes.background.max()) == 40  # casefiles' T2 code

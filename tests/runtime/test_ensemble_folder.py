@@ -42,3 +42,15 @@ class _RawLogits(_Constant):
 def test_members_returning_logits_give_their_mean_logits():
     averaged = AveragedBackend([_RawLogits(30.0), _RawLogits(-10.0)], OutputMode.REGIONS, activated=False)
     np.testing.assert_allclose(averaged.run(np.zeros((1, 4, 4, 4, 4), np.float32)), 10.0)
+
+
+def test_models_taking_other_input_channels_cannot_be_an_ensemble():
+    from dataclasses import replace
+
+    from bratsx.contract import ModelContract, ensemble_differences
+
+    brats = ModelContract(patch_size=(16, 16, 16), output_mode=OutputMode.REGIONS, network={})
+    assert ensemble_differences([brats, replace(brats)]) == []
+    with_adc = replace(brats, modality_order=("t1ce", "adc"))
+    assert ensemble_differences([brats, with_adc]) == ["input channels"]
+    assert ensemble_differences([brats, replace(with_adc, patch_size=(8, 8, 8))]) == ["patch size", "input channels"]

@@ -9,6 +9,7 @@ from nnunet_plans import dataset, plans
 from bratsx.importers.nnunet_folder import NnunetResults, contract_from_results
 from bratsx.runtime.model_grid import (
     logits_on_case_grid,
+    model_channels,
     model_labels_from_regions,
     prepare_on_model_grid,
     raw_segmentation,
@@ -150,3 +151,13 @@ def test_model_labels_are_refused_for_a_model_without_its_own_label_set(tmp_path
     assert result.exit_code == 2
     assert "--labels model: this model has no labels of its own" in result.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.nii.gz"))
+
+
+def test_model_channels_are_picked_by_name_in_the_models_order():
+    contract = _contract(plans(schemes=("ZScoreNormalization",) * 2, use_mask=(True,) * 2),
+                         dataset(channel_names=("ADC", "T1ce")))
+    image = np.arange(3 * 2 * 2 * 2, dtype=np.float32).reshape(3, 2, 2, 2)
+    picked = model_channels(image, contract, ("t1ce", "flair", "adc"))
+    assert np.array_equal(picked, image[[2, 0]])
+    with pytest.raises(ValueError, match="not the model's adc"):
+        model_channels(image[:2], contract, ("t1ce", "flair"))

@@ -5,7 +5,9 @@ nnU-Net's own pipeline, with its default planner (so ``3d_fullres`` is what nnU-
 PlainConvUNet with 32-320 features and 128^3 patches for BraTS), on the 16 cases in ``../shared/data/brats2018``
 written in nnU-Net's raw format as BraTS region datasets are (Dataset137's label conversion: edema 1, necrosis 2,
 enhancing 3; regions WT [1, 2, 3], TC [2, 3], ET [3]; channels T1, T1ce, T2, FLAIR). Fold 0 is bratsx's own split
-(``benchmarks/brats2018_split.json``: 13 training, 3 held-out cases), written as ``splits_final.json``.
+(``benchmarks/brats2018_split.json``: 13 training, 3 held-out cases); fold 1 (``--fold 1``, trained after fold 0 into
+the same results folder, so that an import can average both as nnU-Net does) holds out the last 3 of fold 0's
+training cases and trains on the other 13; both are written as ``splits_final.json``.
 
 Training is short, because this is a 2-core CPU: ``--epochs`` x ``--iterations`` steps of nnU-Net's own trainer
 (its loss, augmentation, SGD with poly schedule and learning rate), with CPU bf16 autocast (nnU-Net turns autocast
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=20, help="training iterations per epoch")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--fold", type=int, choices=(0, 1), default=0, help="which fold of splits_final.json")
     parser.add_argument("--out", type=Path, required=True, help="the report (JSON)")
     args = parser.parse_args()
     root = args.root.expanduser().resolve()
@@ -97,7 +100,9 @@ def main() -> None:
         extract_fingerprint_dataset(DATASET_ID, num_processes=args.threads, check_dataset_integrity=True)
         plan_experiment_dataset(DATASET_ID)
         preprocess_dataset(DATASET_ID, configurations=("3d_fullres",), num_processes=(args.threads,))
-    (preprocessed / "splits_final.json").write_text(json.dumps([{"train": split["train"], "val": split["val"]}]))
+    splits = [{"train": split["train"], "val": split["val"]},
+              {"train": split["train"][:-3] + split["val"], "val": split["train"][-3:]}]
+    (preprocessed / "splits_final.json").write_text(json.dumps(splits))
     prepared = time.time()
 
     torch.set_num_threads(args.threads)
@@ -106,7 +111,7 @@ def main() -> None:
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text()) | {"continue_training": False}
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
     torch.manual_seed(0)
-    trainer = trainer_module.nnUNetTrainer(plans=plans, configuration="3d_fullres", fold=0,
+    trainer = trainer_module.nnUNetTrainer(plans=plans, configuration="3d_fullres", fold=args.fold,
                                            dataset_json=dataset_json, device=torch.device("cpu"))
     trainer.num_epochs, trainer.num_iterations_per_epoch = args.epochs, args.iterations
     trainer.num_val_iterations_per_epoch = 2
@@ -116,7 +121,8 @@ def main() -> None:
     configuration = plans["configurations"]["3d_fullres"]
     logged = trainer.logger.local_logger.my_fantastic_logging
     report = {
-        "command": " ".join(sys.argv), "root": str(root), "dataset": DATASET, "split": split,
+        "command": " ".join(sys.argv), "root": str(root), "dataset": DATASET, "fold": args.fold,
+        "split": splits[args.fold],
         "plans_3d_fullres": {key: configuration[key] for key in ("patch_size", "batch_size", "spacing")}
         | {"network": configuration["architecture"]["network_class_name"],
            "features_per_stage": configuration["architecture"]["arch_kwargs"]["features_per_stage"]},

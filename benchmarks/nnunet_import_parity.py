@@ -10,8 +10,11 @@ decision: ``undecided_by_nnunet``), so a Dice below 1 says whether it is nnU-Net
 Seconds per case are wall times on this
 machine, both runs in one process, one after the other. Settings are fold sets (``--folds all,0``: every fold
 averaged, then fold 0 alone) times mirroring (``--mirroring off,on``); ``--mirroring-cases`` caps the cases run with
-mirroring (8 passes per tile: nnU-Net's mirrored prediction of a real volume takes minutes on a small CPU). The
-report is rewritten after every row, so a run stopped early keeps what it measured.
+mirroring (8 passes per tile: nnU-Net's mirrored prediction of a real volume takes minutes on a small CPU).
+``--nnunet-float32`` also runs nnU-Net's predictor with its sums in float32 (``nnunet_sums_in_float32``: its logit
+and weight buffers and its Gaussian, float16 in stock nnU-Net) and records both tools' Dice against that run: what
+stock nnU-Net's own rounding moves, beside what bratsx differs by. The report is rewritten after every row, so a
+run stopped early keeps what it measured.
 
     python benchmarks/nnunet_import_parity.py --fixtures DIR --cases ../shared/data/brats2018 --n 2 \
         --folds all,0 --mirroring off,on --mirroring-cases 1 --out benchmarks/results/nnunet_import_parity-DATE.json
@@ -39,6 +42,7 @@ from bratsx.bench.machine import machine_info  # noqa: E402
 from bratsx.bench.nnunet_reference import (  # noqa: E402
     nnunet_results_predictor,
     nnunet_segment_case,
+    nnunet_sums_in_float32,
     undecided_by_nnunet,
 )
 from bratsx.cases import discover_cases  # noqa: E402
@@ -56,8 +60,13 @@ def _regions_dice(ours: np.ndarray, theirs: np.ndarray) -> list[float]:
     return [round(dice(ours[i], theirs[i]), 6) for i in range(3)]
 
 
+def _nnunet_regions(folder: Path, case, regions) -> np.ndarray:
+    raw, _ = read_label_file(folder / f"{case.case_id}.nii.gz", case.case_id)
+    return np.stack([np.isin(raw, values) for values in regions])
+
+
 def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, ...] | None, mirroring: bool,
-            scratch: Path, on_row) -> None:
+            scratch: Path, on_row, float32: bool = False) -> None:
     """One row per (dataset, backend, case) for one setting: Dice per region and both tools' seconds."""
     for dataset in DATASETS:
         results = results_folder(fixtures, dataset)
@@ -71,14 +80,20 @@ def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, 
         predictor = nnunet_results_predictor(results, folds, mirroring=mirroring)
         nnunet_out = scratch / f"{setting}-{mirroring}-nnunet"
         nnunet_out.mkdir()
+        float32_out = scratch / f"{setting}-{mirroring}-nnunet-float32"
+        float32_out.mkdir()
         opened = {backend: open_model(model, backend) for backend in backends}
         contract = opened[backends[0]].contract
         for case in cases:
             load = os.getloadavg()[0]
             probabilities_file = nnunet_out / f"{case.case_id}-probabilities.npy"
             seconds = nnunet_segment_case(predictor, case, nnunet_out, contract.modality_order, probabilities_file)
-            raw, _ = read_label_file(nnunet_out / f"{case.case_id}.nii.gz", case.case_id)
-            theirs = np.stack([np.isin(raw, values) for values in contract.model_labels["regions"]])
+            theirs = _nnunet_regions(nnunet_out, case, contract.model_labels["regions"])
+            wide = None
+            if float32:
+                with nnunet_sums_in_float32():
+                    seconds_float32 = nnunet_segment_case(predictor, case, float32_out, contract.modality_order)
+                wide = _nnunet_regions(float32_out, case, contract.model_labels["regions"])
             undecided = undecided_by_nnunet(np.load(probabilities_file), contract.output_mode is OutputMode.REGIONS)
             probabilities_file.unlink()
             for backend, model_open in opened.items():
@@ -91,6 +106,11 @@ def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, 
                 ours_labels, _ = read_label_file(path, case.case_id)
                 ours = regions_from_labels(ours_labels, result.convention)
                 differing = (ours != theirs).any(axis=0)
+                against_float32 = {} if wide is None else {
+                    "dice_wt_tc_et_vs_nnunet_float32_sums": _regions_dice(ours, wide),
+                    "voxels_differing_vs_nnunet_float32_sums": int((ours != wide).any(axis=0).sum()),
+                    "nnunet_stock_dice_wt_tc_et_vs_float32_sums": _regions_dice(theirs, wide),
+                    "seconds_nnunet_float32_sums": round(sum(seconds_float32.values()), 2)}
                 on_row({"dataset": dataset.folder, "backend": backend, "case": case.case_id,
                         "folds": list(contract.source["folds"]), "mirroring": mirroring,
                         "dice_wt_tc_et": _regions_dice(ours, theirs),
@@ -101,7 +121,7 @@ def measure(fixtures: Path, cases: list, backends: list[str], folds: tuple[int, 
                         "seconds_nnunet_stages": {k: round(v, 2) for k, v in seconds.items()},
                         "seconds_bratsx": round(bratsx_seconds, 2), "seconds_bratsx_stages":
                         {k: round(v, 2) for k, v in result.seconds.items()},
-                        "import_seconds": round(import_seconds, 1),
+                        "import_seconds": round(import_seconds, 1), **against_float32,
                         "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)]})
         for model_open in opened.values():
             model_open.close()
@@ -120,6 +140,8 @@ def main() -> None:
     parser.add_argument("--folds", default="all", help="fold sets, e.g. all,0 (or 0+1)")
     parser.add_argument("--mirroring", default="off", help="off, on, or off,on")
     parser.add_argument("--mirroring-cases", type=int, default=None, help="at most this many cases with mirroring")
+    parser.add_argument("--nnunet-float32", action="store_true",
+                        help="also compare both tools with nnU-Net's predictor summing in float32")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     build_fixtures(args.fixtures)
@@ -138,7 +160,8 @@ def main() -> None:
         for mirroring in [m == "on" for m in args.mirroring.split(",")]:
             for folds in _fold_sets(args.folds):
                 chosen = cases[:args.mirroring_cases] if mirroring and args.mirroring_cases else cases
-                measure(args.fixtures, chosen, args.backends.split(","), folds, mirroring, Path(scratch), on_row)
+                measure(args.fixtures, chosen, args.backends.split(","), folds, mirroring, Path(scratch), on_row,
+                        args.nnunet_float32)
 
 
 if __name__ == "__main__":

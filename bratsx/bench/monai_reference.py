@@ -93,8 +93,10 @@ class BundleReference:
     device: str = "cpu"
 
 
-def open_bundle_reference(bundle_dir: Path | str, device: str = "cpu") -> BundleReference:
-    """Open a MONAI bundle the way its own inference config runs it (needs torch and monai).
+def open_bundle_reference(bundle_dir: Path | str, device: str = "cpu",
+                          channels: tuple[str, ...] | None = None) -> BundleReference:
+    """Open a MONAI bundle the way its own inference config runs it (needs torch and monai); ``channels``: the
+    image of each input channel, as the import named them (``None``: by the metadata's ``channel_def``).
 
     Raises:
         BratsxError: as :func:`bratsx.importers.monai_bundle.read_bundle_folder`.
@@ -115,7 +117,7 @@ def open_bundle_reference(bundle_dir: Path | str, device: str = "cpu") -> Bundle
     network = network.to(torch.device(device)).eval()
     postprocessing = [t for t in parser.get_parsed_content("postprocessing").transforms
                       if not isinstance(t, SaveImaged)]  # the label map is written beside the other peers' outputs
-    modalities = modalities_for_channels(bundle_channel_def(bundle.metadata, "inputs", str(bundle.config)))
+    modalities = channels or modalities_for_channels(bundle_channel_def(bundle.metadata, "inputs", str(bundle.config)))
     return BundleReference(network, parser.get_parsed_content("preprocessing"), parser.get_parsed_content("inferer"),
                            postprocessing, modalities, device)
 

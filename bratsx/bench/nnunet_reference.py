@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,8 @@ from ..printed import printed_to_debug_log
 from .peer_labels import peer_convention
 
 __all__ = ["NNUNET_CONFIGURATION", "NNUNET_PROBABILITY_NOISE", "nnunet_dataset_json", "nnunet_plans",
-           "nnunet_predictor", "nnunet_results_predictor", "nnunet_segment_case", "nnunet_tile_count",
-           "undecided_by_nnunet"]
+           "nnunet_predictor", "nnunet_results_predictor", "nnunet_segment_case", "nnunet_sums_in_float32",
+           "nnunet_tile_count", "undecided_by_nnunet"]
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +240,35 @@ def undecided_by_nnunet(probabilities: np.ndarray, regions: bool,
         return (np.abs(probabilities - 0.5) < tolerance).any(axis=0)
     ranked = np.sort(probabilities, axis=0)
     return ranked[-1] - ranked[-2] < 2 * tolerance
+
+
+@contextmanager
+def nnunet_sums_in_float32() -> Iterator[None]:
+    """nnU-Net's sliding window with its sums in float32, while the block runs.
+
+    ``nnUNetPredictor`` accumulates the Gaussian-weighted logits and the weights in float16 buffers (``torch.half``,
+    whatever the network's precision) and rounds its Gaussian to float16. Here both buffers and the Gaussian are
+    float32 (``torch.zeros`` asked for ``torch.half`` gives float32; its ``compute_gaussian`` is asked for
+    float32), and nothing else changes: how far bratsx is from *this* run, against how far stock nnU-Net is from it,
+    tells nnU-Net's rounding from a real difference. For measurements only: ``torch.zeros`` is swapped for the whole
+    process while the block runs.
+    """
+    import torch
+    from nnunetv2.inference import predict_from_raw_data
+
+    zeros, gaussian = torch.zeros, predict_from_raw_data.compute_gaussian
+
+    def zeros_float32(*size: Any, dtype: Any = None, **options: Any) -> Any:
+        return zeros(*size, dtype=torch.float32 if dtype == torch.half else dtype, **options)
+
+    def gaussian_float32(*args: Any, **options: Any) -> Any:
+        return gaussian(*args, **{**options, "dtype": torch.float32})
+
+    torch.zeros, predict_from_raw_data.compute_gaussian = zeros_float32, gaussian_float32
+    try:
+        yield
+    finally:
+        torch.zeros, predict_from_raw_data.compute_gaussian = zeros, gaussian
 
 
 def nnunet_tile_count(predictor, shape: tuple[int, int, int]) -> int:

@@ -116,7 +116,7 @@ def _measure_monai(task: dict[str, Any]) -> dict[str, Any]:
 
     def build() -> Segmenter:
         if task.get("bundle"):
-            reference = open_bundle_reference(task["bundle"], task["device"])
+            reference = open_bundle_reference(task["bundle"], task["device"], tuple(task["channels"]))
             return lambda case, out: bundle_segment_case(reference, case, out)[0]
         trained = _trained(task)
         network = trained.network.to(task["device"]).eval()

@@ -40,6 +40,14 @@ if TYPE_CHECKING:  # the importers import torch; the CLI imports them only when 
 app = typer.Typer(help="Import a model trained elsewhere into a bratsx model folder.", no_args_is_help=True)
 
 
+#: ``--channels`` of both importers.
+ChannelsOption = Annotated[Optional[str], typer.Option(
+    help="Name each input channel's image, e.g. '0=t1,1=t1ce,2=t2,3=flair'; a name that is no BraTS modality (3=adc) "
+         "is read from each case's file of that name (<id>_adc.nii.gz, <id>-adc.nii.gz or adc.nii.gz). [default: "
+         "the model's own channel names: dataset.json's channel_names, the bundle's channel_def]",
+    show_default=False)]
+
+
 def _folds(text: str) -> tuple[int, ...] | None:
     """``"0,1"`` as ``(0, 1)``; ``"all"`` as ``None`` (every fold present)."""
     if text.strip().lower() == "all":
@@ -79,10 +87,7 @@ def nnunet(
     checkpoint: Annotated[str, typer.Option(help="Checkpoint file in each fold folder.")] = DEFAULT_CHECKPOINT,
     name: Annotated[Optional[str], typer.Option(
         help="Model folder name under WORKSPACE/models. [default: DATASET-CONFIGURATION]", show_default=False)] = None,
-    channels: Annotated[Optional[str], typer.Option(
-        help="Name each input channel's image, e.g. '0=t1,1=t1ce,2=t2,3=flair'; a name that is no BraTS modality "
-             "(3=adc) is read from each case's file of that name (<id>_adc.nii.gz, <id>-adc.nii.gz or adc.nii.gz). "
-             "[default: from dataset.json's channel_names]", show_default=False)] = None,
+    channels: ChannelsOption = None,
     fp16: Fp16Option = False,
     trt: TrtOption = False,
     int8: Int8Option = False,
@@ -128,6 +133,7 @@ def monai_bundle(
         help="Axis codes of the arrays the network was trained on, for a bundle without Orientationd (it feeds "
              "files as stored; BraTS files are LPS). [default: the bundle's Orientationd]", show_default=False)
                            ] = None,
+    channels: ChannelsOption = None,
     fp16: Fp16Option = False,
     int8: Int8Option = False,
     calib_dir: CalibDirOption = None,
@@ -144,10 +150,12 @@ def monai_bundle(
     segment as the bundle does. A setting bratsx cannot reproduce is refused, named, and nothing is written. The
     folder becomes the workspace's default model.
     """
+    from ..importers.channels import parse_channel_option
     from ..importers.monai_bundle import import_monai_bundle
 
     export = ExportOptions(fp16=fp16, int8=int8, calibration_dir=calib_dir, calibration_cases=calib_cases,
                            int8_gate_dir=int8_gate_dir, int8_method=int8_method.value, int8_keep_ends=int8_keep_ends)
-    options = MonaiBundleImport(orientation=orientation, export=export)
+    options = MonaiBundleImport(orientation=orientation, export=export,
+                                channels=parse_channel_option(channels) if channels else None)
     _import_into_workspace(bundle, name or bundle.resolve().name, workspace,
                            lambda out, on_step: import_monai_bundle(bundle, out, options, on_step=on_step))

@@ -209,7 +209,7 @@ def import_monai_bundle(bundle_dir: Path | str, out_dir: Path, options: MonaiBun
     bundle = read_bundle_folder(bundle_dir)
     metadata_file = str(bundle.path / "configs" / "metadata.json")
     modalities = modalities_for_channels(bundle_channel_def(bundle.metadata, "inputs", metadata_file),
-                                         where=metadata_file)
+                                         options.channels, where=metadata_file)
     regions = regions_for_channels(bundle_channel_def(bundle.metadata, "outputs", metadata_file), metadata_file)
     parser = ConfigParser()
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..export.options import ExportOptions
-from ..labels import Modality
 
 __all__ = ["DEFAULT_CHECKPOINT", "MonaiBundleImport", "NnunetImport"]
 
@@ -27,7 +26,7 @@ class NnunetImport:
 
     folds: tuple[int, ...] | None = None
     checkpoint: str = DEFAULT_CHECKPOINT
-    channels: dict[int, Modality] | None = None
+    channels: dict[int, str] | None = None
     export: ExportOptions = field(default_factory=ExportOptions)
 
 
@@ -40,7 +39,9 @@ class MonaiBundleImport:
             preprocessing has no ``Orientationd`` (its network then sees each file's stored axes; BraTS files are
             stored ``LPS``); ``None``: the bundle's ``Orientationd`` says it, and a bundle without one is refused.
         export: fp16 / int8, as ``bratsx export``.
+        channels: the user's channel mapping over the metadata's ``channel_def`` names.
     """
 
     orientation: str | None = None
     export: ExportOptions = field(default_factory=ExportOptions)
+    channels: dict[int, str] | None = None

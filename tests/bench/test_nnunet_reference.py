@@ -99,3 +99,20 @@ def test_a_case_not_stored_lps_is_refused(tmp_path, sharp):
     predictor = nnunet_predictor(trained.network, trained.contract)
     with pytest.raises(BratsxError, match="stored RAS"):
         nnunet_segment_case(predictor, ras, tmp_path)
+
+
+def test_nnunet_sums_in_float32_change_only_its_buffers_and_only_inside_the_block(case, sharp):
+    from bratsx.bench.nnunet_reference import nnunet_sums_in_float32
+
+    trained = model_from_checkpoint(sharp)
+    predictor = nnunet_predictor(trained.network, trained.contract)
+    ready = prepare_case(case, trained.contract).ready
+    image = torch.from_numpy(np.ascontiguousarray(ready.image))
+    stock = predictor.predict_sliding_window_return_logits(image)
+    with nnunet_sums_in_float32():
+        wide = predictor.predict_sliding_window_return_logits(image)
+    assert stock.dtype == torch.half and wide.dtype == torch.float32
+    assert torch.zeros(1, dtype=torch.half).dtype == torch.half  # restored
+    difference = (wide - stock.float()).abs()
+    inner = difference[:, 2:-2, 2:-2, 2:-2].max().item()  # the faces: only tile edges, fp16 weights underflow there
+    assert 0 < inner < 1e-2 * wide.abs().max().item()  # the same prediction, without fp16's rounding

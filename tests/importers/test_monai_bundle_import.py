@@ -241,13 +241,13 @@ def test_bench_refuses_torch_rows_on_an_imported_bundle(bundle, tmp_path):
         run_bench(BenchConfig(backends=("ort", "torch"), model=folder, compare=("monai",)))
 
 
-def test_cli_passes_the_int8_calibration_and_gate_options_to_the_importer(bundle, tmp_path, monkeypatch):
+def test_cli_passes_the_int8_and_channel_options_to_the_importer(bundle, tmp_path, monkeypatch):
     import bratsx.importers.monai_bundle as importer
 
     seen = {}
 
     def record(source, out, options, on_step=None):
-        seen["export"] = options.export
+        seen["export"], seen["channels"] = options.export, options.channels
         raise BratsxError("recorded")  # nothing is written
 
     monkeypatch.setattr(importer, "import_monai_bundle", record)
@@ -255,8 +255,10 @@ def test_cli_passes_the_int8_calibration_and_gate_options_to_the_importer(bundle
     calibration.mkdir(), held_out.mkdir()
     result = CliRunner().invoke(app, ["import", "monai-bundle", str(bundle), "--int8", "--calib-dir", str(calibration),
                                       "--calib-cases", "3", "--int8-gate-dir", str(held_out), "--int8-method",
-                                      "accuracy-control", "--no-int8-keep-ends", "-w", str(tmp_path / "ws")])
+                                      "accuracy-control", "--no-int8-keep-ends", "--channels", "3=ADC",
+                                      "-w", str(tmp_path / "ws")])
     assert result.exit_code != 0 and "recorded" in result.output
     export = seen["export"]
     assert (export.int8, export.calibration_dir, export.calibration_cases) == (True, calibration, 3)
     assert (export.int8_gate_dir, export.int8_method, export.int8_keep_ends) == (held_out, "accuracy-control", False)
+    assert seen["channels"] == {3: "adc"}

@@ -198,6 +198,11 @@ class ModelContract:
         values["channel_names"] = list(self.channel_names)
         return values
 
+    @property
+    def other_channels(self) -> tuple[str, ...]:
+        """The input channels that are no BraTS modality (an ADC map): what synthetic cases and web uploads lack."""
+        return tuple(c for c in self.modality_order if c not in BRATS_CHANNELS)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelContract:
         """Inverse of :meth:`to_dict` (derived keys such as ``channel_names`` are ignored)."""

@@ -23,7 +23,7 @@ from ..cases import Case, discover_cases
 from ..contract import ModelContract
 from ..errors import BratsxError
 from ..extras import optional_import
-from ..labels import BRATS_CHANNELS, REGION_ORDER
+from ..labels import REGION_ORDER
 from ..metrics import dice
 from ..runtime.backends import Backend
 from ..runtime.runner import Runner
@@ -123,10 +123,9 @@ def calibration_cases(
         if not cases:
             raise BratsxError(f"{calibration_dir}: no readable case to calibrate on")
         return cases
-    others = [c.upper() for c in contract.modality_order if c not in BRATS_CHANNELS]
-    if others:
-        raise BratsxError(f"the model takes {', '.join(others)}, which synthetic cases do not have; give real cases "
-                          "with --calib-dir")
+    if contract.other_channels:
+        raise BratsxError(f"the model takes {', '.join(contract.other_channels).upper()}, which synthetic cases do "
+                          "not have; give real cases with --calib-dir")
     shape = tuple(max(int(p * 1.5), 96) for p in reversed(contract.patch_size))  # synth takes (x, y, z)
     write_synthetic_dataset(scratch, count, shape, seed=seed)
     return discover_cases(scratch)

@@ -218,16 +218,17 @@ def prepare_case(case: Case, contract: ModelContract, labels: LabelConvention | 
     Raises:
         CaseError: the images cannot be used.
     """
+    missing = [channel.upper() for channel in contract.modality_order if channel not in case.images]
+    if missing and all(isinstance(p, LabelError) for p in case.problems):
+        # found for other channels than the model's (when found for the model's, load_case names the missing file)
+        raise CaseError(case.case_id, f"the model takes {', '.join(missing)}, and the case has no {missing[0]} image",
+                        case.folder)
     started = time.perf_counter()
     label_error = None
     try:
         loaded = load_case(case, with_label=case.label is not None, convention=labels)
     except LabelError as error:
         loaded, label_error = load_case(case, with_label=False), str(error)
-    missing = [channel.upper() for channel in contract.modality_order if channel not in loaded.channels]
-    if missing:  # found for other channels than the model's (discovery given the model's records it at once)
-        raise CaseError(case.case_id, f"the model takes {', '.join(missing)}, and the case has no {missing[0]} image",
-                        case.folder)
     loaded_at = time.perf_counter()
     ready = prepare_on_model_grid(loaded.image, loaded.geometry.canonical_spacing, contract, loaded.channels)
     seconds = {"load": loaded_at - started, "preprocess": time.perf_counter() - loaded_at}

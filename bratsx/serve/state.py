@@ -24,7 +24,6 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BratsxError
-from ..labels import BRATS_CHANNELS
 from ..runtime.backends import BackendName
 from ..runtime.ensemble import ModelSpec
 from ..runtime.runner import Runner, RunnerSpec
@@ -133,11 +132,11 @@ class AppState:
         if settings.model:
             spec = RunnerSpec(ModelSpec(paths=(settings.model,), backend=BackendName(settings.backend).value))
             model = RunnerPool.open(spec, settings.jobs_per_model, settings.threads)
-            others = [c.upper() for c in model.runners[0].contract.modality_order if c not in BRATS_CHANNELS]
+            others = model.runners[0].contract.other_channels
             if others:  # uploads are FLAIR, T1, T1ce and T2 (and a segmentation): say so before a page is served
                 model.close()
-                raise BratsxError(f"{settings.model}: the model takes {', '.join(others)}, and the web app uploads "
-                                  "FLAIR, T1, T1ce and T2 only; segment such cases with bratsx infer")
+                raise BratsxError(f"{settings.model}: the model takes {', '.join(others).upper()}, and the web app "
+                                  "uploads FLAIR, T1, T1ce and T2 only; segment such cases with bratsx infer")
         try:
             if settings.data_dir is not None:
                 settings.data_dir.mkdir(parents=True, exist_ok=True)

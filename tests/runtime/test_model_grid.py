@@ -161,3 +161,18 @@ def test_model_channels_are_picked_by_name_in_the_models_order():
     assert np.array_equal(picked, image[[2, 0]])
     with pytest.raises(ValueError, match="not the model's adc"):
         model_channels(image[:2], contract, ("t1ce", "flair"))
+
+
+def test_a_case_found_without_the_models_channel_is_refused_before_loading(tmp_path):
+    from dataclasses import replace
+
+    from bratsx.cases import discover_cases
+    from bratsx.errors import CaseError
+    from bratsx.runtime.segment import prepare_case
+    from bratsx.synth import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path, cases=1, shape=(20, 20, 16))
+    [case] = discover_cases(tmp_path)  # the four BraTS files, found for no particular model
+    contract = replace(_contract(plans(), dataset()), modality_order=("t1ce", "adc"))
+    with pytest.raises(CaseError, match="the model takes ADC, and the case has no ADC image"):
+        prepare_case(replace(case, images={**case.images, "flair": tmp_path / "gone.nii.gz"}), contract)
